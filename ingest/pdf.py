@@ -1,0 +1,136 @@
+"""PyMuPDF, in one place: sniff the file type, open PDFs and images (passwords, limits), read each page's
+size, words (text layer) and render it (encoder image, OCR image). Runs inside the reader worker."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pymupdf
+
+from schemas.coords import bbox_from_points
+from schemas.documents import Word
+from schemas.errors import (
+    EmptyDocument,
+    InvalidDocument,
+    PasswordRequired,
+    TooLarge,
+    UnsupportedType,
+    WrongPassword,
+)
+
+Kind = Literal["pdf", "image"]
+IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+# Files that are clearly something else: reported as unsupported rather than tried as a PDF.
+OTHER_SUFFIXES = {".txt", ".md", ".json", ".jsonl", ".csv", ".html", ".htm", ".xml", ".doc", ".docx", ".xls",
+                  ".xlsx", ".ppt", ".pptx", ".odt", ".zip", ".gz", ".tar", ".py", ".rst", ".gif", ".bmp",
+                  ".webp", ".svg", ".epub", ".mp3", ".mp4"}
+SUPPORTED = "PDF, PNG, JPEG or TIFF"
+
+pymupdf.TOOLS.mupdf_display_errors(False)
+pymupdf.TOOLS.mupdf_display_warnings(False)
+
+
+def sniff_kind(path: Path) -> Kind:
+    """PDF or image by content (first KiB), falling back on the suffix. Raises UnsupportedType."""
+    with path.open("rb") as f:
+        head = f.read(1024)
+    if b"%PDF" in head:
+        return "pdf"
+    for magic in IMAGE_TYPES:
+        if head.startswith(magic):
+            return "image"
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in OTHER_SUFFIXES or not head:
+        what = "an empty file" if not head else f"a '{suffix}' file"
+        raise UnsupportedType(f"{path.name} is {what}, not a {SUPPORTED}; convert it to PDF first")
+    return "pdf"  # no header and an unknown suffix: let the PDF parser try to recover it
+
+
+def open_document(path: Path, kind: Kind, password: str | None, max_pages: int) -> pymupdf.Document:
+    """Open a PDF or image (as a one-page document), authenticate and check the page count.
+
+    Raises PasswordRequired / WrongPassword / InvalidDocument / EmptyDocument / TooLarge.
+    """
+    try:
+        doc = pymupdf.open(str(path), filetype="pdf" if kind == "pdf" else None)
+    except Exception as e:
+        raise InvalidDocument(f"{path.name} is not a readable {kind.upper()} ({_why(e)}); "
+                              "it cannot be recovered — check the source or re-export it") from e
+    if doc.needs_pass:
+        if not password:
+            raise PasswordRequired(f"{path.name} is password protected; pass the password with --password")
+        if not doc.authenticate(password):
+            raise WrongPassword(f"the password given does not open {path.name}; check it and retry")
+    try:
+        n = doc.page_count
+    except Exception as e:
+        raise InvalidDocument(f"{path.name}: the page tree cannot be read ({_why(e)})") from e
+    if n == 0:
+        raise EmptyDocument(f"{path.name} has no pages; nothing to ingest")
+    if n > max_pages:
+        raise TooLarge(f"{path.name} has {n} pages, over the limit of {max_pages}; "
+                       "split it or raise PAGELENS_INGEST__MAX_PAGES")
+    return doc
+
+
+def _why(e: Exception) -> str:
+    msg = str(e).strip() or e.__class__.__name__
+    return msg[:200]
+
+
+@dataclass
+class PageRead:
+    """What the reader gets from one page. Sizes in points (displayed), images RGB uint8 HxWx3."""
+
+    page_no: int
+    width_pt: float
+    height_pt: float
+    rotation: int
+    words: list[Word]
+    error: str | None = None
+
+
+def page_geometry(page: pymupdf.Page) -> tuple[float, float, int]:
+    r = page.rect
+    return float(r.width), float(r.height), int(page.rotation)
+
+
+def text_words(page: pymupdf.Page) -> list[Word]:
+    """Text-layer words with boxes in the BBox contract (rotation applied, fractions of the displayed page)."""
+    w, h, _ = page_geometry(page)
+    if w <= 0 or h <= 0:
+        return []
+    m = tuple(page.rotation_matrix)
+    out = []
+    for x0, y0, x1, y1, text, *_ in page.get_text("words", sort=True):
+        text = text.strip()
+        if not text:
+            continue
+        box = bbox_from_points((x0, y0, x1, y1), m, w, h)  # type: ignore[arg-type]
+        if box is not None:
+            out.append(Word(text=text, bbox=box, confidence=1.0, source="text_layer"))
+    return out
+
+
+def render(page: pymupdf.Page, dpi: float, max_pixels: int) -> np.ndarray:
+    """Render the displayed page to RGB uint8 (H, W, 3) at ``dpi``, scaled down to at most ``max_pixels``."""
+    w, h, _ = page_geometry(page)
+    zoom = dpi / 72.0
+    px = (w * zoom) * (h * zoom)
+    if px > max_pixels:
+        zoom *= math.sqrt(max_pixels / px)
+    zoom = max(zoom, 1e-3)
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+    arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
+    return arr[:, :, :3].copy()
+
+
+def library_version() -> str:
+    return f"pymupdf-{pymupdf.VersionBind}"

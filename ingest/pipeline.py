@@ -1,0 +1,305 @@
+"""The ingest pipeline: plan each file from its content hash and recorded stages, read what is needed in the
+reader workers, then write vectors and catalog rows — vectors first, the document marked complete last, so a
+killed run leaves only ``partial`` documents, which the next run cleans up or redoes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ingest import pdf
+from ingest.ocr import engine_version
+from ingest.reader import PageOut, ReadEvent, ReadJob, ReaderPool, ReadOptions
+from schemas.documents import Page
+from schemas.errors import InputError, ModelUnavailable, PageLensError, TooLarge
+from schemas.ids import doc_id_of_file, point_id
+from schemas.results import ErrorInfo, FileOutcome, IngestReport
+from schemas.settings import Settings
+from store import bm25
+from store.catalog import Catalog, PageRecord
+from store.files import FileStore
+from store.vectors import PagePoint, VectorIndex
+from vlm.siglip import SiglipEncoder
+
+log = logging.getLogger(__name__)
+
+EncoderProvider = Callable[[], SiglipEncoder]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after each file event and page batch. ``pages_total`` counts pages of files opened so far."""
+
+    files_total: int
+    files_done: int
+    pages_done: int
+    pages_total: int
+    current: str
+    notice: str | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class _Plan:
+    path: Path
+    doc_id: str
+    kind: Literal["pdf", "image"]
+    mode: Literal["full", "render"]
+    previously_complete: bool
+    started: float = field(default_factory=time.perf_counter)
+    pages: int = 0
+    opened: bool = False
+    page_count: int = 0
+    embedded: bool = True  # every page got an image vector
+    warnings: list[str] = field(default_factory=list)
+
+
+def page_text(words: Sequence[str], caption: str | None = None) -> str:
+    """The text BM25 indexes for a page: its words, then its caption."""
+    text = " ".join(words)
+    return f"{text}\n{caption}" if caption else text
+
+
+class Ingestor:
+    """Ingests files into the catalog, file store and vector index. Build once per process (see app.service)."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, files: FileStore, index: VectorIndex,
+                 encoder: EncoderProvider | None) -> None:
+        self.s = settings
+        self.catalog = catalog
+        self.files = files
+        self.index = index
+        self._encoder_provider = encoder
+        self._encoder: SiglipEncoder | None = None
+        self._encoder_error: str | None = None
+
+    # -- versions ---------------------------------------------------------------------------------
+    def words_version(self) -> str:
+        i = self.s.ingest
+        return f"{pdf.library_version()}+{engine_version()}@{i.ocr_dpi:g}dpi,min{i.ocr_min_words}"
+
+    def embed_version(self) -> str:
+        return f"open_clip:{self.s.encoder.model}@{self.s.ingest.render_dpi:g}dpi"
+
+    def encoder(self) -> SiglipEncoder | None:
+        """The encoder, loaded on first need; None (with ``encoder_error`` set) when it cannot load."""
+        if self._encoder is None and self._encoder_error is None:
+            if self._encoder_provider is None or not self.s.encoder.enabled:
+                self._encoder_error = "the SigLIP encoder is disabled (PAGELENS_ENCODER__ENABLED=false)"
+            else:
+                try:
+                    self._encoder = self._encoder_provider()
+                    self.index.ensure_dense("image", self._encoder.dim)
+                except ModelUnavailable as e:
+                    self._encoder_error = e.message
+        return self._encoder
+
+    @property
+    def encoder_error(self) -> str | None:
+        return self._encoder_error
+
+    # -- reconcile --------------------------------------------------------------------------------
+    def reconcile(self, keep: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+        """Remove what a killed run left behind: documents still ``partial`` (their vectors, pages, row and
+        stored file), except ``keep`` (about to be redone). Returns the doc ids removed."""
+        removed = []
+        for doc_id in self.catalog.partial_documents():
+            if doc_id in keep:
+                continue
+            self.remove(doc_id)
+            removed.append(doc_id)
+        return removed
+
+    def remove(self, doc_id: str) -> None:
+        """Delete a document everywhere: vectors first, then rows, then the stored file."""
+        self.index.delete_document(doc_id)
+        self.index.flush()
+        self.catalog.delete_document(doc_id)
+        self.files.delete(doc_id)
+
+    # -- planning ---------------------------------------------------------------------------------
+    def _plan(self, path: Path, collection: str) -> _Plan | FileOutcome:
+        size = path.stat().st_size
+        limit = self.s.ingest.max_file_mb * 1024 * 1024
+        if size > limit:
+            raise TooLarge(f"{path.name} is {size / 2**20:.0f} MB, over the {self.s.ingest.max_file_mb:g} MB "
+                           "limit; split it or raise PAGELENS_INGEST__MAX_FILE_MB")
+        kind = pdf.sniff_kind(path)
+        doc_id = doc_id_of_file(path)
+        doc = self.catalog.get_document(doc_id)
+        if doc is None or doc.status != "complete" or doc.stages.get("words") != self.words_version() \
+                or doc.stages.get("index") != bm25.VERSION:
+            return _Plan(path, doc_id, kind, "full", previously_complete=False)
+        self.catalog.add_name(doc_id, str(path))
+        moved = doc.collection != collection
+        if moved:
+            self.index.set_collection(doc_id, collection)
+            self.index.flush()
+            self.catalog.set_collection(doc_id, collection)
+        if doc.stages.get("embed") != self.embed_version():
+            return _Plan(path, doc_id, kind, "render", previously_complete=True)
+        return FileOutcome(path=str(path), doc_id=doc_id, status="ingested" if moved else "unchanged",
+                           pages=doc.page_count, pending=doc.pending)
+
+    # -- run --------------------------------------------------------------------------------------
+    def ingest(self, paths: Sequence[Path], *, collection: str | None = None, password: str | None = None,
+               on_progress: ProgressFn | None = None, workers: int = 1) -> IngestReport:
+        """Ingest ``paths`` (files). Never raises for a bad file: each gets its FileOutcome."""
+        t0 = time.perf_counter()
+        coll = collection or self.s.default_collection
+        outcomes: dict[Path, FileOutcome] = {}
+        plans: dict[int, _Plan] = {}
+        jobs: list[ReadJob] = []
+        notice_sent = False
+        aliases: list[tuple[str, Path]] = []
+        pages_done = pages_total = 0
+
+        def report(current: str, notice: str | None = None) -> None:
+            if on_progress:
+                on_progress(Progress(len(paths), len(outcomes), pages_done, pages_total, current, notice))
+
+        for path in paths:
+            try:
+                plan = self._plan(path, coll)
+            except PageLensError as e:
+                outcomes[path] = FileOutcome(path=str(path), doc_id=None, status="failed",
+                                             error=ErrorInfo(code=e.code, message=e.message))
+                report(path.name)
+                continue
+            except OSError as e:
+                outcomes[path] = FileOutcome(path=str(path), doc_id=None, status="failed",
+                                             error=ErrorInfo(code="unreadable_file",
+                                                             message=f"{path} cannot be read: {e.strerror}"))
+                report(path.name)
+                continue
+            if isinstance(plan, FileOutcome):
+                outcomes[path] = plan
+                report(path.name)
+                continue
+            if any(p.doc_id == plan.doc_id for p in plans.values()):  # same bytes twice in one run
+                aliases.append((plan.doc_id, path))
+                continue
+            plans[len(jobs)] = plan
+            jobs.append(ReadJob(job_id=len(jobs), path=path, kind=plan.kind, password=password, mode=plan.mode))
+
+        self.reconcile(keep={p.doc_id for p in plans.values()})
+        encoder = self.encoder() if jobs else None
+        if jobs and encoder is None and not notice_sent:
+            report("", notice=f"Page images are not embedded: {self.encoder_error}")
+            notice_sent = True
+        # render-only jobs with no encoder: the pending stage still cannot run
+        for jid, plan in list(plans.items()):
+            if plan.mode == "render" and encoder is None:
+                doc = self.catalog.get_document(plan.doc_id)
+                outcomes[plan.path] = FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="unchanged",
+                                                  pages=doc.page_count if doc else 0,
+                                                  pending=doc.pending if doc else [])
+                del plans[jid]
+        jobs = [ReadJob(job_id=j.job_id, path=self.files.path_of(plans[j.job_id].doc_id)
+                        if self.files.has(plans[j.job_id].doc_id) else j.path,
+                        kind=j.kind, password=j.password, mode=j.mode, render=encoder is not None)
+                for j in jobs if j.job_id in plans]
+        for plan in plans.values():
+            if plan.mode == "full":
+                self.files.put(plan.doc_id, plan.path)
+
+        i = self.s.ingest
+        opts = ReadOptions(render_dpi=i.render_dpi, ocr_dpi=i.ocr_dpi, max_render_pixels=i.max_render_pixels,
+                           ocr_min_words=i.ocr_min_words, max_pages=i.max_pages, memory_mb=i.worker_memory_mb,
+                           batch_pages=i.batch_pages)
+        pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
+        for ev in pool.run(jobs):
+            plan = plans[ev.job.job_id]
+            t_busy = time.perf_counter()
+            try:
+                if ev.kind == "opened":
+                    plan.page_count = int(ev.payload)
+                    pages_total += plan.page_count
+                    self._opened(plan, coll)
+                elif ev.kind == "pages":
+                    self._pages(plan, ev.payload, coll, encoder)
+                    pages_done += len(ev.payload)
+                elif ev.kind == "done":
+                    outcomes[plan.path] = self._done(plan, coll, encoder)
+                elif ev.kind == "failed":
+                    code, message = ev.payload
+                    outcomes[plan.path] = self._failed(plan, code, message)
+            except PageLensError as e:  # a store error on one file: record it, abandon the file, go on
+                pool_job = ev.job
+                outcomes[plan.path] = self._failed(plan, e.code, e.message)
+                pool.cancel(pool_job)
+            pool.add_busy(time.perf_counter() - t_busy)
+            report(plan.path.name)
+        for doc_id, path in aliases:
+            doc = self.catalog.get_document(doc_id)
+            if doc is not None and doc.status == "complete":
+                self.catalog.add_name(doc_id, str(path))
+            outcomes[path] = FileOutcome(path=str(path), doc_id=doc_id, status="unchanged",
+                                         pages=doc.page_count if doc else 0)
+        ordered = [outcomes[p] for p in paths if p in outcomes]
+        return IngestReport(files=ordered, seconds=time.perf_counter() - t0)
+
+    # -- event handlers ---------------------------------------------------------------------------
+    def _opened(self, plan: _Plan, collection: str) -> None:
+        plan.opened = True
+        if plan.mode == "full":
+            self.catalog.begin_document(doc_id=plan.doc_id, name=str(plan.path), kind=plan.kind,
+                                        collection=collection, size_bytes=plan.path.stat().st_size,
+                                        page_count=plan.page_count)
+
+    def _pages(self, plan: _Plan, batch: list[PageOut], collection: str, encoder: SiglipEncoder | None) -> None:
+        if plan.mode == "full":
+            records = [PageRecord(Page(doc_id=plan.doc_id, page_no=p.page_no, width_pt=p.width_pt,
+                                       height_pt=p.height_pt, rotation=p.rotation, words_source=p.words_source,
+                                       word_count=len(p.words)), p.words) for p in batch]
+        else:
+            records = self.catalog.get_pages([(plan.doc_id, p.page_no) for p in batch])
+            if len(records) != len(batch):
+                raise InputError(f"stored pages of {plan.path.name} are incomplete; delete and re-ingest it")
+        dense: dict[int, list[float]] = {}
+        with_image = [p for p in batch if p.image is not None]
+        if encoder is not None and with_image:
+            emb = encoder.encode_images([p.image for p in with_image])  # type: ignore[misc]
+            dense = {p.page_no: emb[k].tolist() for k, p in enumerate(with_image)}
+        if encoder is not None and len(with_image) < len(batch):
+            plan.embedded = False
+        for p in batch:
+            plan.warnings.extend(p.warnings)
+        points = [PagePoint(id=point_id(plan.doc_id, r.page.page_no), doc_id=plan.doc_id, page=r.page.page_no,
+                            collection=collection,
+                            text=bm25.embed_document(page_text([w.text for w in r.words], r.page.caption)),
+                            dense={"image": dense[r.page.page_no]} if r.page.page_no in dense else {})
+                  for r in records]
+        self.index.upsert(points)
+        if plan.mode == "full":
+            self.catalog.put_pages(records)
+        plan.pages += len(batch)
+
+    def _done(self, plan: _Plan, collection: str, encoder: SiglipEncoder | None) -> FileOutcome:
+        self.index.flush()  # vectors durable before the document is marked complete
+        doc = self.catalog.get_document(plan.doc_id)
+        stages = dict(doc.stages) if doc else {}
+        stages.update({"words": self.words_version(), "index": bm25.VERSION})
+        pending = []
+        if encoder is not None and plan.embedded:
+            stages["embed"] = self.embed_version()
+        else:
+            stages.pop("embed", None)
+            pending.append("embed")
+        self.catalog.complete_document(plan.doc_id, stages=stages, pending=pending, collection=collection)
+        for w in plan.warnings[:5]:
+            log.warning("%s: %s", plan.path.name, w)
+        return FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="ingested", pages=plan.pages,
+                           pending=pending, seconds=time.perf_counter() - plan.started)
+
+    def _failed(self, plan: _Plan, code: str, message: str) -> FileOutcome:
+        if not plan.previously_complete:
+            self.remove(plan.doc_id)
+        return FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="failed",
+                           seconds=time.perf_counter() - plan.started, error=ErrorInfo(code=code, message=message))

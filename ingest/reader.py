@@ -1,0 +1,269 @@
+"""The page reader: PyMuPDF and OCR run in worker processes, so a file that crashes the parser, hangs or
+exhausts memory costs only itself. Each worker has an address-space cap; each file a time limit. Pages stream
+back over a pipe in small batches, so memory is bounded by the pages in flight, not by the document (a pipe
+send blocks until the main process reads: natural back-pressure)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from schemas.documents import PageWordsSource, Word
+from schemas.errors import PageLensError, Timeout, WorkerCrashed
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["full", "render"]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    render_dpi: float
+    ocr_dpi: float
+    max_render_pixels: int
+    ocr_min_words: int
+    max_pages: int
+    memory_mb: int
+    batch_pages: int
+
+
+@dataclass(frozen=True)
+class ReadJob:
+    """Read ``path``. ``mode="full"``: words (+OCR) and, if ``render``, encoder images; ``mode="render"``:
+    encoder images only (words are already stored)."""
+
+    job_id: int
+    path: Path
+    kind: Literal["pdf", "image"]
+    password: str | None
+    mode: Mode = "full"
+    render: bool = True
+
+
+@dataclass
+class PageOut:
+    page_no: int
+    width_pt: float
+    height_pt: float
+    rotation: int
+    words_source: PageWordsSource
+    words: list[Word]
+    image: np.ndarray | None = None  # RGB uint8 (H, W, 3) at render_dpi, for the encoder
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadEvent:
+    """``kind``: ``opened`` (payload: page count), ``pages`` (list[PageOut]), ``done``, ``failed``
+    (payload: (code, message))."""
+
+    job: ReadJob
+    kind: Literal["opened", "pages", "done", "failed"]
+    payload: Any = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# worker side
+
+
+def _limit_memory(mb: int) -> None:
+    import resource
+
+    cap = mb * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard if hard != resource.RLIM_INFINITY and hard < cap
+                                            else resource.RLIM_INFINITY))
+
+
+def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
+    from ingest import pdf
+
+    page = doc[i]
+    w, h, rot = pdf.page_geometry(page)
+    out = PageOut(page_no=i + 1, width_pt=w, height_pt=h, rotation=rot, words_source="none", words=[])
+    if job.mode == "full":
+        try:
+            out.words = pdf.text_words(page)
+            out.words_source = "text_layer" if out.words else "none"
+        except Exception as e:  # a broken content stream costs this page's words only
+            out.warnings.append(f"page {i + 1}: text layer unreadable ({e})")
+        if len(out.words) < opts.ocr_min_words and page.get_images(full=False):
+            try:
+                from ingest.ocr import ocr_words
+
+                ocr = ocr_words(pdf.render(page, opts.ocr_dpi, opts.max_render_pixels))
+                if len(ocr) > len(out.words):
+                    out.words, out.words_source = ocr, "ocr"
+            except Exception as e:
+                out.warnings.append(f"page {i + 1}: OCR failed ({e})")
+    if job.render:
+        try:
+            out.image = pdf.render(page, opts.render_dpi, opts.max_render_pixels)
+        except Exception as e:
+            out.warnings.append(f"page {i + 1}: cannot be rendered ({e})")
+    return out
+
+
+def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
+    from ingest import pdf
+
+    try:
+        doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages)
+    except PageLensError as e:
+        conn.send(("failed", job.job_id, (e.code, e.message)))
+        return
+    try:
+        conn.send(("opened", job.job_id, doc.page_count))
+        batch: list[PageOut] = []
+        for i in range(doc.page_count):
+            batch.append(_read_page(doc, i, job, opts))
+            if len(batch) >= opts.batch_pages:
+                conn.send(("pages", job.job_id, batch))
+                batch = []
+        if batch:
+            conn.send(("pages", job.job_id, batch))
+        conn.send(("done", job.job_id, None))
+    finally:
+        doc.close()
+
+
+def worker_main(conn: Connection, opts: ReadOptions) -> None:
+    """Entry point of a reader process: read jobs from ``conn`` until it sends ``None``."""
+    _limit_memory(opts.memory_mb)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            _run_job(conn, job, opts)
+        except MemoryError:
+            conn.send(("failed", job.job_id, ("too_large", f"{job.path.name} needs more memory than the "
+                                              f"reader's cap of {opts.memory_mb} MB (a decompression bomb or "
+                                              "enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB")))
+        except Exception as e:
+            conn.send(("failed", job.job_id, ("invalid_pdf", f"{job.path.name} cannot be read: {e}")))
+
+
+# ---------------------------------------------------------------------------------------------------
+# main side
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    job: ReadJob | None = None
+    started: float = 0.0
+    busy_at_start: float = 0.0
+
+
+class ReaderPool:
+    """Runs ReadJobs on ``workers`` processes and yields their events in arrival order.
+
+    The per-file time limit counts the time a file's worker spends, not the time the caller spends handling
+    its pages (the caller reports that through ``add_busy``)."""
+
+    def __init__(self, opts: ReadOptions, workers: int, timeout_s: float) -> None:
+        self.opts = opts
+        self.n = max(1, workers)
+        self.timeout_s = timeout_s
+        self._ctx = mp.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._busy = 0.0
+
+    def add_busy(self, seconds: float) -> None:
+        self._busy += seconds
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=worker_main, args=(child, self.opts), daemon=True,
+                                 name="pagelens-reader")
+        proc.start()
+        child.close()
+        return _Worker(proc=proc, conn=parent)
+
+    def _kill(self, w: _Worker) -> None:
+        w.proc.kill()
+        w.proc.join(5)
+        w.conn.close()
+        self._workers.remove(w)
+
+    def run(self, jobs: Sequence[ReadJob]) -> Iterator[ReadEvent]:
+        queue = list(reversed(jobs))
+        try:
+            while queue or any(w.job for w in self._workers):
+                while queue and len([w for w in self._workers if w.job]) < self.n:
+                    w = next((w for w in self._workers if w.job is None), None) or self._new()
+                    w.job = queue.pop()
+                    w.started, w.busy_at_start = time.monotonic(), self._busy
+                    w.conn.send(w.job)
+                yield from self._poll()
+        finally:
+            self.close()
+
+    def _new(self) -> _Worker:
+        w = self._spawn()
+        self._workers.append(w)
+        return w
+
+    def _poll(self) -> Iterator[ReadEvent]:
+        active = [w for w in self._workers if w.job]
+        ready = wait([w.conn for w in active] + [w.proc.sentinel for w in active], timeout=0.5)
+        now = time.monotonic()
+        for w in active:
+            job = w.job
+            assert job is not None
+            if w.conn in ready:
+                try:
+                    kind, _jid, payload = w.conn.recv()
+                except (EOFError, OSError):
+                    kind, payload = "crashed", None
+                if kind in ("done", "failed"):
+                    w.job = None
+                if kind != "crashed":
+                    yield ReadEvent(job, kind, payload)
+                    continue
+            if not w.proc.is_alive() or (w.proc.sentinel in ready and w.conn not in ready):
+                code = w.proc.exitcode
+                self._kill(w)
+                err = WorkerCrashed(f"{job.path.name} crashed the PDF reader (exit code {code}); the file is "
+                                    "probably malformed — re-export or repair it (e.g. qpdf) and retry")
+                yield ReadEvent(job, "failed", (err.code, err.message))
+                continue
+            spent = (now - w.started) - (self._busy - w.busy_at_start)
+            if spent > self.timeout_s:
+                self._kill(w)
+                err = Timeout(f"{job.path.name} took over {self.timeout_s:.0f} s to read and was stopped; it may "
+                              "be malformed, or raise PAGELENS_INGEST__FILE_TIMEOUT_S")
+                yield ReadEvent(job, "failed", (err.code, err.message))
+
+    def cancel(self, job: ReadJob) -> None:
+        """Stop reading ``job`` (its worker is killed; no more events come for it)."""
+        for w in list(self._workers):
+            if w.job is job:
+                self._kill(w)
+
+    def close(self) -> None:
+        for w in list(self._workers):
+            try:
+                if w.job is None:
+                    w.conn.send(None)
+                    w.proc.join(2)
+            except (BrokenPipeError, OSError):
+                pass
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(5)
+            w.conn.close()
+        self._workers.clear()

@@ -1,0 +1,100 @@
+"""The error hierarchy. Every error has a stable ``code`` (used in reports, JSON and HTTP bodies) and a
+message that says what to do next. Sorted by who made the mistake, pydantic-ai style:
+
+- ``InputError``: the user's input (a file, a schema, a flag) is wrong — fix the input.
+- ``ConfigError``: the installation or settings are wrong — fix the configuration.
+- ``ModelBehaviorError``: a model produced something unusable — retry, or use another model.
+- ``StoreError``: a store refused or is unreachable — check the store.
+"""
+
+from __future__ import annotations
+
+
+class PageLensError(Exception):
+    """Root of all PageLens errors. ``code`` is stable; ``message`` says what to do."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class InputError(PageLensError):
+    """The input is wrong; the message says how to fix it."""
+
+    code = "invalid_input"
+
+
+class PasswordRequired(InputError):
+    code = "password_required"
+
+
+class WrongPassword(InputError):
+    code = "wrong_password"
+
+
+class InvalidDocument(InputError):
+    code = "invalid_pdf"
+
+
+class EmptyDocument(InputError):
+    code = "empty_document"
+
+
+class TooLarge(InputError):
+    code = "too_large"
+
+
+class UnsupportedType(InputError):
+    code = "unsupported_type"
+
+
+class Timeout(InputError):
+    code = "timeout"
+
+
+class NotFound(InputError):
+    code = "not_found"
+
+
+class ConfigError(PageLensError):
+    """Settings or installation are wrong (missing weights, bad URL, ...)."""
+
+    code = "config_error"
+
+
+class ModelUnavailable(ConfigError):
+    code = "model_unavailable"
+
+
+class StoreError(PageLensError):
+    """A store is unreachable, locked or inconsistent."""
+
+    code = "store_error"
+
+
+class StoreLocked(StoreError):
+    code = "store_locked"
+
+
+class ModelBehaviorError(PageLensError):
+    """A model returned output that could not be used, even after retries. Carries the raw output."""
+
+    code = "model_behavior"
+
+    def __init__(self, message: str, *, raw_output: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.raw_output = raw_output
+        self.attempts = attempts
+
+
+class WorkerCrashed(PageLensError):
+    """The process reading a file died (a parser crash or the memory cap)."""
+
+    code = "worker_crashed"

@@ -1,0 +1,60 @@
+"""What crosses to users: search hits and ingest reports."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.documents import Word
+
+FileStatus = Literal["ingested", "unchanged", "failed"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Hit(_Frozen):
+    """A retrieved page: 1-based ``page``, fused score, and the page's words that best match the question."""
+
+    doc_id: str
+    path: str
+    collection: str
+    page: int = Field(ge=1)
+    score: float
+    words: list[Word] = Field(default_factory=list)
+    caption: str | None = None
+
+
+class ErrorInfo(_Frozen):
+    code: str
+    message: str
+
+
+class FileOutcome(_Frozen):
+    """One input file's outcome in an ingest run."""
+
+    path: str
+    doc_id: str | None
+    status: FileStatus
+    pages: int = 0
+    pending: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    error: ErrorInfo | None = None
+
+
+class IngestReport(_Frozen):
+    files: list[FileOutcome]
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "failed"]
+
+    def count(self, status: FileStatus) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def pages(self) -> int:
+        return sum(f.pages for f in self.files if f.status == "ingested")

@@ -1,0 +1,80 @@
+"""One ``Settings`` object, read from the environment (prefix ``PAGELENS_``) and built once in the
+composition root (``app/service.py``). Nested groups use ``__``: ``PAGELENS_INGEST__OCR_MIN_WORDS=5``.
+The common ones have short top-level names: ``PAGELENS_DATA_DIR``, ``PAGELENS_DATABASE_URL``,
+``PAGELENS_QDRANT_URL``, ``PAGELENS_VLM_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestSettings(_Group):
+    render_dpi: float = Field(72.0, gt=0, description="DPI of the page image given to the SigLIP encoder")
+    ocr_dpi: float = Field(144.0, gt=0, description="DPI of the page image given to OCR")
+    max_render_pixels: int = Field(4_000_000, gt=0, description="cap on any rendered page (pixels)")
+    ocr_min_words: int = Field(3, ge=0, description="pages with fewer text-layer words are OCR'd")
+    max_file_mb: float = Field(500.0, gt=0, description="larger files are rejected as too_large")
+    max_pages: int = Field(20_000, gt=0, description="documents with more pages are rejected as too_large")
+    file_timeout_s: float = Field(600.0, gt=0, description="per-file time limit for reading pages")
+    worker_memory_mb: int = Field(3072, ge=256, description="address-space cap of the page-reading worker")
+    batch_pages: int = Field(32, ge=1, description="pages per store write / encoder batch")
+
+
+class EncoderSettings(_Group):
+    model: str = Field("hf-hub:timm/ViT-B-16-SigLIP2",
+                       description="open_clip model: hub id (hf-hub:org/name), local dir (local-dir:/path "
+                                   "or a plain directory path), or a built-in name")
+    enabled: bool = True
+    batch_size: int = Field(16, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch default")
+
+
+class VlmSettings(_Group):
+    backend: Literal["none", "openai", "transformers"] = "none"
+    model: str = Field("Qwen/Qwen2.5-VL-3B-Instruct", description="model id or local dir")
+    api_key: str | None = None
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    concurrency: int = Field(4, ge=1)
+    max_pixels: int = Field(1024 * 1320, gt=0, description="pixel budget per page image sent to the VLM")
+    captions: bool = True
+
+
+class Settings(BaseSettings):
+    """All PageLens settings. Build once (``Settings()``) and pass down."""
+
+    model_config = SettingsConfigDict(env_prefix="PAGELENS_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/catalog.db")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL (or ':memory:'); default Qdrant Edge")
+    qdrant_api_key: str | None = None
+    vlm_url: str | None = Field(None, description="OpenAI-compatible (vLLM) base URL, e.g. http://vllm:8000/v1")
+    default_collection: str = "default"
+
+    ingest: IngestSettings = IngestSettings()
+    encoder: EncoderSettings = EncoderSettings()
+    vlm: VlmSettings = VlmSettings()
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"

@@ -1,0 +1,290 @@
+"""The catalog: documents, their names, pages and words, through SQLAlchemy (SQLite by default, any
+SQLAlchemy URL — PostgreSQL in production). Words are kept per page as one compact blob (zlib JSON), since
+they are always read a page at a time."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from schemas.coords import BBox
+from schemas.documents import Document, Page, PageWordsSource, Word
+from schemas.errors import ConfigError, NotFound, StoreError
+
+metadata = MetaData()
+
+documents = Table(
+    "documents", metadata,
+    Column("doc_id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("collection", String(200), nullable=False, index=True),
+    Column("size_bytes", Integer, nullable=False),
+    Column("page_count", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("stages", Text, nullable=False, default="{}"),
+    Column("pending", Text, nullable=False, default="[]"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+names = Table(
+    "document_names", metadata,
+    Column("doc_id", String(64), primary_key=True),
+    Column("name", Text, primary_key=True),
+)
+
+pages = Table(
+    "pages", metadata,
+    Column("doc_id", String(64), primary_key=True),
+    Column("page_no", Integer, primary_key=True),
+    Column("width_pt", Float, nullable=False),
+    Column("height_pt", Float, nullable=False),
+    Column("rotation", Integer, nullable=False),
+    Column("words_source", String(16), nullable=False),
+    Column("word_count", Integer, nullable=False),
+    Column("words", LargeBinary, nullable=False),
+    Column("caption", Text, nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """A page and its words, as ingest writes them."""
+
+    page: Page
+    words: Sequence[Word]
+
+
+def encode_words(words: Sequence[Word]) -> bytes:
+    rows = [[w.text, round(w.bbox.x0, 5), round(w.bbox.y0, 5), round(w.bbox.x1, 5), round(w.bbox.y1, 5),
+             round(w.confidence, 4), 1 if w.source == "ocr" else 0] for w in words]
+    return zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 1)
+
+
+def decode_words(blob: bytes) -> list[Word]:
+    rows = json.loads(zlib.decompress(blob))
+    return [Word(text=r[0], bbox=BBox(x0=r[1], y0=r[2], x1=r[3], y1=r[4]), confidence=r[5],
+                 source="ocr" if r[6] else "text_layer") for r in rows]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL + NORMAL: a committed transaction survives a killed process; readers don't block the writer.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class Catalog:
+    """Documents, names and pages in a SQL database at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"the database driver for {url.split(':')[0]} is not installed ({e.name}); for "
+                              "PostgreSQL install it with: pip install 'pagelens[postgres]'") from e
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot open the catalog database ({e.__class__.__name__}: {e}). "
+                             "Check PAGELENS_DATABASE_URL.") from e
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- documents --------------------------------------------------------------------------------
+    def _document(self, row: Any, doc_names: list[str], sources: dict[str, int]) -> Document:
+        return Document(doc_id=row.doc_id, name=row.name, names=doc_names, kind=row.kind,
+                        collection=row.collection, size_bytes=row.size_bytes, page_count=row.page_count,
+                        status=row.status, stages=json.loads(row.stages), pending=json.loads(row.pending),
+                        words_sources=sources, created_at=row.created_at)
+
+    def get_document(self, doc_id: str) -> Document | None:
+        with self.engine.connect() as c:
+            row = c.execute(select(documents).where(documents.c.doc_id == doc_id)).first()
+            if row is None:
+                return None
+            doc_names = list(c.execute(select(names.c.name).where(names.c.doc_id == doc_id)).scalars())
+            sources = dict(c.execute(select(pages.c.words_source, func.count()).where(pages.c.doc_id == doc_id)
+                                     .group_by(pages.c.words_source)).tuples().all())
+        return self._document(row, sorted(doc_names), sources)
+
+    def find_document(self, ref: str) -> Document:
+        """A document by full id, unique id prefix (≥ 6 chars) or file name. Raises NotFound."""
+        doc = self.get_document(ref)
+        if doc is not None:
+            return doc
+        with self.engine.connect() as c:
+            ids = set(c.execute(select(names.c.doc_id).where(
+                (names.c.name == ref) | names.c.name.endswith("/" + ref))).scalars())
+            if not ids and len(ref) >= 6:
+                ids = set(c.execute(select(documents.c.doc_id).where(documents.c.doc_id.startswith(ref)))
+                          .scalars())
+        if len(ids) == 1:
+            found = self.get_document(ids.pop())
+            if found is not None:
+                return found
+        if len(ids) > 1:
+            raise NotFound(f"'{ref}' matches {len(ids)} documents; use a longer id (see: pagelens docs list)")
+        raise NotFound(f"no document '{ref}'; list them with: pagelens docs list")
+
+    def list_documents(self, collection: str | None = None) -> list[Document]:
+        with self.engine.connect() as c:
+            q = select(documents).order_by(documents.c.created_at)
+            if collection is not None:
+                q = q.where(documents.c.collection == collection)
+            rows = c.execute(q).all()
+            all_names: dict[str, list[str]] = {}
+            for d, n in c.execute(select(names.c.doc_id, names.c.name)).tuples():
+                all_names.setdefault(d, []).append(n)
+            all_sources: dict[str, dict[str, int]] = {}
+            for d, s, n in c.execute(select(pages.c.doc_id, pages.c.words_source, func.count())
+                                     .group_by(pages.c.doc_id, pages.c.words_source)).tuples():
+                all_sources.setdefault(d, {})[s] = n
+        return [self._document(r, sorted(all_names.get(r.doc_id, [])), all_sources.get(r.doc_id, {}))
+                for r in rows]
+
+    def begin_document(self, *, doc_id: str, name: str, kind: str, collection: str, size_bytes: int,
+                       page_count: int) -> None:
+        """Record a document as ``partial`` before any of its vectors are written (crash safety)."""
+        now = _now()
+        with self.engine.begin() as c:
+            exists = c.execute(select(documents.c.doc_id).where(documents.c.doc_id == doc_id)).first()
+            if exists:
+                c.execute(update(documents).where(documents.c.doc_id == doc_id).values(
+                    status="partial", collection=collection, page_count=page_count, updated_at=now))
+            else:
+                c.execute(insert(documents).values(
+                    doc_id=doc_id, name=name, kind=kind, collection=collection, size_bytes=size_bytes,
+                    page_count=page_count, status="partial", stages="{}", pending="[]",
+                    created_at=now, updated_at=now))
+            self._add_name(c, doc_id, name)
+
+    def _add_name(self, c: Any, doc_id: str, name: str) -> None:
+        if not c.execute(select(names.c.doc_id).where(names.c.doc_id == doc_id, names.c.name == name)).first():
+            c.execute(insert(names).values(doc_id=doc_id, name=name))
+
+    def add_name(self, doc_id: str, name: str) -> None:
+        with self.engine.begin() as c:
+            self._add_name(c, doc_id, name)
+
+    def complete_document(self, doc_id: str, *, stages: dict[str, str], pending: Sequence[str],
+                          collection: str | None = None) -> None:
+        values: dict[str, Any] = {"status": "complete", "stages": json.dumps(stages, sort_keys=True),
+                                  "pending": json.dumps(sorted(pending)), "updated_at": _now()}
+        if collection is not None:
+            values["collection"] = collection
+        with self.engine.begin() as c:
+            c.execute(update(documents).where(documents.c.doc_id == doc_id).values(**values))
+
+    def set_collection(self, doc_id: str, collection: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(documents).where(documents.c.doc_id == doc_id)
+                      .values(collection=collection, updated_at=_now()))
+
+    def partial_documents(self) -> list[str]:
+        with self.engine.connect() as c:
+            return list(c.execute(select(documents.c.doc_id).where(documents.c.status == "partial")).scalars())
+
+    def delete_document(self, doc_id: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(delete(pages).where(pages.c.doc_id == doc_id))
+            c.execute(delete(names).where(names.c.doc_id == doc_id))
+            c.execute(delete(documents).where(documents.c.doc_id == doc_id))
+
+    # -- pages ------------------------------------------------------------------------------------
+    def put_pages(self, records: Iterable[PageRecord]) -> None:
+        """Insert or replace pages (one transaction)."""
+        recs = list(records)
+        if not recs:
+            return
+        with self.engine.begin() as c:
+            for doc_id in {r.page.doc_id for r in recs}:
+                nos = [r.page.page_no for r in recs if r.page.doc_id == doc_id]
+                c.execute(delete(pages).where(pages.c.doc_id == doc_id, pages.c.page_no.in_(nos)))
+            c.execute(insert(pages), [
+                {"doc_id": r.page.doc_id, "page_no": r.page.page_no, "width_pt": r.page.width_pt,
+                 "height_pt": r.page.height_pt, "rotation": r.page.rotation, "words_source": r.page.words_source,
+                 "word_count": r.page.word_count, "words": encode_words(r.words), "caption": r.page.caption}
+                for r in recs])
+
+    def set_captions(self, doc_id: str, captions: dict[int, str]) -> None:
+        with self.engine.begin() as c:
+            for page_no, cap in captions.items():
+                c.execute(update(pages).where(pages.c.doc_id == doc_id, pages.c.page_no == page_no)
+                          .values(caption=cap))
+
+    @staticmethod
+    def _page(row: Any) -> Page:
+        src: PageWordsSource = row.words_source
+        return Page(doc_id=row.doc_id, page_no=row.page_no, width_pt=row.width_pt, height_pt=row.height_pt,
+                    rotation=row.rotation, words_source=src, word_count=row.word_count, caption=row.caption)
+
+    def page_count_stored(self, doc_id: str) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(pages).where(pages.c.doc_id == doc_id))
+                       .scalar_one())
+
+    def get_page(self, doc_id: str, page_no: int) -> PageRecord:
+        recs = self.get_pages([(doc_id, page_no)])
+        if not recs:
+            raise NotFound(f"document {doc_id[:12]} has no page {page_no}")
+        return recs[0]
+
+    def get_pages(self, keys: Sequence[tuple[str, int]]) -> list[PageRecord]:
+        """Pages (with words) for ``(doc_id, page_no)`` keys, in the order given; missing ones are left out."""
+        if not keys:
+            return []
+        found: dict[tuple[str, int], PageRecord] = {}
+        with self.engine.connect() as c:
+            for doc_id in {k[0] for k in keys}:
+                nos = [k[1] for k in keys if k[0] == doc_id]
+                for row in c.execute(select(pages).where(pages.c.doc_id == doc_id, pages.c.page_no.in_(nos))):
+                    found[(doc_id, row.page_no)] = PageRecord(self._page(row), decode_words(row.words))
+        return [found[k] for k in keys if k in found]
+
+    def iter_pages(self, doc_id: str, batch: int = 64) -> Iterator[PageRecord]:
+        """All pages of a document in order, read ``batch`` at a time (bounded memory)."""
+        last = 0
+        while True:
+            with self.engine.connect() as c:
+                rows = c.execute(select(pages).where(pages.c.doc_id == doc_id, pages.c.page_no > last)
+                                 .order_by(pages.c.page_no).limit(batch)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield PageRecord(self._page(row), decode_words(row.words))
+            last = rows[-1].page_no

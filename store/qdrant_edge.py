@@ -1,0 +1,138 @@
+"""Qdrant Edge (qdrant-edge-py): Qdrant's embedded engine, the default vector index. One process at a time."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from schemas.errors import StoreError, StoreLocked
+from store.vectors import SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim
+
+log = logging.getLogger(__name__)
+_DIMS_FILE = "pagelens_vectors.json"
+
+
+def _filter(collection: str | None, doc_ids: Sequence[str] | None) -> qe.Filter | None:
+    must: list[Any] = []
+    if collection is not None:
+        must.append(qe.FieldCondition(key="collection", match=qe.MatchValue(value=collection)))
+    if doc_ids is not None:
+        must.append(qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids))))
+    return qe.Filter(must=must) if must else None
+
+
+def _doc_filter(doc_id: str) -> qe.Filter:
+    return qe.Filter(must=[qe.FieldCondition(key="doc_id", match=qe.MatchValue(value=doc_id))])
+
+
+class EdgeIndex:
+    """Vector index in a Qdrant Edge shard at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._dims_path = self.path.parent / f"{self.path.name}.{_DIMS_FILE}"
+        try:
+            if (self.path / "wal").exists() or (self.path / "segments").exists():
+                self._shard = qe.EdgeShard.load(str(self.path))
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                cfg = qe.EdgeConfig(sparse_vectors={
+                    SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)})
+                self._shard = qe.EdgeShard.create(str(self.path), cfg)
+                for key in ("doc_id", "collection"):
+                    self._shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+        except Exception as e:
+            if "WouldBlock" in str(e):
+                raise StoreLocked(
+                    f"the embedded vector store at {self.path} is open in another PageLens process "
+                    "(UI, API or a batch job). Stop that process, or run several at once against a Qdrant "
+                    "server: set PAGELENS_QDRANT_URL.") from e
+            raise StoreError(f"cannot open the embedded vector store at {self.path}: {e}") from e
+        self._dims: dict[str, int] = (json.loads(self._dims_path.read_text())
+                                      if self._dims_path.exists() else {})
+
+    # -- schema -----------------------------------------------------------------------------------
+    def dense_dims(self) -> dict[str, int]:
+        return dict(self._dims)
+
+    def ensure_dense(self, name: str, dim: int) -> bool:
+        if self._dims.get(name) == dim:
+            return False
+        if name in self._dims:
+            self._shard.update(qe.UpdateOperation.delete_vector_name(name))
+        self._shard.update(qe.UpdateOperation.create_dense_vector(name, dim, qe.Distance.Cosine))
+        self._dims[name] = dim
+        tmp = self._dims_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._dims))
+        tmp.replace(self._dims_path)
+        return True
+
+    # -- writes -----------------------------------------------------------------------------------
+    def upsert(self, points: Sequence[PagePoint]) -> None:
+        if not points:
+            return
+        out = []
+        for p in points:
+            vec: dict[str, Any] = {SPARSE_VECTOR: qe.SparseVector(indices=p.text.indices, values=p.text.values)}
+            for name, v in p.dense.items():
+                check_dim(name, v, self._dims)
+                vec[name] = v
+            out.append(qe.Point(id=p.id, vector=vec,
+                                payload={"doc_id": p.doc_id, "page": p.page, "collection": p.collection}))
+        self._shard.update(qe.UpdateOperation.upsert_points(out))
+
+    def set_collection(self, doc_id: str, collection: str) -> None:
+        self._shard.update(qe.UpdateOperation.set_payload_by_filter(_doc_filter(doc_id),
+                                                                    {"collection": collection}))
+
+    def delete_document(self, doc_id: str) -> None:
+        self._shard.update(qe.UpdateOperation.delete_points_by_filter(_doc_filter(doc_id)))
+
+    def flush(self) -> None:
+        self._shard.flush()
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+
+    # -- reads ------------------------------------------------------------------------------------
+    def query(self, q: PageQuery) -> list[ScoredPage]:
+        flt = _filter(q.collection, q.doc_ids)
+        prefetches = [qe.Prefetch(limit=q.prefetch_limit, query=qe.Query.Nearest(v, using=name), filter=flt)
+                      for name, v in q.dense.items() if name in self._dims]
+        if q.sparse is not None and q.sparse.indices:
+            sv = qe.SparseVector(indices=q.sparse.indices, values=q.sparse.values)
+            prefetches.append(qe.Prefetch(limit=q.prefetch_limit, query=qe.Query.Nearest(sv, using=SPARSE_VECTOR),
+                                          filter=flt))
+        if not prefetches:
+            return []
+        res = self._shard.query(qe.QueryRequest(limit=q.limit, prefetches=prefetches,
+                                                query=qe.Fusion.Rrf(k=q.rrf_k), with_payload=True, filter=flt))
+        return [ScoredPage(doc_id=r.payload["doc_id"], page=int(r.payload["page"]),
+                           collection=r.payload["collection"], score=float(r.score)) for r in res]
+
+    def _scroll(self, flt: qe.Filter | None) -> list[Any]:
+        out: list[Any] = []
+        offset = None
+        while True:
+            batch = self._shard.scroll(qe.ScrollRequest(offset=offset, limit=1000, filter=flt, with_payload=True,
+                                                        with_vector=False))
+            records, offset = batch if isinstance(batch, tuple) else (batch, None)
+            out.extend(records)
+            if offset is None or not records:
+                return out
+
+    def pages_of(self, doc_id: str) -> set[int]:
+        return {int(r.payload["page"]) for r in self._scroll(_doc_filter(doc_id))}
+
+    def doc_ids(self) -> set[str]:
+        return {r.payload["doc_id"] for r in self._scroll(None)}
+
+    def count(self, doc_id: str | None = None) -> int:
+        return int(self._shard.count(qe.CountRequest(filter=_doc_filter(doc_id) if doc_id else None)))

@@ -1,0 +1,125 @@
+"""A Qdrant server (or qdrant-client's ``:memory:`` local mode, for tests) through qdrant-client."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from schemas.errors import StoreError
+from store.vectors import COLLECTION, SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim
+
+
+def _filter(collection: str | None, doc_ids: Sequence[str] | None) -> models.Filter | None:
+    must: list[Any] = []
+    if collection is not None:
+        must.append(models.FieldCondition(key="collection", match=models.MatchValue(value=collection)))
+    if doc_ids is not None:
+        must.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids))))
+    return models.Filter(must=must) if must else None
+
+
+def _doc_filter(doc_id: str) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+
+
+class ServerIndex:
+    """Vector index in collection ``pages`` of a Qdrant server at ``url`` (``:memory:`` = in-process)."""
+
+    def __init__(self, url: str, api_key: str | None = None, collection: str = COLLECTION) -> None:
+        self.name = collection
+        try:
+            self._client = (QdrantClient(location=":memory:") if url == ":memory:"
+                            else QdrantClient(url=url, api_key=api_key, timeout=30))
+            if not self._client.collection_exists(collection):
+                self._client.create_collection(
+                    collection, vectors_config={},
+                    sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)})
+                for key in ("doc_id", "collection"):
+                    self._client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD)
+        except Exception as e:
+            raise StoreError(f"cannot reach the Qdrant server at {url}: {e}. Check PAGELENS_QDRANT_URL "
+                             "(and PAGELENS_QDRANT_API_KEY), or unset it to use the embedded store.") from e
+
+    def dense_dims(self) -> dict[str, int]:
+        vectors = self._client.get_collection(self.name).config.params.vectors
+        if not isinstance(vectors, dict):
+            return {}
+        return {k: v.size for k, v in vectors.items()}
+
+    def ensure_dense(self, name: str, dim: int) -> bool:
+        dims = self.dense_dims()
+        if dims.get(name) == dim:
+            return False
+        if name in dims:
+            self._client.delete_vector_name(self.name, name)
+        self._client.create_vector_name(self.name, name, models.DenseVectorNameConfig(
+            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE)))
+        return True
+
+    def upsert(self, points: Sequence[PagePoint]) -> None:
+        if not points:
+            return
+        dims = self.dense_dims() if any(p.dense for p in points) else {}
+        out = []
+        for p in points:
+            vec: dict[str, Any] = {SPARSE_VECTOR: models.SparseVector(indices=p.text.indices, values=p.text.values)}
+            for name, v in p.dense.items():
+                check_dim(name, v, dims)
+                vec[name] = v
+            out.append(models.PointStruct(id=p.id, vector=vec,
+                                          payload={"doc_id": p.doc_id, "page": p.page, "collection": p.collection}))
+        self._client.upsert(self.name, out, wait=True)
+
+    def set_collection(self, doc_id: str, collection: str) -> None:
+        self._client.set_payload(self.name, {"collection": collection}, points=_doc_filter(doc_id), wait=True)
+
+    def delete_document(self, doc_id: str) -> None:
+        self._client.delete(self.name, points_selector=models.FilterSelector(filter=_doc_filter(doc_id)), wait=True)
+
+    def flush(self) -> None:
+        """Writes use ``wait=True``: durable on the server when they return."""
+
+    def close(self) -> None:
+        self._client.close()
+
+    def query(self, q: PageQuery) -> list[ScoredPage]:
+        flt = _filter(q.collection, q.doc_ids)
+        dims = self.dense_dims() if q.dense else {}
+        prefetch = [models.Prefetch(query=v, using=name, limit=q.prefetch_limit, filter=flt)
+                    for name, v in q.dense.items() if name in dims]
+        if q.sparse is not None and q.sparse.indices:
+            prefetch.append(models.Prefetch(
+                query=models.SparseVector(indices=q.sparse.indices, values=q.sparse.values),
+                using=SPARSE_VECTOR, limit=q.prefetch_limit, filter=flt))
+        if not prefetch:
+            return []
+        res = self._client.query_points(self.name, prefetch=prefetch,
+                                        query=models.RrfQuery(rrf=models.Rrf(k=q.rrf_k)),
+                                        limit=q.limit, with_payload=True, query_filter=flt)
+        out = []
+        for r in res.points:
+            pl = r.payload or {}
+            out.append(ScoredPage(doc_id=pl["doc_id"], page=int(pl["page"]), collection=pl["collection"],
+                                  score=float(r.score)))
+        return out
+
+    def _scroll(self, flt: models.Filter | None) -> list[Any]:
+        out: list[Any] = []
+        offset = None
+        while True:
+            records, offset = self._client.scroll(self.name, scroll_filter=flt, limit=1000, offset=offset,
+                                                  with_payload=True, with_vectors=False)
+            out.extend(records)
+            if offset is None:
+                return out
+
+    def pages_of(self, doc_id: str) -> set[int]:
+        return {int((r.payload or {})["page"]) for r in self._scroll(_doc_filter(doc_id))}
+
+    def doc_ids(self) -> set[str]:
+        return {(r.payload or {})["doc_id"] for r in self._scroll(None)}
+
+    def count(self, doc_id: str | None = None) -> int:
+        return self._client.count(self.name, count_filter=_doc_filter(doc_id) if doc_id else None, exact=True).count

@@ -1,0 +1,108 @@
+"""The vector index: one interface, two implementations (Qdrant Edge embedded; a Qdrant server through
+qdrant-client). One collection of pages; named vectors ``image`` and ``caption`` (dense, cosine, created
+when an encoder first provides them) and ``text`` (sparse BM25 with the IDF modifier).
+
+Payload of a point: ``doc_id``, ``page`` (1-based), ``collection``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas.errors import ConfigError
+from schemas.settings import Settings
+
+DENSE_VECTORS = ("image", "caption")
+SPARSE_VECTOR = "text"
+COLLECTION = "pages"
+
+
+@dataclass(frozen=True)
+class SparseVec:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class PagePoint:
+    """One page's vectors and payload. ``dense`` maps a vector name to an L2-normalised float list."""
+
+    id: str
+    doc_id: str
+    page: int
+    collection: str
+    text: SparseVec
+    dense: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoredPage:
+    doc_id: str
+    page: int
+    collection: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """A hybrid query: one prefetch per given vector, fused with RRF, filtered by collection/documents."""
+
+    dense: dict[str, list[float]]
+    sparse: SparseVec | None
+    limit: int = 5
+    collection: str | None = None
+    doc_ids: Sequence[str] | None = None
+    prefetch_limit: int = 50
+    rrf_k: int = 60
+
+
+class VectorIndex(Protocol):
+    def ensure_dense(self, name: str, dim: int) -> bool:
+        """Make sure dense vector ``name`` exists with ``dim``; recreate it (dropping old values) when the
+        dimension changed. Returns True when it was (re)created."""
+        ...
+
+    def dense_dims(self) -> dict[str, int]: ...
+
+    def upsert(self, points: Sequence[PagePoint]) -> None: ...
+
+    def query(self, q: PageQuery) -> list[ScoredPage]: ...
+
+    def pages_of(self, doc_id: str) -> set[int]:
+        """1-based page numbers that have a point for ``doc_id``."""
+        ...
+
+    def doc_ids(self) -> set[str]: ...
+
+    def count(self, doc_id: str | None = None) -> int: ...
+
+    def set_collection(self, doc_id: str, collection: str) -> None: ...
+
+    def delete_document(self, doc_id: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_vector_index(settings: Settings) -> VectorIndex:
+    """Qdrant Edge under ``data_dir/qdrant`` by default; a server (or ``:memory:``) when ``qdrant_url`` is set.
+
+    Raises StoreLocked when another process holds the embedded store, ConfigError on a bad URL.
+    """
+    if settings.qdrant_url:
+        from store.qdrant_server import ServerIndex
+
+        return ServerIndex(settings.qdrant_url, api_key=settings.qdrant_api_key)
+    from store.qdrant_edge import EdgeIndex
+
+    return EdgeIndex(settings.qdrant_path)
+
+
+def check_dim(name: str, vector: Sequence[float], dims: dict[str, int]) -> None:
+    if name not in dims:
+        raise ConfigError(f"vector '{name}' does not exist yet; call ensure_dense first")
+    if len(vector) != dims[name]:
+        raise ConfigError(f"vector '{name}' has dimension {dims[name]}, got {len(vector)}")

@@ -1,0 +1,1 @@
+"""Every neural model: SigLIP encoders, VLM backends, prompts, grounding."""

@@ -1,0 +1,141 @@
+"""SigLIP image/text encoder through open_clip. Loads by hub id (``hf-hub:timm/ViT-B-16-SigLIP2``), a local
+checkpoint directory (``local-dir:/path`` or a plain path holding ``open_clip_config.json``), or a built-in
+open_clip name (random weights; for benchmarks). Embeddings are float32 and L2-normalised."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas.errors import ModelUnavailable
+from schemas.settings import EncoderSettings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_name(spec: str) -> str:
+    """Settings value → open_clip model name. A directory path becomes ``local-dir:<path>``."""
+    if spec.startswith(("hf-hub:", "local-dir:")):
+        return spec
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return f"local-dir:{p.resolve()}"
+    return spec
+
+
+def _hub_unreachable(name: str) -> str | None:
+    """For a hub model: why the hub cannot be reached (DNS/connect, 3 s), or None. huggingface_hub would
+    otherwise retry for ~35 s before failing. Skipped in offline mode, where the local cache is used."""
+    if not name.startswith("hf-hub:"):
+        return None
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "", url.port or 443), timeout=3).close()
+    except OSError as e:
+        return f"the model hub {url.hostname} is unreachable ({e}); to use a cached copy set HF_HUB_OFFLINE=1"
+    return None
+
+
+def _unavailable(model: str, why: str) -> str:
+    return (f"the SigLIP encoder '{model}' could not be loaded ({why}). Page-image search is off until it can: "
+            "download the checkpoint and set PAGELENS_ENCODER__MODEL=/path/to/checkpoint-dir (a folder with "
+            "open_clip_config.json and open_clip_model.safetensors), or allow hub access. Words and BM25 "
+            "search work meanwhile; re-run ingest afterwards to embed the pages.")
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+class SiglipEncoder:
+    """A loaded SigLIP model. ``dim``: embedding size; ``version``: what produced the vectors."""
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        self.name = resolve_model_name(settings.model)
+        if why := _hub_unreachable(self.name):
+            raise ModelUnavailable(_unavailable(settings.model, why))
+        import open_clip
+        import torch
+
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" \
+            else settings.device
+        t0 = time.perf_counter()
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(self.name)
+            self.tokenizer = open_clip.get_tokenizer(self.name)
+        except Exception as e:
+            raise ModelUnavailable(_unavailable(settings.model, f"{e.__class__.__name__}: {str(e)[:200]}")) from e
+        self.model = model.to(self.device).eval()
+        self.preprocess = preprocess
+        self.use_bf16 = settings.precision == "bf16" or (
+            settings.precision == "auto" and (self.device == "cuda" or _cpu_has_bf16()))
+        self.batch_size = settings.batch_size
+        with torch.inference_mode():
+            probe = self.model.encode_text(self.tokenizer(["probe"]).to(self.device))
+        self.dim = int(probe.shape[-1])
+        image_size = getattr(self.model.visual, "image_size", None)
+        self.image_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size or 224)
+        self.version = f"open_clip:{settings.model}"
+        log.info("SigLIP %s loaded in %.1fs on %s (dim %d, bf16=%s)", settings.model,
+                 time.perf_counter() - t0, self.device, self.dim, self.use_bf16)
+
+    def _autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 (H, W, 3) arrays → (n, dim) float32, L2-normalised. Batched by ``batch_size``."""
+        import torch
+        from PIL import Image
+
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        for s in range(0, len(images), self.batch_size):
+            chunk = images[s:s + self.batch_size]
+            x = torch.stack([self.preprocess(Image.fromarray(a)) for a in chunk]).to(self.device)
+            with torch.inference_mode(), self._autocast():
+                e = self.model.encode_image(x)
+            out[s:s + len(chunk)] = _normalise(e.float().cpu().numpy())
+        return out
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, dim) float32, L2-normalised."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for s in range(0, len(texts), self.batch_size):
+            chunk = list(texts[s:s + self.batch_size])
+            tokens = self.tokenizer(chunk).to(self.device)
+            with torch.inference_mode(), self._autocast():
+                e = self.model.encode_text(tokens)
+            out[s:s + len(chunk)] = _normalise(e.float().cpu().numpy())
+        return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+def load_encoder(settings: EncoderSettings) -> SiglipEncoder:
+    """Load the configured encoder. Raises ModelUnavailable (with how to fix it) when it cannot load."""
+    return SiglipEncoder(settings)

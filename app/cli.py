@@ -201,3 +201,7 @@ def main() -> None:
     except PageLensError as e:  # errors raised outside a command's own handling (e.g. the store is locked)
         err.print(f"[bold red]error[/] ({e.code}): {e.message}")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

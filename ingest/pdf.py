@@ -73,11 +73,19 @@ def open_document(path: Path, kind: Kind, password: str | None, max_pages: int) 
     except Exception as e:
         raise InvalidDocument(f"{path.name}: the page tree cannot be read ({_why(e)})") from e
     if n == 0:
+        if kind == "pdf" and not _has_pdf_header(path):  # MuPDF "repairs" garbage into an empty document
+            raise InvalidDocument(f"{path.name} is not a PDF (no %PDF header) and nothing in it can be "
+                                  "recovered; check that the file is what you think it is")
         raise EmptyDocument(f"{path.name} has no pages; nothing to ingest")
     if n > max_pages:
         raise TooLarge(f"{path.name} has {n} pages, over the limit of {max_pages}; "
                        "split it or raise PAGELENS_INGEST__MAX_PAGES")
     return doc
+
+
+def _has_pdf_header(path: Path) -> bool:
+    with path.open("rb") as f:
+        return b"%PDF" in f.read(1024)
 
 
 def _why(e: Exception) -> str:

@@ -219,6 +219,7 @@ class Ingestor:
             t_busy = time.perf_counter()
             try:
                 if ev.kind == "opened":
+                    plan.started = time.perf_counter()
                     plan.page_count = int(ev.payload)
                     pages_total += plan.page_count
                     self._opened(plan, coll)
@@ -236,12 +237,14 @@ class Ingestor:
                 pool.cancel(pool_job)
             pool.add_busy(time.perf_counter() - t_busy)
             report(plan.path.name)
-        for doc_id, path in aliases:
-            doc = self.catalog.get_document(doc_id)
-            if doc is not None and doc.status == "complete":
-                self.catalog.add_name(doc_id, str(path))
-            outcomes[path] = FileOutcome(path=str(path), doc_id=doc_id, status="unchanged",
-                                         pages=doc.page_count if doc else 0)
+        for doc_id, path in aliases:  # the same bytes under another name share the first one's fate
+            first = next(o for o in outcomes.values() if o.doc_id == doc_id)
+            if first.status == "failed":
+                outcomes[path] = first.model_copy(update={"path": str(path), "seconds": 0.0})
+                continue
+            self.catalog.add_name(doc_id, str(path))
+            outcomes[path] = FileOutcome(path=str(path), doc_id=doc_id, status="unchanged", pages=first.pages,
+                                         pending=first.pending)
         ordered = [outcomes[p] for p in paths if p in outcomes]
         return IngestReport(files=ordered, seconds=time.perf_counter() - t0)
 

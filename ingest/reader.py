@@ -95,7 +95,7 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
             out.words_source = "text_layer" if out.words else "none"
         except Exception as e:  # a broken content stream costs this page's words only
             out.warnings.append(f"page {i + 1}: text layer unreadable ({e})")
-        if len(out.words) < opts.ocr_min_words and page.get_images(full=False):
+        if len(out.words) < opts.ocr_min_words and (job.kind == "image" or page.get_images(full=False)):
             try:
                 from ingest.ocr import ocr_words
 

@@ -36,8 +36,9 @@ class ServerIndex:
                 self._client.create_collection(
                     collection, vectors_config={},
                     sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)})
-                for key in ("doc_id", "collection"):
-                    self._client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD)
+                if url != ":memory:":  # local mode has no payload indexes (and warns)
+                    for key in ("doc_id", "collection"):
+                        self._client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD)
         except Exception as e:
             raise StoreError(f"cannot reach the Qdrant server at {url}: {e}. Check PAGELENS_QDRANT_URL "
                              "(and PAGELENS_QDRANT_API_KEY), or unset it to use the embedded store.") from e

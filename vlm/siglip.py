@@ -48,6 +48,17 @@ def _hub_unreachable(name: str) -> str | None:
     return None
 
 
+WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _check_checkpoint_dir(path: Path, spec: str) -> None:
+    """open_clip silently builds *random* weights from a dir without them; refuse that instead."""
+    if not (path / "open_clip_config.json").is_file():
+        raise ModelUnavailable(_unavailable(spec, f"{path} has no open_clip_config.json"))
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise ModelUnavailable(_unavailable(spec, f"{path} has no weights ({' or '.join(WEIGHT_FILES)})"))
+
+
 def _unavailable(model: str, why: str) -> str:
     return (f"the SigLIP encoder '{model}' could not be loaded ({why}). Page-image search is off until it can: "
             "download the checkpoint and set PAGELENS_ENCODER__MODEL=/path/to/checkpoint-dir (a folder with "
@@ -71,6 +82,8 @@ class SiglipEncoder:
         self.name = resolve_model_name(settings.model)
         if why := _hub_unreachable(self.name):
             raise ModelUnavailable(_unavailable(settings.model, why))
+        if self.name.startswith("local-dir:"):
+            _check_checkpoint_dir(Path(self.name.removeprefix("local-dir:")), settings.model)
         import open_clip
         import torch
 

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on a hub: fail at once (see OFFLINE_MODELS.md)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from schemas.settings import EncoderSettings, IngestSettings, Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+PDFS = CORPUS / "pdfs"
+BADPDF = CORPUS / "badpdf"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not CORPUS.exists():
+        skip = pytest.mark.skip(reason=f"test corpus not found at {CORPUS}")
+        for item in items:
+            if "corpus" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_models import build_tiny_siglip
+
+    return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"))
+
+
+def make_settings(data_dir: Path, encoder_model: str | None, **ingest: object) -> Settings:
+    enc = EncoderSettings(model=encoder_model) if encoder_model else EncoderSettings(enabled=False)
+    return Settings(data_dir=data_dir, encoder=enc, ingest=IngestSettings(**ingest))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_siglip: Path) -> Settings:
+    return make_settings(tmp_path / "data", str(tiny_siglip))
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[object]:
+    from app.service import Service
+
+    svc = Service(settings)
+    yield svc
+    svc.close()

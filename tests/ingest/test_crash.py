@@ -1,0 +1,80 @@
+"""Crash safety: ``kill -9`` a real ingest process mid-batch, run it again, and get the same final state as
+an uninterrupted run — no duplicate points, no rows without vectors, no vectors without rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from app.service import Service
+from tests.conftest import PDFS, make_settings
+from tests.ingest.clirun import cli_env, pagelens, popen
+
+pytestmark = pytest.mark.corpus
+INPUTS = [PDFS / "R-intro.pdf", PDFS / "R-data.pdf", PDFS / "refcard-a4.pdf"]
+
+
+def _state(data: Path, encoder: str) -> dict:
+    svc = Service(make_settings(data, encoder))
+    try:
+        docs = svc.list_documents()
+        state = {
+            "docs": sorted((d.doc_id, d.page_count, d.status, tuple(d.pending)) for d in docs),
+            "points": {d: svc.index.count(d) for d in svc.index.doc_ids()},
+            "pages": {d.doc_id: svc.catalog.page_count_stored(d.doc_id) for d in docs},
+            "files": sorted(p.name for p in svc.settings.files_dir.rglob("*") if p.is_file()),
+            "total_points": svc.index.count(),
+        }
+    finally:
+        svc.close()
+    return state
+
+
+def _pages_in_catalog(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as c:
+            return int(c.execute("select count(*) from pages").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory, tiny_siglip: Path) -> dict:
+    """The final state of an uninterrupted run."""
+    clean = tmp_path_factory.mktemp("clean")
+    assert pagelens("ingest", *map(str, INPUTS), env=cli_env(clean, str(tiny_siglip))).returncode == 0
+    state = _state(clean, str(tiny_siglip))
+    assert state["total_points"] == 157 and not any(d[2] == "partial" for d in state["docs"])
+    return state
+
+
+@pytest.mark.parametrize("kill_after_pages", [1, 60])
+def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path, tiny_siglip: Path, kill_after_pages: int,
+                                                expected: dict) -> None:
+    enc = str(tiny_siglip)
+
+    crashed = tmp_path / "crashed"
+    env = cli_env(crashed, enc)
+    proc = popen("ingest", *map(str, INPUTS), env=env)
+    deadline = time.monotonic() + 120
+    while _pages_in_catalog(crashed / "catalog.db") < kill_after_pages:
+        assert proc.poll() is None, "the run ended before it could be killed; make the window larger"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted = _state(crashed, enc)
+    assert interrupted["total_points"] < 157, "killed mid-batch"
+    assert any(d[2] == "partial" for d in interrupted["docs"]), "a document was cut mid-way"
+
+    again = pagelens("ingest", *map(str, INPUTS), "--report", str(tmp_path / "r.json"), env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _state(crashed, enc) == expected
+    statuses = [f["status"] for f in json.loads((tmp_path / "r.json").read_text())["files"]]
+    assert "ingested" in statuses

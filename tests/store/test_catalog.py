@@ -1,0 +1,83 @@
+"""The catalog on SQLite and, when one is reachable, on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.coords import BBox
+from schemas.documents import Page, Word
+from schemas.errors import NotFound
+from store.catalog import Catalog, PageRecord, decode_words, encode_words
+
+PG_URL = os.environ.get("PAGELENS_TEST_POSTGRES_URL", "postgresql+psycopg://pagelens:pagelens@127.0.0.1:5432/pagelens")
+
+
+def _postgres_url() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=2):
+            return PG_URL
+    except Exception:
+        return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    if request.param == "sqlite":
+        cat = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+        yield cat
+        cat.close()
+        return
+    url = _postgres_url()
+    if url is None:
+        pytest.skip(f"no PostgreSQL at {PG_URL} (CI starts one; set PAGELENS_TEST_POSTGRES_URL)")
+    cat = Catalog(url)
+    yield cat
+    from store.catalog import metadata
+
+    metadata.drop_all(cat.engine)
+    cat.close()
+
+
+def _words(n: int) -> list[Word]:
+    return [Word(text=f"wörd{i}", bbox=BBox.of([i / (n + 1), 0.1, (i + 0.5) / (n + 1), 0.2]),
+                 confidence=0.5 + i / (2 * n), source="ocr" if i % 2 else "text_layer") for i in range(n)]
+
+
+def test_word_blob_round_trip() -> None:
+    ws = _words(50)
+    back = decode_words(encode_words(ws))
+    assert [w.text for w in back] == [w.text for w in ws]
+    assert all(abs(a.bbox.x0 - b.bbox.x0) < 1e-5 and a.source == b.source for a, b in zip(ws, back, strict=True))
+
+
+def test_document_lifecycle(catalog: Catalog) -> None:
+    doc_id = uuid.uuid4().hex * 2
+    catalog.begin_document(doc_id=doc_id, name="/in/a.pdf", kind="pdf", collection="c1", size_bytes=10, page_count=2)
+    assert catalog.partial_documents() == [doc_id]
+    recs = [PageRecord(Page(doc_id=doc_id, page_no=p, width_pt=612, height_pt=792, words_source="text_layer",
+                            word_count=5), _words(5)) for p in (1, 2)]
+    catalog.put_pages(recs)
+    catalog.put_pages(recs[:1])  # replace, not duplicate
+    assert catalog.page_count_stored(doc_id) == 2
+    catalog.complete_document(doc_id, stages={"words": "v1"}, pending=["embed"])
+    catalog.add_name(doc_id, "/in/copy-of-a.pdf")
+    doc = catalog.get_document(doc_id)
+    assert doc is not None and doc.status == "complete" and doc.pending == ["embed"]
+    assert doc.names == ["/in/a.pdf", "/in/copy-of-a.pdf"] and doc.words_sources == {"text_layer": 2}
+    assert catalog.find_document("copy-of-a.pdf").doc_id == doc_id
+    assert catalog.find_document(doc_id[:10]).doc_id == doc_id
+    got = catalog.get_pages([(doc_id, 2), (doc_id, 9), (doc_id, 1)])
+    assert [r.page.page_no for r in got] == [2, 1] and got[0].words[3].text == "wörd3"
+    assert [r.page.page_no for r in catalog.iter_pages(doc_id, batch=1)] == [1, 2]
+    assert [d.doc_id for d in catalog.list_documents("c1")] == [doc_id] and catalog.list_documents("zz") == []
+    catalog.delete_document(doc_id)
+    assert catalog.get_document(doc_id) is None and catalog.page_count_stored(doc_id) == 0
+    with pytest.raises(NotFound, match="pagelens docs list"):
+        catalog.find_document("nope.pdf")

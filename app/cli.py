@@ -10,7 +10,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from schemas.errors import InputError, PageLensError
@@ -193,6 +200,24 @@ def docs_delete(doc: Annotated[str, typer.Argument(help="document id, id prefix 
     finally:
         svc.close()
     out.print(f"deleted {d.doc_id[:12]} ({Path(d.name).name}, {d.page_count} pages)")
+
+
+@app.command()
+def demo(question: Annotated[str, typer.Argument()] = "scanned contracts") -> None:
+    """Make a sample PDF (with a scanned page), ingest it and search it: the embedded defaults, end to end."""
+    from app.demo import make_sample_pdf
+
+    svc = _service()
+    sample = make_sample_pdf(svc.settings.data_dir / "samples" / "pagelens-sample.pdf")
+    svc.close()
+    out.print(f"sample document: {sample}")
+    try:
+        ingest([sample], collection=None, password=None, report=None, workers=1)
+    except typer.Exit as e:
+        if e.exit_code:
+            raise
+    out.print(f'\n[bold]pagelens search "{question}"[/]')
+    search(question, k=3, collection=None, doc=None, as_json=False, queries=None)
 
 
 def main() -> None:

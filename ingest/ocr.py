@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from schemas.coords import bbox_from_quad
-from schemas.documents import Word
+from schemas.coords import boxes_from_pixels
+from schemas.wordtable import WordTable
 
 log = logging.getLogger(__name__)
 
@@ -31,33 +31,39 @@ def engine_version() -> str:
     return f"rapidocr-onnxruntime-{version('rapidocr-onnxruntime')}"
 
 
-def split_line(text: str, quad: list[list[float]], score: float, width: int, height: int) -> list[Word]:
-    """One OCR line → words, each with a share of the line's box proportional to its characters."""
+def split_line(text: str, quad: list[list[float]]) -> list[tuple[str, list[float]]]:
+    """One OCR line → (word, pixel box) pairs, each word a share of the line's box proportional to its
+    characters."""
     xs = [p[0] for p in quad]
     ys = [p[1] for p in quad]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    n_chars = len(text)
-    if n_chars == 0:
+    if not text:
         return []
-    per_char = (x1 - x0) / n_chars
+    per_char = (x1 - x0) / len(text)
     out = []
     pos = 0
     for token in text.split(" "):
         if token:
-            wx0 = x0 + pos * per_char
-            wx1 = x0 + (pos + len(token)) * per_char
-            box = bbox_from_quad([[wx0, y0], [wx1, y1]], width, height)
-            if box is not None:
-                out.append(Word(text=token, bbox=box, confidence=float(min(1.0, max(0.0, score))), source="ocr"))
+            out.append((token, [x0 + pos * per_char, y0, x0 + (pos + len(token)) * per_char, y1]))
         pos += len(token) + 1
     return out
 
 
-def ocr_words(image: np.ndarray) -> list[Word]:
-    """Words on a rendered page image (RGB uint8, H×W×3), boxes in the BBox contract."""
+def ocr_words(image: np.ndarray) -> WordTable:
+    """Words on a rendered page image (RGB uint8, H×W×3), boxes in the BBox contract, confidence = the
+    engine's line score."""
     h, w = image.shape[:2]
     result, _ = _engine()(image[:, :, ::-1])  # rapidocr expects BGR like OpenCV
-    words: list[Word] = []
+    texts: list[str] = []
+    px: list[list[float]] = []
+    conf: list[float] = []
     for quad, text, score in result or []:
-        words.extend(split_line(str(text).strip(), quad, float(score), w, h))
-    return words
+        for token, box in split_line(str(text).strip(), quad):
+            texts.append(token)
+            px.append(box)
+            conf.append(float(score))
+    if not texts:
+        return WordTable.empty("ocr")
+    boxes, keep = boxes_from_pixels(np.array(px), w, h)
+    return WordTable([t for t, k in zip(texts, keep, strict=True) if k], boxes[keep],
+                     np.clip(np.array(conf, np.float32)[keep], 0, 1), "ocr")

@@ -13,7 +13,7 @@ from typing import Literal
 
 from ingest import pdf
 from ingest.ocr import engine_version
-from ingest.reader import PageOut, ReadEvent, ReadJob, ReaderPool, ReadOptions
+from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
 from schemas.documents import Page
 from schemas.errors import InputError, ModelUnavailable, PageLensError, TooLarge
 from schemas.ids import doc_id_of_file, point_id
@@ -237,6 +237,8 @@ class Ingestor:
                 pool.cancel(pool_job)
             pool.add_busy(time.perf_counter() - t_busy)
             report(plan.path.name)
+        if any(o.status == "ingested" for o in outcomes.values()):
+            self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate
             first = next(o for o in outcomes.values() if o.doc_id == doc_id)
             if first.status == "failed":
@@ -276,7 +278,7 @@ class Ingestor:
             plan.warnings.extend(p.warnings)
         points = [PagePoint(id=point_id(plan.doc_id, r.page.page_no), doc_id=plan.doc_id, page=r.page.page_no,
                             collection=collection,
-                            text=bm25.embed_document(page_text([w.text for w in r.words], r.page.caption)),
+                            text=bm25.embed_document(page_text(r.table.texts, r.page.caption)),
                             dense={"image": dense[r.page.page_no]} if r.page.page_no in dense else {})
                   for r in records]
         self.index.upsert(points)

@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from schemas.documents import PageWordsSource, Word
+from schemas.documents import PageWordsSource
 from schemas.errors import PageLensError, Timeout, WorkerCrashed
+from schemas.wordtable import WordTable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class PageOut:
     height_pt: float
     rotation: int
     words_source: PageWordsSource
-    words: list[Word]
+    words: WordTable
     image: np.ndarray | None = None  # RGB uint8 (H, W, 3) at render_dpi, for the encoder
     warnings: list[str] = field(default_factory=list)
 
@@ -88,7 +89,8 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
 
     page = doc[i]
     w, h, rot = pdf.page_geometry(page)
-    out = PageOut(page_no=i + 1, width_pt=w, height_pt=h, rotation=rot, words_source="none", words=[])
+    out = PageOut(page_no=i + 1, width_pt=w, height_pt=h, rotation=rot, words_source="none",
+                  words=WordTable.empty())
     if job.mode == "full":
         try:
             out.words = pdf.text_words(page)
@@ -237,8 +239,9 @@ class ReaderPool:
             if not w.proc.is_alive() or (w.proc.sentinel in ready and w.conn not in ready):
                 code = w.proc.exitcode
                 self._kill(w)
-                err = WorkerCrashed(f"{job.path.name} crashed the PDF reader (exit code {code}); the file is "
-                                    "probably malformed — re-export or repair it (e.g. qpdf) and retry")
+                err: PageLensError = WorkerCrashed(
+                    f"{job.path.name} crashed the PDF reader (exit code {code}); the file is probably malformed — "
+                    "re-export or repair it (e.g. qpdf) and retry")
                 yield ReadEvent(job, "failed", (err.code, err.message))
                 continue
             spent = (now - w.started) - (self._busy - w.busy_at_start)

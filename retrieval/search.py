@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from schemas.documents import Word
 from schemas.errors import InputError, ModelUnavailable
 from schemas.results import Hit
+from schemas.wordtable import WordTable
 from store import bm25
 from store.catalog import Catalog
 from store.vectors import PageQuery, VectorIndex
@@ -19,11 +20,13 @@ log = logging.getLogger(__name__)
 MAX_HIT_WORDS = 40
 
 
-def matching_words(words: Sequence[Word], question_terms: frozenset[int]) -> list[Word]:
+def matching_words(table: WordTable, question_terms: frozenset[int]) -> list[Word]:
     """Words whose BM25 terms intersect the question's, in reading order (at most MAX_HIT_WORDS)."""
     if not question_terms:
         return []
-    return [w for w in words if bm25.terms(w.text) & question_terms][:MAX_HIT_WORDS]
+    idx = [i for i, t in enumerate(table.texts) if bm25.terms(t) & question_terms][:MAX_HIT_WORDS]
+    sub = WordTable([table.texts[i] for i in idx], table.boxes[idx], table.conf[idx], table.source)
+    return sub.words()
 
 
 class Searcher:
@@ -65,13 +68,13 @@ class Searcher:
         scored = self.index.query(q)
         records = {(r.page.doc_id, r.page.page_no): r
                    for r in self.catalog.get_pages([(s.doc_id, s.page) for s in scored])}
-        names = {s.doc_id: (d.name if (d := self.catalog.get_document(s.doc_id)) else "") for s in scored}
+        names = self.catalog.document_names([s.doc_id for s in scored])
         terms = bm25.terms(question)
         hits = []
         for s in scored:
             rec = records.get((s.doc_id, s.page))
-            if rec is None:  # vectors without a catalog row: a partial document mid-ingest
+            if rec is None or s.doc_id not in names:  # a partial document mid-ingest
                 continue
             hits.append(Hit(doc_id=s.doc_id, path=names[s.doc_id], collection=s.collection, page=s.page,
-                            score=s.score, words=matching_words(rec.words, terms), caption=rec.page.caption))
+                            score=s.score, words=matching_words(rec.table, terms), caption=rec.page.caption))
         return hits

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Annotated
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -87,28 +88,46 @@ def union(boxes: Iterable[BBox]) -> BBox:
                 x1=max(b.x1 for b in bs), y1=max(b.y1 for b in bs))
 
 
-def _apply(m: Matrix, x: float, y: float) -> tuple[float, float]:
-    a, b, c, d, e, f = m
-    return a * x + c * y + e, b * x + d * y + f
+def boxes_from_points(rects: np.ndarray, rotation_matrix: Matrix, page_width: float,
+                      page_height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Many PyMuPDF rects (n, 4) in points of the *unrotated* page → (boxes (n, 4) float32 in the BBox
+    contract, clipped to the page; ``keep`` (n,) bool, False for boxes off the page or degenerate).
+
+    ``rotation_matrix`` is ``page.rotation_matrix``; ``page_width``/``page_height`` the *displayed* size
+    (``page.rect``)."""
+    r = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+    a, b, c, d, e, f = rotation_matrix
+    xs = np.stack([a * r[:, i] + c * r[:, j] + e for i, j in ((0, 1), (2, 1), (0, 3), (2, 3))], axis=1)
+    ys = np.stack([b * r[:, i] + d * r[:, j] + f for i, j in ((0, 1), (2, 1), (0, 3), (2, 3))], axis=1)
+    out = np.stack([xs.min(1) / page_width, ys.min(1) / page_height,
+                    xs.max(1) / page_width, ys.max(1) / page_height], axis=1)
+    return _clip(out)
+
+
+def _clip(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = np.clip(boxes, 0.0, 1.0).astype(np.float32)
+    keep = ((out[:, 2] - out[:, 0]) > _EPS) & ((out[:, 3] - out[:, 1]) > _EPS)
+    return out, keep
 
 
 def bbox_from_points(rect: Sequence[float], rotation_matrix: Matrix, page_width: float,
                      page_height: float) -> BBox | None:
-    """PyMuPDF rect (points, unrotated page, top-left) → BBox.
-
-    ``rotation_matrix`` is ``page.rotation_matrix``; ``page_width``/``page_height`` are the *displayed*
-    size in points (``page.rect``). Returns ``None`` for a box entirely off the page or degenerate.
-    """
-    x0, y0, x1, y1 = rect[:4]
-    pts = [_apply(rotation_matrix, x, y) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
-    xs = [p[0] / page_width for p in pts]
-    ys = [p[1] / page_height for p in pts]
-    return BBox.clamped(min(xs), min(ys), max(xs), max(ys))
+    """One PyMuPDF rect (points, unrotated page, top-left) → BBox, or None when off the page or degenerate.
+    See ``boxes_from_points``."""
+    boxes, keep = boxes_from_points(np.asarray([rect[:4]]), rotation_matrix, page_width, page_height)
+    return BBox.of(boxes[0].astype(float).tolist()) if keep[0] else None
 
 
 def bbox_to_points(box: BBox, page_width: float, page_height: float) -> tuple[float, float, float, float]:
     """BBox → displayed-page points ``(x0, y0, x1, y1)``."""
     return (box.x0 * page_width, box.y0 * page_height, box.x1 * page_width, box.y1 * page_height)
+
+
+def boxes_from_pixels(boxes: np.ndarray, image_width: int, image_height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Many pixel boxes (n, 4) of a rendered displayed page → (BBox-contract boxes float32, keep mask)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scale = np.array([image_width, image_height, image_width, image_height], dtype=np.float64)
+    return _clip(b / scale)
 
 
 def bbox_from_pixels(box: Sequence[float], image_width: int, image_height: int) -> BBox | None:

@@ -5,10 +5,10 @@ they are always read a page at a time."""
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -32,9 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.coords import BBox
 from schemas.documents import Document, Page, PageWordsSource, Word
 from schemas.errors import ConfigError, NotFound, StoreError
+from schemas.wordtable import WordTable
 
 metadata = MetaData()
 
@@ -75,22 +75,14 @@ pages = Table(
 
 @dataclass(frozen=True)
 class PageRecord:
-    """A page and its words, as ingest writes them."""
+    """A page and its words (columnar ``table``; ``words`` builds the Word models on first use)."""
 
     page: Page
-    words: Sequence[Word]
+    table: WordTable
 
-
-def encode_words(words: Sequence[Word]) -> bytes:
-    rows = [[w.text, round(w.bbox.x0, 5), round(w.bbox.y0, 5), round(w.bbox.x1, 5), round(w.bbox.y1, 5),
-             round(w.confidence, 4), 1 if w.source == "ocr" else 0] for w in words]
-    return zlib.compress(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode(), 1)
-
-
-def decode_words(blob: bytes) -> list[Word]:
-    rows = json.loads(zlib.decompress(blob))
-    return [Word(text=r[0], bbox=BBox(x0=r[1], y0=r[2], x1=r[3], y1=r[4]), confidence=r[5],
-                 source="ocr" if r[6] else "text_layer") for r in rows]
+    @cached_property
+    def words(self) -> list[Word]:
+        return self.table.words()
 
 
 def _now() -> datetime:
@@ -138,8 +130,8 @@ class Catalog:
             if row is None:
                 return None
             doc_names = list(c.execute(select(names.c.name).where(names.c.doc_id == doc_id)).scalars())
-            sources = dict(c.execute(select(pages.c.words_source, func.count()).where(pages.c.doc_id == doc_id)
-                                     .group_by(pages.c.words_source)).tuples().all())
+            q = select(pages.c.words_source, func.count()).where(pages.c.doc_id == doc_id)
+            sources: dict[str, int] = dict(c.execute(q.group_by(pages.c.words_source)).tuples().all())
         return self._document(row, sorted(doc_names), sources)
 
     def find_document(self, ref: str) -> Document:
@@ -176,6 +168,14 @@ class Catalog:
                 all_sources.setdefault(d, {})[s] = n
         return [self._document(r, sorted(all_names.get(r.doc_id, [])), all_sources.get(r.doc_id, {}))
                 for r in rows]
+
+    def document_names(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """``doc_id -> name`` for the given ids, in one query."""
+        if not doc_ids:
+            return {}
+        with self.engine.connect() as c:
+            return dict(c.execute(select(documents.c.doc_id, documents.c.name)
+                                  .where(documents.c.doc_id.in_(set(doc_ids)))).tuples().all())
 
     def begin_document(self, *, doc_id: str, name: str, kind: str, collection: str, size_bytes: int,
                        page_count: int) -> None:
@@ -238,7 +238,7 @@ class Catalog:
             c.execute(insert(pages), [
                 {"doc_id": r.page.doc_id, "page_no": r.page.page_no, "width_pt": r.page.width_pt,
                  "height_pt": r.page.height_pt, "rotation": r.page.rotation, "words_source": r.page.words_source,
-                 "word_count": r.page.word_count, "words": encode_words(r.words), "caption": r.page.caption}
+                 "word_count": r.page.word_count, "words": r.table.encode(), "caption": r.page.caption}
                 for r in recs])
 
     def set_captions(self, doc_id: str, captions: dict[int, str]) -> None:
@@ -273,7 +273,7 @@ class Catalog:
             for doc_id in {k[0] for k in keys}:
                 nos = [k[1] for k in keys if k[0] == doc_id]
                 for row in c.execute(select(pages).where(pages.c.doc_id == doc_id, pages.c.page_no.in_(nos))):
-                    found[(doc_id, row.page_no)] = PageRecord(self._page(row), decode_words(row.words))
+                    found[(doc_id, row.page_no)] = PageRecord(self._page(row), WordTable.decode(row.words))
         return [found[k] for k in keys if k in found]
 
     def iter_pages(self, doc_id: str, batch: int = 64) -> Iterator[PageRecord]:
@@ -286,5 +286,5 @@ class Catalog:
             if not rows:
                 return
             for row in rows:
-                yield PageRecord(self._page(row), decode_words(row.words))
+                yield PageRecord(self._page(row), WordTable.decode(row.words))
             last = rows[-1].page_no

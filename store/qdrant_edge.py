@@ -53,6 +53,7 @@ class EdgeIndex:
                     "(UI, API or a batch job). Stop that process, or run several at once against a Qdrant "
                     "server: set PAGELENS_QDRANT_URL.") from e
             raise StoreError(f"cannot open the embedded vector store at {self.path}: {e}") from e
+        self._closed = False
         self._dims: dict[str, int] = (json.loads(self._dims_path.read_text())
                                       if self._dims_path.exists() else {})
 
@@ -96,10 +97,14 @@ class EdgeIndex:
     def flush(self) -> None:
         self._shard.flush()
 
+    def optimize(self) -> None:
+        """Qdrant Edge builds HNSW only when asked (a server does it in the background)."""
+        self._shard.optimize()
+
     def close(self) -> None:
-        if self._shard is not None:
+        if not self._closed:
             self._shard.close()
-            self._shard = None
+            self._closed = True
 
     # -- reads ------------------------------------------------------------------------------------
     def query(self, q: PageQuery) -> list[ScoredPage]:
@@ -113,9 +118,14 @@ class EdgeIndex:
         if not prefetches:
             return []
         res = self._shard.query(qe.QueryRequest(limit=q.limit, prefetches=prefetches,
-                                                query=qe.Fusion.Rrf(k=q.rrf_k), with_payload=True, filter=flt))
-        return [ScoredPage(doc_id=r.payload["doc_id"], page=int(r.payload["page"]),
-                           collection=r.payload["collection"], score=float(r.score)) for r in res]
+                                                query=qe.Fusion.Rrf(k=q.rrf_k),  # type: ignore[arg-type]
+                                                with_payload=True, filter=flt))
+        out = []
+        for r in res:
+            pl = r.payload or {}
+            out.append(ScoredPage(doc_id=pl["doc_id"], page=int(pl["page"]), collection=pl["collection"],
+                                  score=float(r.score)))
+        return out
 
     def _scroll(self, flt: qe.Filter | None) -> list[Any]:
         out: list[Any] = []

@@ -82,6 +82,9 @@ class ServerIndex:
     def flush(self) -> None:
         """Writes use ``wait=True``: durable on the server when they return."""
 
+    def optimize(self) -> None:
+        """The server's optimizer runs in the background."""
+
     def close(self) -> None:
         self._client.close()
 

@@ -84,6 +84,10 @@ class VectorIndex(Protocol):
 
     def flush(self) -> None: ...
 
+    def optimize(self) -> None:
+        """Build search indexes (HNSW) for what was written; a no-op where the engine does it by itself."""
+        ...
+
     def close(self) -> None: ...
 
 

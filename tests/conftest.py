@@ -5,12 +5,12 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on a hub: fail at once (see OFFLINE_MODELS.md)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from schemas.settings import EncoderSettings, IngestSettings, Settings  # noqa: E402
+from schemas.settings import EncoderSettings, IngestSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"

@@ -78,7 +78,7 @@ def test_encoder_unavailable_then_available_embeds_without_rereading(tmp_path: P
     assert svc.search("matrix", k=2), "BM25 search works without the encoder"
     r2 = svc.ingest([PDFS / "refcard-a4.pdf"])  # still no encoder: nothing new written
     assert r2.files[0].status == "unchanged" and r2.files[0].pending == ["embed"]
-    words_before = [r.words for r in svc.catalog.iter_pages(r1.files[0].doc_id or "")]
+    words_before = [(r.table.texts, r.table.boxes.tolist()) for r in svc.catalog.iter_pages(r1.files[0].doc_id or "")]
     svc.close()
 
     modes: list[str] = []
@@ -93,7 +93,8 @@ def test_encoder_unavailable_then_available_embeds_without_rereading(tmp_path: P
     r3 = svc.ingest([PDFS / "refcard-a4.pdf"])
     assert r3.files[0].status == "ingested" and r3.files[0].pending == []
     assert modes == ["render"], "the pending embed stage ran by itself, without re-reading words"
-    assert [r.words for r in svc.catalog.iter_pages(r3.files[0].doc_id or "")] == words_before
+    assert [(r.table.texts, r.table.boxes.tolist())
+            for r in svc.catalog.iter_pages(r3.files[0].doc_id or "")] == words_before
     assert svc.index.dense_dims() == {"image": 64}
     _consistent(svc)
     r4 = svc.ingest([PDFS / "refcard-a4.pdf"])

@@ -25,7 +25,8 @@ from schemas.coords import (
 
 def test_bbox_validates_order_and_range() -> None:
     assert BBox.of([0.1, 0.2, 0.3, 0.4]).as_list() == [0.1, 0.2, 0.3, 0.4]
-    for bad in ([0.3, 0.2, 0.1, 0.4], [0.1, 0.4, 0.3, 0.2], [-0.1, 0, 0.5, 0.5], [0, 0, 1.2, 0.5], [0.2, 0.2, 0.2, 0.3]):
+    bads = ([0.3, 0.2, 0.1, 0.4], [0.1, 0.4, 0.3, 0.2], [-0.1, 0, 0.5, 0.5], [0, 0, 1.2, 0.5], [0.2, 0.2, 0.2, 0.3])
+    for bad in bads:
         with pytest.raises(ValidationError):
             BBox.of(bad)
     with pytest.raises(ValueError):
@@ -61,7 +62,8 @@ def test_points_converter_matches_rendered_ink(rotation: int) -> None:
     pix = page.get_pixmap(dpi=72, colorspace=pymupdf.csGRAY)
     img = np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width)
     ys, xs = np.nonzero(img < 128)
-    ink = BBox.of([xs.min() / pix.width, ys.min() / pix.height, (xs.max() + 1) / pix.width, (ys.max() + 1) / pix.height])
+    w_px, h_px = pix.width, pix.height
+    ink = BBox.of([xs.min() / w_px, ys.min() / h_px, (xs.max() + 1) / w_px, (ys.max() + 1) / h_px])
     # the word box (font ascent/descent included) must contain the ink
     x0, y0, x1, y1 = box.as_list()
     tol = 0.01

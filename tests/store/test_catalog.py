@@ -12,7 +12,8 @@ import pytest
 from schemas.coords import BBox
 from schemas.documents import Page, Word
 from schemas.errors import NotFound
-from store.catalog import Catalog, PageRecord, decode_words, encode_words
+from schemas.wordtable import WordTable
+from store.catalog import Catalog, PageRecord
 
 PG_URL = os.environ.get("PAGELENS_TEST_POSTGRES_URL", "postgresql+psycopg://pagelens:pagelens@127.0.0.1:5432/pagelens")
 
@@ -52,9 +53,13 @@ def _words(n: int) -> list[Word]:
 
 def test_word_blob_round_trip() -> None:
     ws = _words(50)
-    back = decode_words(encode_words(ws))
+    table = WordTable.from_words(ws, "ocr")
+    back = WordTable.decode(table.encode()).words()
     assert [w.text for w in back] == [w.text for w in ws]
-    assert all(abs(a.bbox.x0 - b.bbox.x0) < 1e-5 and a.source == b.source for a, b in zip(ws, back, strict=True))
+    pairs = list(zip(ws, back, strict=True))
+    assert all(abs(a.bbox.x0 - b.bbox.x0) < 2e-5 and abs(a.bbox.y1 - b.bbox.y1) < 2e-5 for a, b in pairs)
+    assert all(abs(a.confidence - b.confidence) < 0.005 and b.source == "ocr" for a, b in zip(ws, back, strict=True))
+    assert len(WordTable.decode(WordTable.empty().encode())) == 0
 
 
 def test_document_lifecycle(catalog: Catalog) -> None:
@@ -62,7 +67,7 @@ def test_document_lifecycle(catalog: Catalog) -> None:
     catalog.begin_document(doc_id=doc_id, name="/in/a.pdf", kind="pdf", collection="c1", size_bytes=10, page_count=2)
     assert catalog.partial_documents() == [doc_id]
     recs = [PageRecord(Page(doc_id=doc_id, page_no=p, width_pt=612, height_pt=792, words_source="text_layer",
-                            word_count=5), _words(5)) for p in (1, 2)]
+                            word_count=5), WordTable.from_words(_words(5), "text_layer")) for p in (1, 2)]
     catalog.put_pages(recs)
     catalog.put_pages(recs[:1])  # replace, not duplicate
     assert catalog.page_count_stored(doc_id) == 2

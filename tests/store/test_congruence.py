@@ -51,7 +51,7 @@ def both(tmp_path: Path) -> Iterator[list[VectorIndex]]:
 
 def _ranked(ix: VectorIndex, q: PageQuery) -> list[tuple[float, str, int]]:
     """Results as (score, doc, page), sorted by score then id: RRF ties may come back in either order."""
-    return sorted(((-round(s.score, 5), s.doc_id, s.page) for s in ix.query(q)))
+    return sorted((-round(s.score, 5), s.doc_id, s.page) for s in ix.query(q))
 
 
 def test_counts_and_pages(both: list[VectorIndex]) -> None:

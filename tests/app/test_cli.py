@@ -1,0 +1,72 @@
+"""The ``pagelens`` command as a user runs it: exit codes, the report file, search output, docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BADPDF, PDFS
+from tests.ingest.clirun import cli_env, pagelens
+
+pytestmark = pytest.mark.corpus
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return cli_env(tmp_path_factory.mktemp("cli"), None)
+
+
+def test_ingest_report_and_exit_codes(env: dict[str, str], tmp_path: Path) -> None:
+    rep = tmp_path / "report.json"
+    bad = BADPDF / "files/qpdf/c-empty.pdf"
+    res = pagelens("ingest", str(PDFS / "R-data.pdf"), str(bad), "--report", str(rep), env=env)
+    assert res.returncode == 1, "a failed file makes the exit code 1"
+    assert "Page images are not embedded" in res.stderr  # said once, clearly
+    assert res.stderr.count("PAGELENS_ENCODER__ENABLED") <= 1
+    files = json.loads(rep.read_text())["files"]
+    assert [(Path(f["path"]).name, f["status"]) for f in files] == [("R-data.pdf", "ingested"), ("c-empty.pdf", "failed")]
+    assert files[0]["pages"] == 41 and len(files[0]["doc_id"]) == 64 and files[0]["error"] is None
+    assert files[1]["error"]["code"] == "empty_document" and files[1]["error"]["message"]
+    again = pagelens("ingest", str(PDFS / "R-data.pdf"), "--report", str(rep), env=env)
+    assert again.returncode == 0 and json.loads(rep.read_text())["files"][0]["status"] == "unchanged"
+    assert pagelens("ingest", str(tmp_path / "missing.pdf"), env=env).returncode == 2
+    assert pagelens("ingest", env=env).returncode == 2
+    assert pagelens("search", "x", "-k", "0", env=env).returncode == 2
+
+
+def test_search_json_and_batch(env: dict[str, str], tmp_path: Path) -> None:
+    pagelens("ingest", str(PDFS / "R-data.pdf"), env=env)
+    hits = json.loads(pagelens("search", "relational databases", "-k", "3", "--json", env=env).stdout)
+    assert len(hits) == 3 and all(h["path"].endswith("R-data.pdf") and h["page"] >= 1 for h in hits)
+    assert all(w["bbox"]["x0"] < w["bbox"]["x1"] for h in hits for w in h["words"])
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"id": "a", "question": "relational databases"}\n{"id": 7, "question": "spreadsheet"}\n')
+    res = pagelens("search", "--queries", str(q), "-k", "2", env=env)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [x["id"] for x in lines] == ["a", 7]
+    assert all(set(h) == {"doc_id", "path", "page", "score"} and len(x["hits"]) == 2 for x in lines for h in x["hits"])
+    assert lines[0]["hits"][0] == {k: hits[0][k] for k in ("doc_id", "path", "page", "score")}
+    q.write_text('{"question": "no id"}\n')
+    bad = pagelens("search", "--queries", str(q), env=env)
+    assert bad.returncode == 2 and "each line must be" in bad.stderr
+
+
+def test_docs_list_show_delete(env: dict[str, str]) -> None:
+    pagelens("ingest", str(PDFS / "refcard-a4.pdf"), "--collection", "cards", env=env)
+    listed = json.loads(pagelens("docs", "list", "--json", "--collection", "cards", env=env).stdout)
+    assert [Path(d["name"]).name for d in listed] == ["refcard-a4.pdf"]
+    shown = json.loads(pagelens("docs", "show", "refcard-a4.pdf", env=env).stdout)
+    assert shown["page_count"] == 3 and shown["pending"] == ["embed"]
+    res = pagelens("docs", "delete", shown["doc_id"][:10], env=env)
+    assert res.returncode == 0 and "deleted" in res.stdout
+    assert pagelens("docs", "show", "refcard-a4.pdf", env=env).returncode == 2
+    assert json.loads(pagelens("docs", "list", "--json", "--collection", "cards", env=env).stdout) == []
+
+
+def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
+    res = pagelens("demo", env=cli_env(tmp_path / "d", None))
+    assert res.returncode == 0, res.stderr
+    assert "pagelens-sample.pdf p.3" in res.stdout, "the scanned page is found through its OCR words"

@@ -203,6 +203,111 @@ def docs_delete(doc: Annotated[str, typer.Argument(help="document id, id prefix 
 
 
 @app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    k: Annotated[int, typer.Option("-k", min=1, max=20, help="pages to read")] = 3,
+    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+    doc: Annotated[list[str] | None, typer.Option("--doc", help="restrict to these documents")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Answer a question from the retrieved pages, with evidence boxes checked against the page's words."""
+    svc = _service()
+    try:
+        doc_ids = [svc.get_document(d).doc_id for d in doc] if doc else None
+        answer = svc.ask(question, k=k, collection=collection, doc_ids=doc_ids)
+    except PageLensError as e:
+        raise _fail(e) from e
+    finally:
+        svc.close()
+    if as_json:
+        print(answer.model_dump_json(indent=2))
+        return
+    out.print(f"[bold]{answer.answer}[/]" if answer.found else f"[yellow]{answer.answer}[/]")
+    for ev in answer.evidence:
+        color = {"verified": "green", "approximate": "yellow", "unverified": "red"}[ev.status]
+        out.print(f"  [{color}]{ev.status}[/] p.{ev.page} {ev.doc_id[:12]}: \"{ev.quote}\" "
+                  f"[dim](confidence {ev.confidence:.2f})[/]")
+
+
+@app.command()
+def extract(
+    schema: Annotated[str, typer.Option("--schema", help="a JSON Schema file (.json) or module:PydanticModel")],
+    files: Annotated[list[Path] | None, typer.Argument(help="files to ingest and extract from")] = None,
+    doc: Annotated[list[str] | None, typer.Option("--doc", help="ingested documents (id or name)")] = None,
+    max_pages: Annotated[int, typer.Option("--max-pages", min=1, max=64)] = 8,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Extract the schema's fields, each with its value, boxes, confidence and verification status."""
+    if not files and not doc:
+        err.print("give FILE... or --doc ID...")
+        raise typer.Exit(2)
+    svc = _service()
+    try:
+        refs = list(doc or [])
+        if files:
+            svc.vlm()  # fail fast when no VLM is configured, before ingesting anything
+            report = svc.ingest(list(files))
+            for f in report.files:
+                if f.status == "failed" and f.error:
+                    raise PageLensError(f"{f.path}: {f.error.message}", code=f.error.code)
+                refs.append(f.doc_id or "")
+        result = svc.extract(schema, refs, max_pages=max_pages)
+    except PageLensError as e:
+        raise _fail(e) from e
+    finally:
+        svc.close()
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    table = Table(title=f"extraction {result.id[:12]} · {result.model}")
+    for col in ("field", "value", "status", "confidence", "page"):
+        table.add_column(col, overflow="fold")
+    for f in result.fields:
+        color = {"verified": "green", "approximate": "yellow", "unverified": "red"}[f.status]
+        pages = ",".join(str(b.page) for b in f.boxes)
+        table.add_row(f.path, str(f.value), f"[{color}]{f.status}[/]", f"{f.confidence:.2f}", pages)
+    out.print(table)
+
+
+@app.command()
+def locate(
+    queries: Annotated[Path, typer.Option("--queries", help='JSONL: {"id","doc_id","page","value","near"}')],
+) -> None:
+    """The verifier alone: where on this page is this value? One JSON result per input line."""
+    svc = _service()
+    try:
+        if not queries.exists():
+            raise InputError(f"{queries} does not exist")
+        for n, line in enumerate(queries.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                q = json.loads(line)
+                qid, doc_id, page, value = q["id"], q["doc_id"], int(q["page"]), q["value"]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise InputError(f'{queries}:{n}: each line needs "id", "doc_id", "page", "value" ({e})') from e
+            res = svc.locate(doc_id, page, value, q.get("near"))
+            print(json.dumps({"id": qid, **res.model_dump(exclude={"id"})}), flush=True)
+    except PageLensError as e:
+        raise _fail(e) from e
+    finally:
+        svc.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from app.api import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
 def demo(question: Annotated[str, typer.Argument()] = "scanned contracts") -> None:
     """Make a sample PDF (with a scanned page), ingest it and search it: the embedded defaults, end to end."""
     from app.demo import make_sample_pdf

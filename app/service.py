@@ -7,15 +7,24 @@ import logging
 from functools import cached_property
 from pathlib import Path
 
+import threading
+from typing import Any
+
 from ingest.discover import discover
 from ingest.pipeline import Ingestor, ProgressFn
 from retrieval.search import Searcher
+from schemas.answers import Answer, Extraction, LocateResult
+from schemas.coords import BBox
 from schemas.documents import Document
+from schemas.errors import InputError
 from schemas.results import Hit, IngestReport
 from schemas.settings import Settings
 from store.catalog import Catalog
 from store.files import FileStore
 from store.vectors import VectorIndex, open_vector_index
+from store.pages import render_for_model, render_png
+from vlm.backend import VlmBackend, make_backend
+from vlm.pages import PageInput
 from vlm.siglip import SiglipEncoder, load_encoder
 
 log = logging.getLogger(__name__)
@@ -28,6 +37,9 @@ class Service:
         self.settings = settings or Settings()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._encoder: SiglipEncoder | None = None
+        self._vlm: VlmBackend | None = None
+        self._load_lock = threading.Lock()
+        self.write_lock = threading.Lock()  # ingest/delete one at a time (the API serves requests concurrently)
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -43,9 +55,17 @@ class Service:
 
     def encoder(self) -> SiglipEncoder:
         """The SigLIP encoder, loaded once. Raises ModelUnavailable."""
-        if self._encoder is None:
-            self._encoder = load_encoder(self.settings.encoder)
-        return self._encoder
+        with self._load_lock:
+            if self._encoder is None:
+                self._encoder = load_encoder(self.settings.encoder)
+            return self._encoder
+
+    def vlm(self) -> VlmBackend:
+        """The VLM backend, built once. Raises ModelUnavailable saying how to configure one."""
+        with self._load_lock:
+            if self._vlm is None:
+                self._vlm = make_backend(self.settings)
+            return self._vlm
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -58,8 +78,9 @@ class Service:
     # -- operations -------------------------------------------------------------------------------
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
                on_progress: ProgressFn | None = None, workers: int = 1) -> IngestReport:
-        return self.ingestor.ingest(discover(paths), collection=collection, password=password,
-                                    on_progress=on_progress, workers=workers)
+        with self.write_lock:
+            return self.ingestor.ingest(discover(paths), collection=collection, password=password,
+                                        on_progress=on_progress, workers=workers)
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: list[str] | None = None) -> list[Hit]:
@@ -72,9 +93,82 @@ class Service:
         return self.catalog.find_document(ref)
 
     def delete_document(self, ref: str) -> Document:
+        with self.write_lock:
+            doc = self.catalog.find_document(ref)
+            self.ingestor.remove(doc.doc_id)
+            return doc
+
+    # -- pages, answers, extraction ---------------------------------------------------------------
+    def page_inputs(self, keys: list[tuple[str, int]]) -> list[PageInput]:
+        """Pages as the VLM sees them: rendered at the pixel budget, with their words."""
+        v = self.settings.vlm
+        records = {(r.page.doc_id, r.page.page_no): r for r in self.catalog.get_pages(keys)}
+        out = []
+        for doc_id, page in keys:
+            rec = records.get((doc_id, page))
+            if rec is None:
+                raise InputError(f"document {doc_id[:12]} has no page {page}")
+            img = render_for_model(self.files.open_path(doc_id), page, max_pixels=v.max_pixels,
+                                   min_pixels=v.min_pixels)
+            out.append(PageInput(doc_id=doc_id, page=page, image=img, words=rec.table))
+        return out
+
+    def page_png(self, ref: str, page: int, *, width: int = 1000, boxes: list[tuple[BBox, str]] | None = None) -> bytes:
         doc = self.catalog.find_document(ref)
-        self.ingestor.remove(doc.doc_id)
-        return doc
+        return render_png(self.files.open_path(doc.doc_id), page, width=width, boxes=boxes or [])
+
+    def ask(self, question: str, *, k: int = 3, collection: str | None = None,
+            doc_ids: list[str] | None = None) -> Answer:
+        """Retrieve the top ``k`` pages and answer from their images, with verified evidence."""
+        from vlm.answering import ask
+
+        backend = self.vlm()  # fail fast, before retrieval, when no VLM is configured
+        hits = self.search(question, k=k, collection=collection, doc_ids=doc_ids)
+        if not hits:
+            from schemas.answers import Answer as A
+            from vlm.prompts import NOT_FOUND
+
+            return A(question=question, answer=NOT_FOUND, found=False, evidence=[], model=backend.model, pages_used=[])
+        pages = self.page_inputs([(h.doc_id, h.page) for h in hits])
+        v = self.settings.vlm
+        return ask(backend, question, pages, max_attempts=v.max_attempts, max_tokens=v.max_new_tokens)
+
+    def extract(self, schema: str | dict[str, Any] | type, doc_refs: list[str], *, max_pages: int = 8,
+                save: bool = True) -> Extraction:
+        """Extract ``schema`` from the first ``max_pages`` pages of the given documents; stored with provenance."""
+        from vlm.extraction import extract, load_schema
+
+        user_schema, validate = load_schema(schema)  # type: ignore[arg-type]
+        backend = self.vlm()
+        if not doc_refs:
+            raise InputError("give the documents to extract from (ids, names or files)")
+        keys: list[tuple[str, int]] = []
+        for ref in doc_refs:
+            d = self.catalog.find_document(ref)
+            keys += [(d.doc_id, p) for p in range(1, d.page_count + 1)]
+        if len(keys) > max_pages:
+            raise InputError(f"the documents have {len(keys)} pages; extraction reads at most {max_pages} at once. "
+                             "Extract from fewer documents, or raise --max-pages (the model's context must fit).")
+        v = self.settings.vlm
+        result = extract(backend, user_schema, validate, self.page_inputs(keys), max_attempts=v.max_attempts,
+                         max_tokens=max(v.max_new_tokens, 1024))
+        if save:
+            self.catalog.save_extraction(result)
+        return result
+
+    def locate(self, ref: str, page: int, value: object, near: list[float] | None = None) -> LocateResult:
+        """Where on this page is this value? The verifier alone, no model."""
+        from vlm.grounding import locate
+
+        doc = self.catalog.find_document(ref)
+        rec = self.catalog.get_page(doc.doc_id, page)
+        try:
+            near_box = BBox.of(near) if near is not None else None
+        except ValueError as e:
+            raise InputError(f"near must be [x0, y0, x1, y1] fractions of the page with x0<x1, y0<y1 ({e})") from e
+        loc = locate(value, rec.table, near_box)
+        return LocateResult(status=loc.status, bbox=loc.bbox.as_list() if loc.bbox else None,
+                            confidence=loc.confidence, matched_text=loc.matched_text)
 
     def close(self) -> None:
         if "index" in self.__dict__:

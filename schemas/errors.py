@@ -94,6 +94,16 @@ class ModelBehaviorError(PageLensError):
         self.attempts = attempts
 
 
+class ModelHTTPError(PageLensError):
+    """The VLM server answered with an HTTP error, or could not be reached, after the retries."""
+
+    code = "vlm_http_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class WorkerCrashed(PageLensError):
     """The process reading a file died (a parser crash or the memory cap)."""
 

@@ -41,13 +41,23 @@ class EncoderSettings(_Group):
 
 
 class VlmSettings(_Group):
-    backend: Literal["none", "openai", "transformers"] = "none"
-    model: str = Field("Qwen/Qwen2.5-VL-3B-Instruct", description="model id or local dir")
+    backend: Literal["auto", "none", "openai", "transformers"] = Field(
+        "auto", description="auto: openai when PAGELENS_VLM_URL is set, transformers when vlm.model is a local "
+                            "dir, else none")
+    model: str = Field("Qwen/Qwen2.5-VL-3B-Instruct", description="model id (server or hub) or local dir")
+    family: Literal["auto", "qwen2.5-vl", "qwen2-vl", "qwen3-vl"] = "auto"
+    structured_outputs: Literal["response_format", "structured_outputs"] = Field(
+        "response_format", description="how the JSON schema is sent to an OpenAI-compatible server; "
+                                       "'structured_outputs' is vLLM >= 0.10.2's own field")
+    max_new_tokens: int = Field(768, ge=16)
+    max_attempts: int = Field(3, ge=1, le=10, description="tries to get schema-valid output (re-asks)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     api_key: str | None = None
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(2, ge=0)
     concurrency: int = Field(4, ge=1)
     max_pixels: int = Field(1024 * 1320, gt=0, description="pixel budget per page image sent to the VLM")
+    min_pixels: int = Field(56 * 56, gt=0)
     captions: bool = True
 
 
@@ -62,6 +72,8 @@ class Settings(BaseSettings):
     qdrant_api_key: str | None = None
     vlm_url: str | None = Field(None, description="OpenAI-compatible (vLLM) base URL, e.g. http://vllm:8000/v1")
     default_collection: str = "default"
+    api_key: str | None = Field(None, description="when set, the HTTP API requires it in the X-API-Key header")
+    max_upload_mb: float = Field(100.0, gt=0)
 
     ingest: IngestSettings = IngestSettings()
     encoder: EncoderSettings = EncoderSettings()

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from schemas.answers import Extraction
 from schemas.documents import Document, Page, PageWordsSource, Word
 from schemas.errors import ConfigError, NotFound, StoreError
 from schemas.wordtable import WordTable
@@ -70,6 +71,19 @@ pages = Table(
     Column("word_count", Integer, nullable=False),
     Column("words", LargeBinary, nullable=False),
     Column("caption", Text, nullable=True),
+)
+
+
+extractions = Table(
+    "extractions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("schema_hash", String(32), nullable=False),
+    Column("prompt_hash", String(32), nullable=False),
+    Column("doc_ids", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("corrections", Text, nullable=False, default="{}"),
 )
 
 
@@ -224,6 +238,29 @@ class Catalog:
             c.execute(delete(pages).where(pages.c.doc_id == doc_id))
             c.execute(delete(names).where(names.c.doc_id == doc_id))
             c.execute(delete(documents).where(documents.c.doc_id == doc_id))
+
+    # -- extractions -------------------------------------------------------------------------------
+    def save_extraction(self, ex: Extraction) -> None:
+        with self.engine.begin() as c:
+            c.execute(insert(extractions).values(
+                id=ex.id, created_at=ex.created_at or _now(), model=ex.model, schema_hash=ex.schema_hash,
+                prompt_hash=ex.prompt_hash, doc_ids=json.dumps(sorted({p.doc_id for p in ex.pages_used})),
+                result=ex.model_dump_json(), corrections="{}"))
+
+    def get_extraction(self, ex_id: str) -> tuple[Extraction, dict[str, Any]]:
+        """The extraction and its hand corrections (path -> value). Raises NotFound."""
+        with self.engine.connect() as c:
+            row = c.execute(select(extractions).where(extractions.c.id == ex_id)).first()
+        if row is None:
+            raise NotFound(f"no extraction {ex_id}")
+        return Extraction.model_validate_json(row.result), json.loads(row.corrections)
+
+    def correct_extraction(self, ex_id: str, path: str, value: Any) -> None:
+        """Keep a hand correction of one field with the result (the model's value stays too)."""
+        _, corr = self.get_extraction(ex_id)
+        corr[path] = value
+        with self.engine.begin() as c:
+            c.execute(update(extractions).where(extractions.c.id == ex_id).values(corrections=json.dumps(corr)))
 
     # -- pages ------------------------------------------------------------------------------------
     def put_pages(self, records: Iterable[PageRecord]) -> None:

@@ -1,0 +1,91 @@
+"""What the VLM side returns to users: grounded answers, extraction results, locate results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.coords import BBox
+
+GroundingStatus = Literal["verified", "approximate", "unverified"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PageRef(_Frozen):
+    doc_id: str
+    page: int = Field(ge=1)
+
+
+class Evidence(_Frozen):
+    """A quote supporting an answer, where it is on the page, and whether the page's words confirm it."""
+
+    doc_id: str
+    page: int = Field(ge=1)
+    quote: str
+    bbox: BBox | None
+    status: GroundingStatus
+    confidence: float = Field(ge=0, le=1)
+    matched_text: str | None = None
+
+
+class Usage(_Frozen):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Answer(_Frozen):
+    """``found=False`` is a first-class answer: the documents do not say."""
+
+    question: str
+    answer: str
+    found: bool
+    evidence: list[Evidence]
+    model: str
+    pages_used: list[PageRef]
+    usage: Usage = Usage()
+
+
+class FieldBox(_Frozen):
+    doc_id: str
+    page: int = Field(ge=1)
+    bbox: BBox | None
+
+
+class FieldResult(_Frozen):
+    """One leaf of the user's schema. ``path`` is a JSON path like ``line_items[0].amount``."""
+
+    path: str
+    value: Any
+    boxes: list[FieldBox]
+    confidence: float = Field(ge=0, le=1)
+    status: GroundingStatus
+    matched_text: str | None = None
+    corrected: bool = False
+
+
+class Extraction(_Frozen):
+    """An extraction run: the validated data (the user's schema), each field's grounding, and provenance."""
+
+    id: str
+    data: dict[str, Any]
+    fields: list[FieldResult]
+    model: str
+    schema_hash: str
+    prompt_hash: str
+    pages_used: list[PageRef]
+    attempts: int = 1
+    created_at: datetime | None = None
+    usage: Usage = Usage()
+
+
+class LocateResult(_Frozen):
+    id: Any = None
+    status: GroundingStatus
+    bbox: list[float] | None
+    confidence: float
+    matched_text: str | None

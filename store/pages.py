@@ -1,0 +1,79 @@
+"""Page images of stored documents, rendered on demand (page images are not stored; the source file is).
+
+``render_for_model`` renders at the size a Qwen-VL processor keeps unchanged (multiples of 28 inside the pixel
+budget), so a model's pixel boxes map back to the page exactly. ``render_png`` draws boxes for people."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pymupdf
+
+from schemas.coords import BBox, bbox_to_pixels, smart_resize
+from schemas.errors import InputError, NotFound, PasswordRequired
+
+# status -> (outline RGB, fill RGBA) ; verified green, approximate amber, unverified red (dashed in the UI legend)
+STYLES = {"verified": ((22, 163, 74), (22, 163, 74, 50)), "approximate": ((217, 119, 6), (217, 119, 6, 50)),
+          "unverified": ((220, 38, 38), (220, 38, 38, 40)), "match": ((37, 99, 235), (250, 204, 21, 90))}
+
+
+def _open(path: Path, page_no: int) -> tuple[pymupdf.Document, pymupdf.Page]:
+    try:
+        doc = pymupdf.open(str(path))
+    except Exception as e:
+        raise NotFound(f"the stored file {path.name} cannot be opened ({e}); re-ingest the document") from e
+    if doc.needs_pass:
+        raise PasswordRequired("this document is password protected and its pages cannot be rendered without the "
+                               "password; re-ingest a decrypted copy to view its pages")
+    if not 1 <= page_no <= doc.page_count:
+        raise InputError(f"page {page_no} does not exist; the document has {doc.page_count} pages")
+    return doc, doc[page_no - 1]
+
+
+def render_for_model(path: Path, page_no: int, *, max_pixels: int, min_pixels: int = 56 * 56,
+                     dpi: float = 144.0) -> np.ndarray:
+    """RGB uint8 (H, W, 3) with H, W multiples of 28 and min_pixels ≤ H·W ≤ max_pixels, the page stretched to
+    exactly that size (aspect kept to within one 28-px step)."""
+    doc, page = _open(path, page_no)
+    try:
+        w_pt, h_pt = page.rect.width, page.rect.height
+        h, w = smart_resize(max(28, round(h_pt * dpi / 72)), max(28, round(w_pt * dpi / 72)),
+                            min_pixels=min_pixels, max_pixels=max_pixels)
+        pix = page.get_pixmap(matrix=pymupdf.Matrix(w / w_pt, h / h_pt), colorspace=pymupdf.csRGB, alpha=False)
+        img = np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3]
+        if img.shape[:2] != (h, w):  # rounding inside MuPDF: pad or crop by a pixel
+            out = np.full((h, w, 3), 255, np.uint8)
+            hh, ww = min(h, img.shape[0]), min(w, img.shape[1])
+            out[:hh, :ww] = img[:hh, :ww]
+            img = out
+        return np.ascontiguousarray(img)
+    finally:
+        doc.close()
+
+
+def render_png(path: Path, page_no: int, *, width: int = 1000,
+               boxes: Sequence[tuple[BBox, str]] = ()) -> bytes:
+    """PNG of a page ``width`` pixels wide, with ``boxes`` drawn (each with a STYLES key)."""
+    from PIL import Image, ImageDraw
+
+    doc, page = _open(path, page_no)
+    try:
+        zoom = max(0.05, min(8.0, width / page.rect.width))
+        pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+        img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+    finally:
+        doc.close()
+    if boxes:
+        overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        for box, style in boxes:
+            line, fill = STYLES.get(style, STYLES["match"])
+            x0, y0, x1, y1 = bbox_to_pixels(box, img.width, img.height)
+            draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), fill=fill, outline=line, width=3)
+        img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()

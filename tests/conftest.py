@@ -50,3 +50,17 @@ def service(settings: Settings) -> Iterator[object]:
     svc = Service(settings)
     yield svc
     svc.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen25(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_models import build_tiny_qwen_vl
+
+    return build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen25vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_models import build_tiny_qwen_vl
+
+    return build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen2vl"), qwen2=True)

@@ -65,3 +65,89 @@ def build_tiny_siglip(out: Path, *, image_size: int = 64, width: int = 64, seed:
     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(weights, str(out / "open_clip_model.safetensors"))
     return out
+
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+# The chat template of the released Qwen2-VL / Qwen2.5-VL instruct checkpoints.
+QWEN_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
+    "{% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_PRETOK = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+           r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+def build_tiny_qwen_vl(out: Path, *, qwen2: bool = False, max_pixels: int = 448 * 448) -> Path:
+    """A tiny random-weight Qwen2.5-VL (or Qwen2-VL) checkpoint dir with a working processor, built offline:
+    byte-level BPE trained locally + Qwen's special tokens and chat template. Load it with
+    ``AutoModelForImageTextToText.from_pretrained(out)`` exactly like a downloaded checkpoint."""
+    import torch
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import GenerationConfig, Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    if qwen2:
+        from transformers import Qwen2VLConfig as Cfg
+        from transformers import Qwen2VLForConditionalGeneration as Model
+        from transformers import Qwen2VLProcessor as Proc
+    else:
+        from transformers import Qwen2_5_VLConfig as Cfg  # type: ignore[assignment]
+        from transformers import Qwen2_5_VLForConditionalGeneration as Model  # type: ignore[assignment]
+        from transformers import Qwen2_5_VLProcessor as Proc  # type: ignore[assignment]
+
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_PRETOK), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [*_CORPUS, '{"answer": "The total is 42", "found": true, "evidence": [{"page": 1, "quote": "total", '
+                        '"bbox_2d": [10, 20, 300, 400]}]}', '{"value": null, "page": 1, "bbox_2d": null}'] * 10
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=1200, show_progress=False,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    spec = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
+    tok = Qwen2Tokenizer(vocab=spec["vocab"], merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         unk_token=None, model_max_length=32768)
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL], special_tokens=True)
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    processor = Proc(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels),
+                     tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_CHAT_TEMPLATE)
+    vocab = (len(tok) + 63) // 64 * 64
+    text_cfg = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+                    bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                    pad_token_id=ids["<|endoftext|>"])
+    if qwen2:
+        vis_cfg: dict[str, Any] = dict(depth=2, embed_dim=64, hidden_size=64, mlp_ratio=2, num_heads=2,
+                                       in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    else:
+        vis_cfg = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=64,
+                       in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                       fullatt_block_indexes=[1])
+    cfg = Cfg(text_config=text_cfg, vision_config=vis_cfg, image_token_id=ids["<|image_pad|>"],
+              video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+              vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = Model(cfg).eval()
+    model.generation_config = GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+                                               pad_token_id=ids["<|endoftext|>"], do_sample=False)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

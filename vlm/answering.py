@@ -21,23 +21,23 @@ Coord = Annotated[int, Field(ge=0, le=10000)]
 class _EvidenceOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     page: int = Field(ge=1, le=64, description="number of the page image (1 = first image)")
-    quote: str = Field(max_length=300, description="exact words from that page supporting the answer")
+    quote: str = Field(max_length=200, description="exact words from that page supporting the answer")
     bbox_2d: list[Coord] | None = Field(default=None, min_length=4, max_length=4)
 
 
 class _AnswerOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     found: bool = Field(description="false when these pages do not answer the question")
-    answer: str = Field(max_length=1000)
-    evidence: list[_EvidenceOut] = Field(default_factory=list, max_length=6)
+    answer: str = Field(max_length=300)
+    evidence: list[_EvidenceOut] = Field(default_factory=list, max_length=4)
 
 
 class _CaptionOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: str = Field(max_length=40, description="e.g. text, table, figure, form, invoice, title page, index")
-    title: str = Field(max_length=150)
-    entities: list[Annotated[str, Field(max_length=60)]] = Field(default_factory=list, max_length=10)
-    summary: str = Field(max_length=400)
+    title: str = Field(max_length=100)
+    entities: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=8)
+    summary: str = Field(max_length=300)
 
 
 def _images_message(pages: Sequence[PageInput], text: str) -> Message:

@@ -17,6 +17,18 @@ from vlm.backend import Message, VlmBackend, VlmRequest, VlmResponse
 
 T = TypeVar("T")
 MAX_STRING = 300
+# No control characters, quotes or backslashes inside generated strings: xgrammar lets raw control characters and
+# lone surrogate escapes through otherwise (shared/recipes/xgrammar_string_repro.py), and JSON then fails to parse.
+# xgrammar ignores maxLength next to a pattern, so the bound goes into the pattern; it also fails to compile a
+# counted repetition above ~128, so long bounds are written as repeated chunks of at most 100.
+_SAFE_CHAR = r'[^\x00-\x1f"\\]'
+
+
+def safe_text_pattern(limit: int) -> str:
+    """A regex for printable JSON-safe text of at most ``limit`` characters (rounded up to a chunk of 100)."""
+    if limit <= 100:
+        return f"^{_SAFE_CHAR}{{0,{limit}}}$"
+    return f"^(?:{_SAFE_CHAR}{{0,100}}){{0,{-(-limit // 100)}}}$"
 MAX_ITEMS = 40
 LEAF_TYPES = {"string", "number", "integer", "boolean", "null"}
 
@@ -75,7 +87,12 @@ def bounded(schema: dict[str, Any], max_string: int = MAX_STRING, max_items: int
         out = {k: walk(v) for k, v in node.items()}
         types = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
         if "string" in types and "enum" not in out and "const" not in out:
-            out["maxLength"] = min(int(out.get("maxLength", max_string)), max_string)
+            limit = min(int(out.get("maxLength", max_string)), max_string)
+            if "pattern" not in out and "format" not in out:
+                out["pattern"] = safe_text_pattern(limit)
+                out.pop("maxLength", None)
+            else:
+                out["maxLength"] = limit
         if "array" in types:
             out["maxItems"] = min(int(out.get("maxItems", max_items)), max_items)
         if "object" in types and "properties" in out:
@@ -156,9 +173,10 @@ def generate_validated(backend: VlmBackend, messages: Sequence[Message], schema:
     output and the error go back to the model, up to ``max_attempts`` tries. Raises ModelBehaviorError with the
     last raw output."""
     convo = list(messages)
+    decode_schema = bounded(inline_refs(schema))
     last_text, last_err = "", ""
     for attempt in range(1, max_attempts + 1):
-        resp = backend.generate(VlmRequest(messages=convo, json_schema=schema, max_tokens=max_tokens))
+        resp = backend.generate(VlmRequest(messages=convo, json_schema=decode_schema, max_tokens=max_tokens))
         last_text = resp.text
         try:
             return validate(json.loads(resp.text)), resp, attempt

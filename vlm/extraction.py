@@ -94,7 +94,10 @@ def extract(backend: VlmBackend, schema: dict[str, Any], validate: Validator, pa
     model_schema = grounded(bounded(plain), len(pages), max_coord)
     text = prompts.EXTRACT.format(n=len(pages), boxes=box_instructions(backend.family, w, h))
 
+    model_check = _jsonschema_validator(model_schema)
+
     def check(obj: Any) -> tuple[Any, list[Leaf]]:
+        model_check(obj)  # the shape the model was asked for: every leaf as {value, page, bbox_2d}
         data, leaves = ungrounded(obj, plain)
         try:
             return validate(data), leaves

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cached_property
 from pathlib import Path
-
-import threading
 from typing import Any
 
 from ingest.discover import discover
@@ -21,8 +20,8 @@ from schemas.results import Hit, IngestReport
 from schemas.settings import Settings
 from store.catalog import Catalog
 from store.files import FileStore
-from store.vectors import VectorIndex, open_vector_index
 from store.pages import render_for_model, render_png
+from store.vectors import VectorIndex, open_vector_index
 from vlm.backend import VlmBackend, make_backend
 from vlm.pages import PageInput
 from vlm.siglip import SiglipEncoder, load_encoder
@@ -69,7 +68,7 @@ class Service:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.settings, self.catalog, self.files, self.index, self.encoder)
+        return Ingestor(self.settings, self.catalog, self.files, self.index, self.encoder, self.vlm)
 
     @cached_property
     def searcher(self) -> Searcher:
@@ -138,7 +137,7 @@ class Service:
         """Extract ``schema`` from the first ``max_pages`` pages of the given documents; stored with provenance."""
         from vlm.extraction import extract, load_schema
 
-        user_schema, validate = load_schema(schema)  # type: ignore[arg-type]
+        user_schema, validate = load_schema(schema)
         backend = self.vlm()
         if not doc_refs:
             raise InputError("give the documents to extract from (ids, names or files)")

@@ -23,11 +23,13 @@ from store import bm25
 from store.catalog import Catalog, PageRecord
 from store.files import FileStore
 from store.vectors import PagePoint, VectorIndex
+from vlm.backend import VlmBackend
 from vlm.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
 
 EncoderProvider = Callable[[], SiglipEncoder]
+VlmProvider = Callable[[], VlmBackend]
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,15 @@ def page_text(words: Sequence[str], caption: str | None = None) -> str:
     return f"{text}\n{caption}" if caption else text
 
 
+def _chunks(items: list, n: int) -> list[list]:
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
 class Ingestor:
     """Ingests files into the catalog, file store and vector index. Build once per process (see app.service)."""
 
     def __init__(self, settings: Settings, catalog: Catalog, files: FileStore, index: VectorIndex,
-                 encoder: EncoderProvider | None) -> None:
+                 encoder: EncoderProvider | None, vlm: VlmProvider | None = None) -> None:
         self.s = settings
         self.catalog = catalog
         self.files = files
@@ -78,6 +84,9 @@ class Ingestor:
         self._encoder_provider = encoder
         self._encoder: SiglipEncoder | None = None
         self._encoder_error: str | None = None
+        self._vlm_provider = vlm
+        self._vlm: VlmBackend | None = None
+        self._vlm_error: str | None = None
 
     # -- versions ---------------------------------------------------------------------------------
     def words_version(self) -> str:
@@ -103,6 +112,64 @@ class Ingestor:
     @property
     def encoder_error(self) -> str | None:
         return self._encoder_error
+
+    def captions_wanted(self) -> bool:
+        return self.s.vlm.captions
+
+    def vlm(self) -> VlmBackend | None:
+        """The captioning VLM, built on first need; None (with the reason kept) when none is configured."""
+        if self._vlm is None and self._vlm_error is None:
+            if self._vlm_provider is None:
+                self._vlm_error = "no VLM backend"
+            else:
+                try:
+                    self._vlm = self._vlm_provider()
+                except PageLensError as e:
+                    self._vlm_error = e.message
+        return self._vlm
+
+    def caption_version(self) -> str:
+        from vlm import prompts
+
+        backend = self.vlm()
+        model = backend.model if backend else "none"
+        return f"{model}:{prompts.prompt_hash(prompts.SYSTEM, prompts.CAPTION)}@{self.s.vlm.max_pixels}px"
+
+    def caption_document(self, doc_id: str, collection: str) -> bool:
+        """Caption every page of a complete document and index the captions (BM25 text + the ``caption``
+        vector when the encoder is loaded). Returns False when no VLM is available."""
+        from store.pages import render_for_model
+        from vlm.answering import caption
+        from vlm.pages import PageInput
+
+        backend = self.vlm()
+        if backend is None:
+            return False
+        path = self.files.open_path(doc_id)
+        encoder = self.encoder()
+        if encoder is not None:
+            self.index.ensure_dense("caption", encoder.dim)
+        for batch in _chunks(list(self.catalog.iter_pages(doc_id)), self.s.ingest.batch_pages):
+            caps = {}
+            for rec in batch:
+                img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
+                                       min_pixels=self.s.vlm.min_pixels)
+                caps[rec.page.page_no] = caption(backend, PageInput(doc_id, rec.page.page_no, img, rec.table),
+                                                 max_attempts=self.s.vlm.max_attempts)
+            self.catalog.set_captions(doc_id, caps)
+            dense = encoder.encode_texts([caps[r.page.page_no] for r in batch]) if encoder is not None else None
+            self.index.update_vectors([
+                PagePoint(id=point_id(doc_id, r.page.page_no), doc_id=doc_id, page=r.page.page_no,
+                          collection=collection, text=bm25.embed_document(page_text(r.table.texts,
+                                                                                    caps[r.page.page_no])),
+                          dense={"caption": dense[k].tolist()} if dense is not None else {})
+                for k, r in enumerate(batch)])
+        self.index.flush()
+        doc = self.catalog.get_document(doc_id)
+        if doc is not None:
+            stages = {**doc.stages, "caption": self.caption_version()}
+            self.catalog.complete_document(doc_id, stages=stages, pending=[p for p in doc.pending if p != "caption"])
+        return True
 
     # -- reconcile --------------------------------------------------------------------------------
     def reconcile(self, keep: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
@@ -237,6 +304,8 @@ class Ingestor:
                 pool.cancel(pool_job)
             pool.add_busy(time.perf_counter() - t_busy)
             report(plan.path.name)
+        if self.captions_wanted():
+            self._caption_pass(outcomes, report)
         if any(o.status == "ingested" for o in outcomes.values()):
             self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate
@@ -249,6 +318,32 @@ class Ingestor:
                                          pending=first.pending)
         ordered = [outcomes[p] for p in paths if p in outcomes]
         return IngestReport(files=ordered, seconds=time.perf_counter() - t0)
+
+    def _caption_pass(self, outcomes: dict[Path, FileOutcome], report: Callable[..., None]) -> None:
+        """Caption the run's complete documents whose caption stage is missing or outdated, when a VLM is
+        configured; otherwise leave the stage pending (said once)."""
+        version = self.caption_version()
+        said = False
+        for path, o in list(outcomes.items()):
+            doc = self.catalog.get_document(o.doc_id) if o.doc_id and o.status != "failed" else None
+            if doc is None or doc.status != "complete" or doc.stages.get("caption") == version:
+                continue
+            if self.vlm() is None:
+                if "caption" not in doc.pending:
+                    self.catalog.complete_document(doc.doc_id, stages=doc.stages, pending=[*doc.pending, "caption"])
+                if not said:
+                    report(path.name, notice=f"Pages are not captioned: {self._vlm_error}")
+                    said = True
+                outcomes[path] = o.model_copy(update={"pending": sorted({*o.pending, "caption"})})
+                continue
+            report(path.name, notice=f"captioning {doc.page_count} pages of {path.name}")
+            try:
+                self.caption_document(doc.doc_id, doc.collection)
+            except PageLensError as e:
+                log.warning("captions of %s failed, left pending: %s", path.name, e.message)
+                continue
+            outcomes[path] = o.model_copy(update={"status": "ingested",
+                                                  "pending": [p for p in o.pending if p != "caption"]})
 
     # -- event handlers ---------------------------------------------------------------------------
     def _opened(self, plan: _Plan, collection: str) -> None:
@@ -291,7 +386,9 @@ class Ingestor:
         doc = self.catalog.get_document(plan.doc_id)
         stages = dict(doc.stages) if doc else {}
         stages.update({"words": self.words_version(), "index": bm25.VERSION})
-        pending = []
+        if plan.mode == "full":
+            stages.pop("caption", None)  # page rows were rewritten without captions
+        pending = [p for p in (doc.pending if doc else []) if p == "caption" and plan.mode == "render"]
         if encoder is not None and plan.embedded:
             stages["embed"] = self.embed_version()
         else:

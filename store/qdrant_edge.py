@@ -87,6 +87,17 @@ class EdgeIndex:
                                 payload={"doc_id": p.doc_id, "page": p.page, "collection": p.collection}))
         self._shard.update(qe.UpdateOperation.upsert_points(out))
 
+    def update_vectors(self, points: Sequence[PagePoint]) -> None:
+        out = []
+        for p in points:
+            vec: dict[str, Any] = {SPARSE_VECTOR: qe.SparseVector(indices=p.text.indices, values=p.text.values)}
+            for name, v in p.dense.items():
+                check_dim(name, v, self._dims)
+                vec[name] = v
+            out.append(qe.PointVectors(id=p.id, vector=vec))
+        if out:
+            self._shard.update(qe.UpdateOperation.update_vectors(out))
+
     def set_collection(self, doc_id: str, collection: str) -> None:
         self._shard.update(qe.UpdateOperation.set_payload_by_filter(_doc_filter(doc_id),
                                                                     {"collection": collection}))

@@ -54,7 +54,7 @@ class OpenAIBackend:
         self.base_url = base_url.rstrip("/")
         self.s = settings
         self.model = settings.model
-        self.family = detect_family(settings.model) if settings.family == "auto" else settings.family
+        self.family: str = detect_family(settings.model) if settings.family == "auto" else settings.family
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._client = client or httpx.Client(timeout=httpx.Timeout(settings.timeout_s, connect=10.0),
                                               headers=headers)

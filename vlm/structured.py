@@ -85,7 +85,8 @@ def bounded(schema: dict[str, Any], max_string: int = MAX_STRING, max_items: int
         if not isinstance(node, dict):
             return node
         out = {k: walk(v) for k, v in node.items()}
-        types = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
+        t = out.get("type")
+        types: list[Any] = t if isinstance(t, list) else [t]
         if "string" in types and "enum" not in out and "const" not in out:
             limit = min(int(out.get("maxLength", max_string)), max_string)
             if "pattern" not in out and "format" not in out:

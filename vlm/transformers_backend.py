@@ -31,7 +31,8 @@ class TransformersBackend:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         try:
-            self._model = AutoModelForImageTextToText.from_pretrained(settings.model, dtype=dtype).to(self.device)
+            model = AutoModelForImageTextToText.from_pretrained(settings.model, dtype=dtype)
+            self._model = model.to(self.device)  # type: ignore[arg-type]
             self._processor = AutoProcessor.from_pretrained(settings.model)
         except Exception as e:
             raise ModelUnavailable(
@@ -40,7 +41,7 @@ class TransformersBackend:
                 "PAGELENS_VLM_URL.") from e
         self._model.eval()
         mtype = getattr(self._model.config, "model_type", "")
-        self.family = detect_family(mtype or settings.model) if settings.family == "auto" else settings.family
+        self.family: str = detect_family(mtype or settings.model) if settings.family == "auto" else settings.family
         self._lock = threading.Lock()  # one generate at a time per in-process model
         self._tokenizer_info: Any = None
 

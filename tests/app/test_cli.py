@@ -26,7 +26,8 @@ def test_ingest_report_and_exit_codes(env: dict[str, str], tmp_path: Path) -> No
     assert "Page images are not embedded" in res.stderr  # said once, clearly
     assert res.stderr.count("PAGELENS_ENCODER__ENABLED") <= 1
     files = json.loads(rep.read_text())["files"]
-    assert [(Path(f["path"]).name, f["status"]) for f in files] == [("R-data.pdf", "ingested"), ("c-empty.pdf", "failed")]
+    names = [(Path(f["path"]).name, f["status"]) for f in files]
+    assert names == [("R-data.pdf", "ingested"), ("c-empty.pdf", "failed")]
     assert files[0]["pages"] == 41 and len(files[0]["doc_id"]) == 64 and files[0]["error"] is None
     assert files[1]["error"]["code"] == "empty_document" and files[1]["error"]["message"]
     again = pagelens("ingest", str(PDFS / "R-data.pdf"), "--report", str(rep), env=env)

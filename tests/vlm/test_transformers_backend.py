@@ -30,8 +30,9 @@ INVOICE = {"type": "object", "properties": {
 
 
 def _page(max_pixels: int = 448 * 448) -> PageInput:
-    from ingest.pdf import text_words  # the page's real words
     import pymupdf
+
+    from ingest.pdf import text_words  # the page's real words
 
     img = render_for_model(PDFS / "refcard-a4.pdf", 1, max_pixels=max_pixels)
     words = text_words(pymupdf.open(PDFS / "refcard-a4.pdf")[0])

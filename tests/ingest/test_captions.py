@@ -1,0 +1,56 @@
+"""Captions at ingest: a stage of its own — pending without a VLM, done by re-running ingest once one is set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.service import Service
+from tests.conftest import PDFS, make_settings
+from tests.vlm.chat_server import chat_server, ok
+
+pytestmark = pytest.mark.corpus
+
+
+PLACES = ["Zanzibar", "Kilimanjaro", "Serengeti"]
+
+
+def _caption(i: int) -> str:
+    return json.dumps({"kind": "reference card", "title": f"Octave card part {i}", "entities": [PLACES[i - 1]],
+                       "summary": f"Dense three-column reference of commands, section {i}."})
+
+
+def test_captions_pending_then_done_and_searchable(tmp_path: Path, tiny_siglip: Path) -> None:
+    data = tmp_path / "data"
+    svc = Service(make_settings(data, str(tiny_siglip)))
+    r = svc.ingest([PDFS / "refcard-a4.pdf"])
+    assert r.files[0].status == "ingested" and r.files[0].pending == ["caption"]
+    doc = svc.get_document("refcard-a4.pdf")
+    assert doc.pending == ["caption"] and "caption" not in doc.stages
+    assert all(not h.words and not h.caption for h in svc.search("Kilimanjaro", k=3))
+    again = svc.ingest([PDFS / "refcard-a4.pdf"])
+    assert again.files[0].status == "unchanged" and again.files[0].pending == ["caption"]
+    svc.close()
+
+    with chat_server() as srv:
+        s = make_settings(data, str(tiny_siglip))
+        s.vlm_url = srv.url
+        srv.script = [ok(_caption(i)) for i in range(1, 4)]
+        svc = Service(s)
+        r = svc.ingest([PDFS / "refcard-a4.pdf"])
+        assert r.files[0].status == "ingested" and r.files[0].pending == []
+        assert len(srv.requests) == 3, "one caption request per page"
+        assert all(any(p["type"] == "image_url" for p in req["messages"][1]["content"]) for req in srv.requests)
+        doc = svc.get_document("refcard-a4.pdf")
+        assert doc.pending == [] and doc.stages["caption"].startswith("Qwen/Qwen2.5-VL-3B-Instruct:")
+        page2 = svc.catalog.get_page(doc.doc_id, 2).page
+        assert page2.caption is not None and "Octave card part 2" in page2.caption and "Kilimanjaro" in page2.caption
+        for i, place in enumerate(PLACES, 1):
+            top = svc.search(place, k=1)[0]
+            assert top.page == i and top.caption and place in top.caption
+        assert svc.index.dense_dims() == {"image": 64, "caption": 64}
+        assert svc.ingest([PDFS / "refcard-a4.pdf"]).files[0].status == "unchanged"
+        assert len(srv.requests) == 3, "captions are not redone"
+        svc.close()

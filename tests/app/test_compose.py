@@ -1,0 +1,52 @@
+"""docker-compose.yml cannot run here (no Docker engine); check it by reading: it parses, every service is
+wired, and every PAGELENS_ variable it sets is one that Settings reads, with a value Settings accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from schemas.settings import Settings
+from tests.conftest import ROOT
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _expand(v: str) -> str:
+    """Resolve ${VAR:-default} the way compose does with VAR unset."""
+    import re
+
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v)
+
+
+def test_services_and_health_checks() -> None:
+    c = _compose()
+    assert set(c["services"]) == {"qdrant", "postgres", "vllm", "api", "ui"}
+    for name, svc in c["services"].items():
+        assert "healthcheck" in svc, name
+    assert c["services"]["api"]["depends_on"]["vllm"] == {"condition": "service_healthy"}
+    assert any("structured-outputs-config" in a for a in c["services"]["vllm"]["command"])
+    assert any("max_pixels" in a for a in c["services"]["vllm"]["command"])
+    assert c["services"]["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert (ROOT / "Dockerfile").exists() and c["services"]["api"]["build"] == "."
+
+
+def test_environment_is_what_pagelens_reads(monkeypatch: object) -> None:
+    env = {k: _expand(str(v)) for k, v in _compose()["services"]["api"]["environment"].items()}
+    pagelens = {k: v for k, v in env.items() if k.startswith("PAGELENS_")}
+    for k, v in pagelens.items():
+        monkeypatch.setenv(k, v)  # type: ignore[attr-defined]
+    s = Settings()
+    known = set(Settings.model_fields) | {f"{g}__{f}" for g in ("ingest", "encoder", "vlm")
+                                          for f in getattr(Settings.model_fields[g].annotation, "model_fields")}
+    for k in pagelens:
+        assert k.removeprefix("PAGELENS_").lower() in known, f"{k} is not a PageLens setting"
+    assert s.qdrant_url == "http://qdrant:6333" and s.vlm_url == "http://vllm:8000/v1"
+    assert s.catalog_url.startswith("postgresql+psycopg://pagelens:") and s.catalog_url.endswith("@postgres:5432/pagelens")
+    assert s.vlm.structured_outputs == "structured_outputs" and s.vlm.max_pixels == 1351680
+    vllm_cmd = " ".join(_compose()["services"]["vllm"]["command"])
+    assert f'"max_pixels":{s.vlm.max_pixels}' in vllm_cmd, "vLLM's pixel budget matches the one pages are rendered at"
+    assert _compose()["services"]["postgres"]["environment"]["POSTGRES_DB"] in s.catalog_url

@@ -308,6 +308,22 @@ def serve(
 
 
 @app.command()
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
+    host: Annotated[str, typer.Option(help="address to bind (127.0.0.1: this machine only)")] = "127.0.0.1",
+) -> None:
+    """Serve the web UI (Streamlit) — Library, Search, Ask, Extract."""
+    import subprocess
+
+    script = Path(__file__).with_name("ui.py")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host, "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
+           "--client.toolbarMode", "minimal"]
+    out.print(f"PageLens UI on http://{host}:{port}")
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
 def demo(question: Annotated[str, typer.Argument()] = "scanned contracts") -> None:
     """Make a sample PDF (with a scanned page), ingest it and search it: the embedded defaults, end to end."""
     from app.demo import make_sample_pdf

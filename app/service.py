@@ -112,9 +112,56 @@ class Service:
             out.append(PageInput(doc_id=doc_id, page=page, image=img, words=rec.table))
         return out
 
-    def page_png(self, ref: str, page: int, *, width: int = 1000, boxes: list[tuple[BBox, str]] | None = None) -> bytes:
+    def page_png(self, ref: str, page: int, *, width: int = 1000, boxes: list[tuple[BBox, str]] | None = None,
+                 crop: BBox | None = None) -> bytes:
+        """A page as PNG with boxes drawn (styles: verified, approximate, unverified, match); ``crop`` zooms."""
         doc = self.catalog.find_document(ref)
-        return render_png(self.files.open_path(doc.doc_id), page, width=width, boxes=boxes or [])
+        return render_png(self.files.open_path(doc.doc_id), page, width=width, boxes=boxes or [], crop=crop)
+
+    def ingest_files(self, files: list[tuple[str, bytes]], *, collection: str | None = None,
+                     password: str | None = None, on_progress: ProgressFn | None = None) -> IngestReport:
+        """Ingest uploaded files given as (name, bytes); reported under their names."""
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="pagelens-upload-"))
+        try:
+            paths = []
+            for i, (name, data) in enumerate(files):
+                sub = tmp / str(i)
+                sub.mkdir()
+                (sub / Path(name).name).write_bytes(data)
+                paths.append(sub / Path(name).name)
+            report = self.ingest(paths, collection=collection, password=password, on_progress=on_progress)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        named = [f.model_copy(update={"path": Path(f.path).name}) for f in report.files]
+        return report.model_copy(update={"files": named})
+
+    def extraction_table(self, ex_id: str) -> list[dict[str, Any]]:
+        """One row per field: path, value (hand correction applied), model value, status, confidence, pages."""
+        ex, corrections = self.catalog.get_extraction(ex_id)
+        return [{"field": f.path, "value": corrections.get(f.path, f.value), "model_value": f.value,
+                 "corrected": f.path in corrections, "status": f.status, "confidence": round(f.confidence, 3),
+                 "pages": ",".join(f"{b.page}" for b in f.boxes)} for f in ex.fields]
+
+    def export_extraction(self, ex_id: str, fmt: str) -> str:
+        """The extraction as JSON (data with corrections applied, fields, provenance) or CSV (one row a field)."""
+        import csv
+        import io
+        import json
+
+        ex, corrections = self.catalog.get_extraction(ex_id)
+        rows = self.extraction_table(ex_id)
+        if fmt == "csv":
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["field", "value"])
+            w.writeheader()
+            w.writerows(rows)
+            return buf.getvalue()
+        body = ex.model_dump(mode="json")
+        body["corrections"] = corrections
+        return json.dumps(body, indent=2)
 
     def ask(self, question: str, *, k: int = 3, collection: str | None = None,
             doc_ids: list[str] | None = None) -> Answer:

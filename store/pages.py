@@ -54,14 +54,16 @@ def render_for_model(path: Path, page_no: int, *, max_pixels: int, min_pixels: i
         doc.close()
 
 
-def render_png(path: Path, page_no: int, *, width: int = 1000,
-               boxes: Sequence[tuple[BBox, str]] = ()) -> bytes:
-    """PNG of a page ``width`` pixels wide, with ``boxes`` drawn (each with a STYLES key)."""
+def render_png(path: Path, page_no: int, *, width: int = 1000, boxes: Sequence[tuple[BBox, str]] = (),
+               crop: BBox | None = None) -> bytes:
+    """PNG of a page ``width`` pixels wide, with ``boxes`` drawn (each with a STYLES key); ``crop`` zooms to a
+    region (the page is rendered so that the region is ``width`` wide)."""
     from PIL import Image, ImageDraw
 
     doc, page = _open(path, page_no)
     try:
-        zoom = max(0.05, min(8.0, width / page.rect.width))
+        region = crop.x1 - crop.x0 if crop is not None else 1.0
+        zoom = max(0.05, min(8.0, width / (page.rect.width * region)))
         pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
         img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
     finally:
@@ -74,6 +76,9 @@ def render_png(path: Path, page_no: int, *, width: int = 1000,
             x0, y0, x1, y1 = bbox_to_pixels(box, img.width, img.height)
             draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), fill=fill, outline=line, width=3)
         img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
+    if crop is not None:
+        x0, y0, x1, y1 = bbox_to_pixels(crop, img.width, img.height)
+        img = img.crop((x0, y0, x1, y1))
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=3)
     return buf.getvalue()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.settings import EncoderSettings, IngestSettings, Settings
+from schemas.settings import EncoderSettings, IngestSettings, Settings, VlmSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -33,9 +33,11 @@ def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"))
 
 
-def make_settings(data_dir: Path, encoder_model: str | None, **ingest: object) -> Settings:
+def make_settings(data_dir: Path, encoder_model: str | None, *, captions: bool = False, **ingest: object) -> Settings:
+    """Settings for in-process tests: captions off unless asked (the caption stage has its own tests)."""
     enc = EncoderSettings(model=encoder_model) if encoder_model else EncoderSettings(enabled=False)
-    return Settings(data_dir=data_dir, encoder=enc, ingest=IngestSettings(**ingest))  # type: ignore[arg-type]
+    return Settings(data_dir=data_dir, encoder=enc, ingest=IngestSettings(**ingest),  # type: ignore[arg-type]
+                    vlm=VlmSettings(captions=captions))
 
 
 @pytest.fixture

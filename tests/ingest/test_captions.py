@@ -24,7 +24,7 @@ def _caption(i: int) -> str:
 
 def test_captions_pending_then_done_and_searchable(tmp_path: Path, tiny_siglip: Path) -> None:
     data = tmp_path / "data"
-    svc = Service(make_settings(data, str(tiny_siglip)))
+    svc = Service(make_settings(data, str(tiny_siglip), captions=True))
     r = svc.ingest([PDFS / "refcard-a4.pdf"])
     assert r.files[0].status == "ingested" and r.files[0].pending == ["caption"]
     doc = svc.get_document("refcard-a4.pdf")
@@ -35,7 +35,7 @@ def test_captions_pending_then_done_and_searchable(tmp_path: Path, tiny_siglip: 
     svc.close()
 
     with chat_server() as srv:
-        s = make_settings(data, str(tiny_siglip))
+        s = make_settings(data, str(tiny_siglip), captions=True)
         s.vlm_url = srv.url
         srv.script = [ok(_caption(i)) for i in range(1, 4)]
         svc = Service(s)

@@ -1,0 +1,280 @@
+"""The PageLens web UI (Streamlit): Library, Search, Ask, Extract. A thin shell over app.service — every action is a
+service call; this module only lays out widgets, shows progress, and turns errors into plain words.
+
+Run with ``pagelens ui [--port N]``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app.service import Service
+from schemas.coords import BBox
+from schemas.errors import ModelUnavailable, PageLensError
+from vlm.backend import HOW_TO_CONFIGURE, backend_name
+
+STATUS_STYLE = {"verified": ("#16a34a", "verified — found on the page, box snapped to its words"),
+                "approximate": ("#d97706", "approximate — fuzzy match, or found elsewhere on the page"),
+                "unverified": ("#dc2626", "unverified — not on the page: likely a hallucination")}
+
+
+@st.cache_resource
+def service() -> Service:
+    return Service()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def page_png(doc_id: str, page: int, width: int, boxes: tuple[tuple[tuple[float, ...], str], ...] = (),
+             crop: tuple[float, ...] | None = None) -> bytes:
+    return service().page_png(doc_id, page, width=width, boxes=[(BBox.of(b), s) for b, s in boxes],
+                              crop=BBox.of(crop) if crop else None)
+
+
+def fail(e: Exception) -> None:
+    """Show an error in plain words (never a traceback)."""
+    if isinstance(e, PageLensError):
+        st.error(e.message, icon="⚠️")
+    else:
+        st.error(f"Something went wrong ({e.__class__.__name__}: {e}). The details are in the server log.", icon="⚠️")
+
+
+def legend() -> None:
+    st.markdown(" &nbsp; ".join(f"<span style='border:3px solid {c};padding:1px 6px;border-radius:4px'>{t}</span>"
+                                for c, t in STATUS_STYLE.values()), unsafe_allow_html=True)
+
+
+def vlm_ready() -> bool:
+    if backend_name(service().settings) == "none":
+        st.info(HOW_TO_CONFIGURE.capitalize(), icon="ℹ️")
+        return False
+    return True
+
+
+def doc_label(docs: dict[str, Any], doc_id: str) -> str:
+    d = docs[doc_id]
+    return f"{Path(d.name).name} · {d.page_count} p · {doc_id[:8]}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def library_page() -> None:
+    st.header("Library")
+    svc = service()
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader("Add PDFs or page images", type=["pdf", "png", "jpg", "jpeg", "tif", "tiff"],
+                                 accept_multiple_files=True)
+        c1, c2 = st.columns(2)
+        collection = c1.text_input("Collection", value=svc.settings.default_collection)
+        password = c2.text_input("Password (for encrypted PDFs)", type="password")
+        submitted = st.form_submit_button("Ingest", type="primary")
+    if submitted and files:
+        for f in files:
+            bar = st.progress(0.0, text=f"{f.name}: reading…")
+
+            def on_progress(p: Any, bar: Any = bar, name: str = f.name) -> None:
+                if p.pages_total:
+                    bar.progress(min(1.0, p.pages_done / p.pages_total), text=f"{name}: {p.pages_done}/"
+                                 f"{p.pages_total} pages")
+                if p.notice:
+                    st.caption(p.notice)
+
+            try:
+                report = svc.ingest_files([(f.name, f.getvalue())], collection=collection or None,
+                                          password=password or None, on_progress=on_progress)
+            except PageLensError as e:
+                fail(e)
+                continue
+            outcome = report.files[0]
+            bar.progress(1.0, text=f"{f.name}: {outcome.status}")
+            if outcome.status == "failed" and outcome.error:
+                st.error(f"{f.name}: {outcome.error.message}", icon="⚠️")
+            else:
+                st.success(f"{f.name}: {outcome.status}, {outcome.pages} pages"
+                           + (f" (pending: {', '.join(outcome.pending)})" if outcome.pending else ""), icon="✅")
+    docs = svc.list_documents()
+    collections = sorted({d.collection for d in docs})
+    shown = st.selectbox("Collection filter", ["(all)", *collections])
+    rows = [{"document": Path(d.name).name, "pages": d.page_count, "collection": d.collection, "status": d.status,
+             "words": ", ".join(f"{'OCR' if k == 'ocr' else 'text layer' if k == 'text_layer' else k}: {v}"
+                                for k, v in sorted(d.words_sources.items())),
+             "pending": ", ".join(d.pending), "id": d.doc_id[:12]}
+            for d in docs if shown == "(all)" or d.collection == shown]
+    st.caption(f"{len(rows)} documents")
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+        by_id = {d.doc_id: d for d in docs}
+        target = st.selectbox("Delete a document", [None, *by_id], format_func=lambda x: "—" if x is None
+                              else doc_label(by_id, x))
+        if target and st.button("Delete", type="secondary"):
+            try:
+                svc.delete_document(target)
+                st.success("Deleted.")
+                st.rerun()
+            except PageLensError as e:
+                fail(e)
+
+
+def search_page() -> None:
+    st.header("Search")
+    svc = service()
+    with st.form("search"):
+        q = st.text_input("Question", placeholder="e.g. linear regression diagnostics")
+        c1, c2 = st.columns(2)
+        k = c1.slider("Pages", 1, 20, 6)
+        collections = ["(all)", *sorted({d.collection for d in svc.list_documents()})]
+        coll = c2.selectbox("Collection", collections)
+        go = st.form_submit_button("Search", type="primary")
+    if go and q.strip():
+        try:
+            st.session_state["hits"] = svc.search(q, k=k, collection=None if coll == "(all)" else coll)
+        except PageLensError as e:
+            fail(e)
+            return
+    hits = st.session_state.get("hits", [])
+    if go and not hits:
+        st.info("No matching pages. Is anything ingested? See the Library.")
+    cols = st.columns(3)
+    for i, h in enumerate(hits):
+        with cols[i % 3]:
+            boxes = tuple((tuple(w.bbox.as_list()), "match") for w in h.words)
+            st.image(page_png(h.doc_id, h.page, 360, boxes), width="stretch")
+            st.markdown(f"**{Path(h.path).name}** · page {h.page}  \n"
+                        f"<small>score {h.score:.4f} · {' '.join(dict.fromkeys(w.text for w in h.words))[:80]}</small>",
+                        unsafe_allow_html=True)
+            if st.button("Open large", key=f"open-{i}"):
+                st.session_state["large"] = (h.doc_id, h.page, boxes)
+    if large := st.session_state.get("large"):
+        st.divider()
+        st.image(page_png(large[0], large[1], 1100, large[2]), caption=f"page {large[1]}", width="stretch")
+
+
+def ask_page() -> None:
+    st.header("Ask")
+    if not vlm_ready():
+        return
+    svc = service()
+    with st.form("ask"):
+        q = st.text_input("Question", placeholder="e.g. What is the total due on invoice INV-2041?")
+        k = st.slider("Pages to read", 1, 8, 3)
+        go = st.form_submit_button("Ask", type="primary")
+    if go and q.strip():
+        with st.spinner("Reading the pages…"):
+            try:
+                st.session_state["answer"] = svc.ask(q, k=k)
+                st.session_state.pop("zoom", None)
+            except (PageLensError, ModelUnavailable) as e:
+                fail(e)
+                return
+    answer = st.session_state.get("answer")
+    if answer is None:
+        return
+    (st.success if answer.found else st.warning)(answer.answer)
+    legend()
+    for i, ev in enumerate(answer.evidence):
+        color, _ = STATUS_STYLE[ev.status]
+        c1, c2 = st.columns([5, 1])
+        c1.markdown(f"<span style='color:{color}'>●</span> **{ev.status}** · page {ev.page} · "
+                    f"confidence {ev.confidence:.2f}  \n“{ev.quote}”", unsafe_allow_html=True)
+        if ev.bbox is not None and c2.button("Zoom", key=f"zoom-{i}"):
+            st.session_state["zoom"] = i
+    if (z := st.session_state.get("zoom")) is not None and z < len(answer.evidence):
+        ev = answer.evidence[z]
+        b = ev.bbox
+        crop = (max(0.0, b.x0 - 0.1), max(0.0, b.y0 - 0.05), min(1.0, b.x1 + 0.1), min(1.0, b.y1 + 0.05))
+        st.image(page_png(ev.doc_id, ev.page, 900, ((tuple(b.as_list()), ev.status),), crop),
+                 caption=f"evidence {z + 1}, zoomed", width="stretch")
+    pages = {(e.doc_id, e.page) for e in answer.evidence} or {(p.doc_id, p.page) for p in answer.pages_used}
+    cols = st.columns(max(1, min(3, len(pages))))
+    for i, (doc_id, page) in enumerate(sorted(pages)):
+        boxes = tuple((tuple(e.bbox.as_list()), e.status) for e in answer.evidence
+                      if e.doc_id == doc_id and e.page == page and e.bbox is not None)
+        cols[i % len(cols)].image(page_png(doc_id, page, 700, boxes), caption=f"page {page}", width="stretch")
+
+
+def extract_page() -> None:
+    st.header("Extract")
+    if not vlm_ready():
+        return
+    from vlm.presets import FIELD_TYPES, PRESETS, schema_from_fields
+
+    svc = service()
+    docs = {d.doc_id: d for d in svc.list_documents()}
+    mode = st.radio("Schema", ["Preset", "Paste JSON Schema", "Build fields"], horizontal=True)
+    schema: dict[str, Any] | None = None
+    try:
+        if mode == "Preset":
+            schema = PRESETS[st.selectbox("Preset", list(PRESETS))]
+            with st.expander("Schema"):
+                st.json(schema)
+        elif mode == "Paste JSON Schema":
+            text = st.text_area("JSON Schema", height=200, placeholder='{"type": "object", "properties": {...}}')
+            schema = json.loads(text) if text.strip() else None
+        else:
+            rows = st.data_editor([{"name": "invoice_number", "type": "text", "description": ""},
+                                   {"name": "total", "type": "number", "description": "amount due"}],
+                                  num_rows="dynamic", width="stretch",
+                                  column_config={"type": st.column_config.SelectboxColumn(options=list(FIELD_TYPES))})
+            schema = schema_from_fields(rows)
+    except json.JSONDecodeError as e:
+        st.error(f"That is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno}).", icon="⚠️")
+    except PageLensError as e:
+        fail(e)
+    chosen = st.multiselect("Documents", list(docs), format_func=lambda x: doc_label(docs, x))
+    if st.button("Extract", type="primary", disabled=schema is None or not chosen):
+        with st.spinner("Extracting…"):
+            try:
+                st.session_state["extraction"] = svc.extract(schema or {}, chosen).id
+            except PageLensError as e:
+                fail(e)
+                return
+    ex_id = st.session_state.get("extraction")
+    if not ex_id:
+        return
+    ex, _ = svc.catalog.get_extraction(ex_id)
+    st.caption(f"model {ex.model} · {ex.attempts} attempt(s) · schema {ex.schema_hash} · pages "
+               + ", ".join(f"{p.page}" for p in ex.pages_used))
+    legend()
+    table = svc.extraction_table(ex_id)
+    edited = st.data_editor(table, hide_index=True, width="stretch", key=f"fields-{ex_id}",
+                            disabled=["field", "model_value", "corrected", "status", "confidence", "pages"])
+    for before, after in zip(table, edited, strict=False):
+        if str(after["value"]) != str(before["value"]):
+            svc.catalog.correct_extraction(ex_id, before["field"], after["value"])
+            st.toast(f"kept your correction of {before['field']}")
+    c1, c2 = st.columns(2)
+    c1.download_button("Export JSON", svc.export_extraction(ex_id, "json"), f"extraction-{ex_id[:8]}.json",
+                       "application/json")
+    c2.download_button("Export CSV", svc.export_extraction(ex_id, "csv"), f"extraction-{ex_id[:8]}.csv", "text/csv")
+    field = st.selectbox("Show a field on its page", [f.path for f in ex.fields])
+    f = next((f for f in ex.fields if f.path == field), None)
+    if f is not None:
+        for b in f.boxes:
+            boxes = ((tuple(b.bbox.as_list()), f.status),) if b.bbox else ()
+            st.image(page_png(b.doc_id, b.page, 800, boxes), caption=f"{field} · page {b.page} · {f.status}",
+                     width="stretch")
+        if not f.boxes:
+            st.info("This field has no box: it was not found on the pages.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="PageLens", page_icon="🔎", layout="wide")
+    try:
+        service()
+    except PageLensError as e:
+        fail(e)
+        st.stop()
+    pages = {"📚 Library": library_page, "🔎 Search": search_page, "💬 Ask": ask_page, "🧾 Extract": extract_page}
+    st.sidebar.title("PageLens")
+    choice = st.sidebar.radio("Go to", list(pages), key="nav", label_visibility="collapsed")
+    st.sidebar.caption("Grounded search, answers and extraction over your documents.")
+    try:
+        pages[choice]()
+    except Exception as e:  # errors never show a traceback to the user
+        fail(e)
+
+
+main()

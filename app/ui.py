@@ -36,9 +36,10 @@ def page_png(doc_id: str, page: int, width: int, boxes: tuple[tuple[tuple[float,
 def fail(e: Exception) -> None:
     """Show an error in plain words (never a traceback)."""
     if isinstance(e, PageLensError):
-        st.error(e.message, icon="⚠️")
+        st.error(e.message, icon=":material/error:")
     else:
-        st.error(f"Something went wrong ({e.__class__.__name__}: {e}). The details are in the server log.", icon="⚠️")
+        st.error(f"Something went wrong ({e.__class__.__name__}: {e}). The details are in the server log.",
+                 icon=":material/error:")
 
 
 def legend() -> None:
@@ -48,7 +49,7 @@ def legend() -> None:
 
 def vlm_ready() -> bool:
     if backend_name(service().settings) == "none":
-        st.info(HOW_TO_CONFIGURE.capitalize(), icon="ℹ️")
+        st.info(HOW_TO_CONFIGURE[0].upper() + HOW_TO_CONFIGURE[1:], icon=":material/info:")
         return False
     return True
 
@@ -91,10 +92,11 @@ def library_page() -> None:
             outcome = report.files[0]
             bar.progress(1.0, text=f"{f.name}: {outcome.status}")
             if outcome.status == "failed" and outcome.error:
-                st.error(f"{f.name}: {outcome.error.message}", icon="⚠️")
+                st.error(f"{f.name}: {outcome.error.message}", icon=":material/error:")
             else:
-                st.success(f"{f.name}: {outcome.status}, {outcome.pages} pages"
-                           + (f" (pending: {', '.join(outcome.pending)})" if outcome.pending else ""), icon="✅")
+                pending = f" (pending: {', '.join(outcome.pending)})" if outcome.pending else ""
+                st.success(f"{f.name}: {outcome.status}, {outcome.pages} pages{pending}",
+                           icon=":material/check_circle:")
     docs = svc.list_documents()
     collections = sorted({d.collection for d in docs})
     shown = st.selectbox("Collection filter", ["(all)", *collections])
@@ -220,7 +222,7 @@ def extract_page() -> None:
                                   column_config={"type": st.column_config.SelectboxColumn(options=list(FIELD_TYPES))})
             schema = schema_from_fields(rows)
     except json.JSONDecodeError as e:
-        st.error(f"That is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno}).", icon="⚠️")
+        st.error(f"That is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno}).", icon=":material/error:")
     except PageLensError as e:
         fail(e)
     chosen = st.multiselect("Documents", list(docs), format_func=lambda x: doc_label(docs, x))
@@ -261,13 +263,13 @@ def extract_page() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="PageLens", page_icon="🔎", layout="wide")
+    st.set_page_config(page_title="PageLens", page_icon=":material/document_search:", layout="wide")
     try:
         service()
     except PageLensError as e:
         fail(e)
         st.stop()
-    pages = {"📚 Library": library_page, "🔎 Search": search_page, "💬 Ask": ask_page, "🧾 Extract": extract_page}
+    pages = {"Library": library_page, "Search": search_page, "Ask": ask_page, "Extract": extract_page}
     st.sidebar.title("PageLens")
     choice = st.sidebar.radio("Go to", list(pages), key="nav", label_visibility="collapsed")
     st.sidebar.caption("Grounded search, answers and extraction over your documents.")

@@ -32,11 +32,11 @@ def main() -> None:
     import torch
     from transformers import AutoModelForImageTextToText, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    from schemas.settings import VlmSettings
     from store.pages import render_for_model
     from tests.tiny_models import build_tiny_qwen_vl
     from vlm.backend import Message, VlmRequest
     from vlm.transformers_backend import TransformersBackend
-    from schemas.settings import VlmSettings
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=256)
@@ -79,7 +79,8 @@ def main() -> None:
     print(f"prefill per page: {prefill * 1000:.0f} ms ({out.prompt_tokens} prompt tokens) -> "
           f"{PREFILL_TFLOP / prefill:.0f} TFLOP/s = {PREFILL_TFLOP / prefill / args.peak_tflops:.1%} of "
           f"{args.peak_tflops:g}")
-    print(f"decode: {out.completion_tokens / max(decode_s, 1e-6):.1f} tokens/s (batch 1, {out.completion_tokens} tokens)")
+    rate = out.completion_tokens / max(decode_s, 1e-6)
+    print(f"decode: {rate:.1f} tokens/s (batch 1, {out.completion_tokens} tokens)")
 
 
 if __name__ == "__main__":

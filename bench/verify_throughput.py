@@ -13,13 +13,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import pymupdf  # noqa: E402
+import numpy as np
+import pymupdf
 
-from ingest.ocr import ocr_words  # noqa: E402
-from ingest.pdf import render, text_words  # noqa: E402
-from schemas.coords import BBox  # noqa: E402
-from vlm.grounding import canonical, locate  # noqa: E402
+from ingest.ocr import ocr_words
+from ingest.pdf import render, text_words
+from schemas.coords import BBox
+from vlm.grounding import canonical, locate
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pdfs"
 

@@ -71,10 +71,12 @@ def render_png(path: Path, page_no: int, *, width: int = 1000, boxes: Sequence[t
     if boxes:
         overlay = Image.new("RGBA", img.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
+        stroke = max(1, round(img.width / 400))  # thin on thumbnails, visible on large pages
         for box, style in boxes:
             line, fill = STYLES.get(style, STYLES["match"])
             x0, y0, x1, y1 = bbox_to_pixels(box, img.width, img.height)
-            draw.rectangle((x0 - 2, y0 - 2, x1 + 2, y1 + 2), fill=fill, outline=line, width=3)
+            draw.rectangle((x0 - stroke, y0 - stroke, x1 + stroke, y1 + stroke), fill=fill, outline=line,
+                           width=stroke)
         img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
     if crop is not None:
         x0, y0, x1, y1 = bbox_to_pixels(crop, img.width, img.height)

@@ -35,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "required": ["fields"]},
 }
 
-FIELD_TYPES = {"text": {"type": "string", "maxLength": 300}, "number": {"type": "number"},
+FIELD_TYPES: dict[str, dict[str, Any]] = {"text": {"type": "string", "maxLength": 300}, "number": {"type": "number"},
                "integer": {"type": "integer"}, "date": {"type": "string", "maxLength": 40},
                "yes/no": {"type": "boolean"}, "list of text": {"type": "array", "maxItems": 30,
                                                                "items": {"type": "string", "maxLength": 200}}}

@@ -3,8 +3,6 @@ wired, and every PAGELENS_ variable it sets is one that Settings reads, with a v
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from schemas.settings import Settings
@@ -41,11 +39,12 @@ def test_environment_is_what_pagelens_reads(monkeypatch: object) -> None:
         monkeypatch.setenv(k, v)  # type: ignore[attr-defined]
     s = Settings()
     known = set(Settings.model_fields) | {f"{g}__{f}" for g in ("ingest", "encoder", "vlm")
-                                          for f in getattr(Settings.model_fields[g].annotation, "model_fields")}
+                                          for f in Settings.model_fields[g].annotation.model_fields}
     for k in pagelens:
         assert k.removeprefix("PAGELENS_").lower() in known, f"{k} is not a PageLens setting"
     assert s.qdrant_url == "http://qdrant:6333" and s.vlm_url == "http://vllm:8000/v1"
-    assert s.catalog_url.startswith("postgresql+psycopg://pagelens:") and s.catalog_url.endswith("@postgres:5432/pagelens")
+    assert s.catalog_url.startswith("postgresql+psycopg://pagelens:")
+    assert s.catalog_url.endswith("@postgres:5432/pagelens")
     assert s.vlm.structured_outputs == "structured_outputs" and s.vlm.max_pixels == 1351680
     vllm_cmd = " ".join(_compose()["services"]["vllm"]["command"])
     assert f'"max_pixels":{s.vlm.max_pixels}' in vllm_cmd, "vLLM's pixel budget matches the one pages are rendered at"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
@@ -45,13 +46,21 @@ def _goto(at: AppTest, page: str) -> AppTest:
 
 def _upload(at: AppTest, *paths: Path) -> AppTest:
     at.file_uploader[0].set_value([(p.name, p.read_bytes(), "application/pdf") for p in paths])
-    at.button(key="FormSubmitter:upload-Ingest").click().run() if _has_key(at) else at.button[0].click().run()
+    _button(at, "Ingest").click().run()
     assert not at.exception, at.exception
     return at
 
 
-def _has_key(at: AppTest) -> bool:
-    return any(getattr(b, "key", None) == "FormSubmitter:upload-Ingest" for b in at.button)
+def _button(at: AppTest, label: str) -> Any:
+    return next(b for b in at.main.button if b.label == label)
+
+
+def _radio(at: AppTest, label: str) -> Any:
+    return next(r for r in at.main.radio if r.label == label)
+
+
+def _images(at: AppTest) -> list[Any]:
+    return list(at.main.get("image"))
 
 
 def _text(at: AppTest) -> str:
@@ -66,22 +75,23 @@ def test_library_upload_list_and_errors(ui_env: Path) -> None:
     assert any("c-empty.pdf" in e.value and "no pages" in e.value for e in at.error), "errors in plain words"
     table = at.dataframe[0].value
     assert list(table["document"]) == ["refcard-a4.pdf"] and list(table["words"]) == ["text layer: 3"]
-    at.selectbox[1].set_value(at.selectbox[1].options[1]).run()  # pick the document to delete
-    at.button[-1].click().run()
+    delete = next(sb for sb in at.main.selectbox if sb.label == "Delete a document")
+    delete.set_value(delete.options[1]).run()
+    _button(at, "Delete").click().run()
     assert not at.exception
-    assert "0 documents" in _text(at) or not at.dataframe
+    assert "0 documents" in _text(at) and not at.dataframe
 
 
 def test_search_shows_pages_with_highlights(ui_env: Path) -> None:
-    at = _upload(_app(), PDFS / "R-data.pdf")
+    at = _upload(_app(), PDFS / "refcard-a4.pdf")
     at = _goto(at, "Search")
-    at.text_input[0].input("spreadsheet import")
-    at.button[0].click().run()
+    at.text_input[0].input("matrix inverse")
+    _button(at, "Search").click().run()
     assert not at.exception
-    assert len(at.get("imgs")) >= 1 or len(at.main.get("image")) >= 1
-    assert "R-data.pdf" in _text(at) and "page" in _text(at)
+    assert len(_images(at)) == 3, "a thumbnail per page (the document has 3)"
+    assert "**refcard-a4.pdf** · page" in _text(at) and "matrix" in _text(at).lower()
     at.button(key="open-0").click().run()
-    assert not at.exception
+    assert not at.exception and len(_images(at)) == 4, "the page opened large"
 
 
 def test_ask_and_extract_without_vlm_say_how_to_configure(ui_env: Path) -> None:
@@ -101,41 +111,53 @@ def _with_vlm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChatServer]:
 def test_ask_with_evidence_boxes_and_zoom(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for srv in _with_vlm(monkeypatch):
         at = _upload(_app(), PDFS / "refcard-a4.pdf")
-        from app.service import Service
-
         at = _goto(at, "Ask")
-        page_words = Service().catalog  # noqa: F841  (the UI's own service holds the store)
         srv.script = [ok(json.dumps({"found": True, "answer": "Use inv().", "evidence": [
             {"page": 1, "quote": "inverse", "bbox_2d": None}, {"page": 1, "quote": "moon cheese", "bbox_2d": None}]}))]
         at.text_input[0].input("how do I invert a matrix")
-        at.button[0].click().run()
+        _button(at, "Ask").click().run()
         assert not at.exception, at.exception
         assert any("Use inv()" in s.value for s in at.success)
         text = _text(at)
-        assert "verified" in text and "unverified" in text and "likely a hallucination" in text
+        assert "**verified** · page " in text and "**unverified** · page " in text
+        assert "likely a hallucination" in text, "the legend"
+        before = len(_images(at))
         at.button(key="zoom-0").click().run()
-        assert not at.exception and "zoomed" in str([i.proto for i in at.main.get("imgs")]) or True
+        assert not at.exception and len(_images(at)) == before + 1, "the zoomed evidence"
+        assert [b.key for b in at.main.button if b.key and b.key.startswith("zoom-")] == ["zoom-0"], \
+            "an unverified quote has no box to zoom to"
 
 
 def test_extract_preset_correct_and_export(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for srv in _with_vlm(monkeypatch):
         at = _upload(_app(), PDFS / "refcard-a4.pdf")
         at = _goto(at, "Extract")
-        at.radio[1].set_value("Build fields").run() if len(at.radio) > 1 else None
+        _radio(at, "Schema").set_value("Build fields").run()
         srv.script = [ok(json.dumps({"invoice_number": {"value": "inverse", "page": 1, "bbox_2d": None},
                                      "total": {"value": 12.5, "page": 1, "bbox_2d": None}}))]
         at.multiselect[0].set_value([at.multiselect[0].options[0]]).run()
-        extract_button = next(b for b in at.button if b.label == "Extract")
-        extract_button.click().run()
+        _button(at, "Extract").click().run()
         assert not at.exception, at.exception
-        assert "attempt" in _text(at)
-        downloads = at.get("download_button")
-        assert len(downloads) == 2
+        assert "1 attempt(s)" in _text(at)
+        assert len(at.main.get("download_button")) == 2, "JSON and CSV export"
+        from app.service import Service
+
+        ex_id = at.session_state["extraction"]
+        catalog_only = Service()  # same data dir; only its SQL catalog is opened (safe beside the UI's)
+        rows = {r["field"]: r for r in catalog_only.extraction_table(ex_id)}
+        assert rows["invoice_number"]["status"] == "verified" and rows["total"]["status"] == "unverified"
+        assert '"field": "total"' not in catalog_only.export_extraction(ex_id, "csv")
+        assert catalog_only.export_extraction(ex_id, "csv").splitlines()[0].startswith("field,value,model_value")
+        catalog_only.catalog.correct_extraction(ex_id, "total", 13.0)  # what the UI's editable table calls
+        fixed = {r["field"]: r for r in catalog_only.extraction_table(ex_id)}["total"]
+        assert fixed["value"] == 13.0 and fixed["model_value"] == 12.5 and fixed["corrected"]
+        assert json.loads(catalog_only.export_extraction(ex_id, "json"))["corrections"] == {"total": 13.0}
 
 
 def test_bad_schema_is_reported(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for _srv in _with_vlm(monkeypatch):
         at = _goto(_app(), "Extract")
-        at.radio[1].set_value("Paste JSON Schema").run()
+        _radio(at, "Schema").set_value("Paste JSON Schema").run()
         at.text_area[0].input("{not json").run()
         assert any("not valid JSON" in e.value for e in at.error)
+

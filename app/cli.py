@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -139,17 +140,26 @@ def search(
                   f"{h.doc_id[:12]}[/]\n   [cyan]{words}[/]")
 
 
-def _batch_search(svc: Any, queries: Path, k: int, collection: str | None, doc_ids: list[str] | None) -> None:
-    if not queries.exists():
-        raise InputError(f"{queries} does not exist")
-    for n, line in enumerate(queries.read_text().splitlines(), 1):
+def _jsonl(path: Path, keys: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """The objects of a JSONL file, each checked to have ``keys``. Raises InputError naming the bad line."""
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
             q = json.loads(line)
-            qid, text = q["id"], q["question"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise InputError(f'{queries}:{n}: each line must be {{"id": ..., "question": "..."}} ({e})') from e
+            missing = [k for k in keys if k not in q]
+        except (json.JSONDecodeError, TypeError) as e:
+            raise InputError(f"{path}:{n}: not a JSON object ({e})") from e
+        if not isinstance(q, dict) or missing:
+            raise InputError(f"{path}:{n}: each line must be a JSON object with {', '.join(map(repr, keys))}")
+        yield q
+
+
+def _batch_search(svc: Any, queries: Path, k: int, collection: str | None, doc_ids: list[str] | None) -> None:
+    for q in _jsonl(queries, ("id", "question")):
+        qid, text = q["id"], q["question"]
         hits = svc.search(text, k=k, collection=collection, doc_ids=doc_ids)
         print(json.dumps({"id": qid, "hits": [{"doc_id": h.doc_id, "path": h.path, "page": h.page,
                                                "score": h.score} for h in hits]}), flush=True)
@@ -276,18 +286,11 @@ def locate(
     """The verifier alone: where on this page is this value? One JSON result per input line."""
     svc = _service()
     try:
-        if not queries.exists():
-            raise InputError(f"{queries} does not exist")
-        for n, line in enumerate(queries.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                q = json.loads(line)
-                qid, doc_id, page, value = q["id"], q["doc_id"], int(q["page"]), q["value"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise InputError(f'{queries}:{n}: each line needs "id", "doc_id", "page", "value" ({e})') from e
-            res = svc.locate(doc_id, page, value, q.get("near"))
-            print(json.dumps({"id": qid, **res.model_dump(exclude={"id"})}), flush=True)
+        for q in _jsonl(queries, ("id", "doc_id", "page", "value")):
+            if not isinstance(q["page"], int):
+                raise InputError(f"{queries}: page must be a 1-based integer, got {q['page']!r} (id {q['id']})")
+            res = svc.locate(q["doc_id"], q["page"], q["value"], q.get("near"))
+            print(json.dumps({"id": q["id"], **res.model_dump(exclude={"id"})}), flush=True)
     except PageLensError as e:
         raise _fail(e) from e
     finally:

@@ -74,29 +74,24 @@ class EdgeIndex:
         return True
 
     # -- writes -----------------------------------------------------------------------------------
+    def _vectors(self, p: PagePoint) -> dict[str, Any]:
+        vec: dict[str, Any] = {SPARSE_VECTOR: qe.SparseVector(indices=p.text.indices, values=p.text.values)}
+        for name, v in p.dense.items():
+            check_dim(name, v, self._dims)
+            vec[name] = v
+        return vec
+
     def upsert(self, points: Sequence[PagePoint]) -> None:
         if not points:
             return
-        out = []
-        for p in points:
-            vec: dict[str, Any] = {SPARSE_VECTOR: qe.SparseVector(indices=p.text.indices, values=p.text.values)}
-            for name, v in p.dense.items():
-                check_dim(name, v, self._dims)
-                vec[name] = v
-            out.append(qe.Point(id=p.id, vector=vec,
-                                payload={"doc_id": p.doc_id, "page": p.page, "collection": p.collection}))
+        out = [qe.Point(id=p.id, vector=self._vectors(p),
+                        payload={"doc_id": p.doc_id, "page": p.page, "collection": p.collection}) for p in points]
         self._shard.update(qe.UpdateOperation.upsert_points(out))
 
     def update_vectors(self, points: Sequence[PagePoint]) -> None:
-        out = []
-        for p in points:
-            vec: dict[str, Any] = {SPARSE_VECTOR: qe.SparseVector(indices=p.text.indices, values=p.text.values)}
-            for name, v in p.dense.items():
-                check_dim(name, v, self._dims)
-                vec[name] = v
-            out.append(qe.PointVectors(id=p.id, vector=vec))
-        if out:
-            self._shard.update(qe.UpdateOperation.update_vectors(out))
+        if points:
+            self._shard.update(qe.UpdateOperation.update_vectors(
+                [qe.PointVectors(id=p.id, vector=self._vectors(p)) for p in points]))
 
     def set_collection(self, doc_id: str, collection: str) -> None:
         self._shard.update(qe.UpdateOperation.set_payload_by_filter(_doc_filter(doc_id),

@@ -59,32 +59,29 @@ class ServerIndex:
             dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE)))
         return True
 
+    def _vectors(self, points: Sequence[PagePoint]) -> list[dict[str, Any]]:
+        dims = self.dense_dims() if any(p.dense for p in points) else {}
+        out = []
+        for p in points:
+            vec: dict[str, Any] = {SPARSE_VECTOR: models.SparseVector(indices=p.text.indices, values=p.text.values)}
+            for name, v in p.dense.items():
+                check_dim(name, v, dims)
+                vec[name] = v
+            out.append(vec)
+        return out
+
     def upsert(self, points: Sequence[PagePoint]) -> None:
         if not points:
             return
-        dims = self.dense_dims() if any(p.dense for p in points) else {}
-        out = []
-        for p in points:
-            vec: dict[str, Any] = {SPARSE_VECTOR: models.SparseVector(indices=p.text.indices, values=p.text.values)}
-            for name, v in p.dense.items():
-                check_dim(name, v, dims)
-                vec[name] = v
-            out.append(models.PointStruct(id=p.id, vector=vec,
-                                          payload={"doc_id": p.doc_id, "page": p.page, "collection": p.collection}))
+        out = [models.PointStruct(id=p.id, vector=v,
+                                  payload={"doc_id": p.doc_id, "page": p.page, "collection": p.collection})
+               for p, v in zip(points, self._vectors(points), strict=True)]
         self._client.upsert(self.name, out, wait=True)
 
     def update_vectors(self, points: Sequence[PagePoint]) -> None:
-        if not points:
-            return
-        dims = self.dense_dims() if any(p.dense for p in points) else {}
-        out = []
-        for p in points:
-            vec: dict[str, Any] = {SPARSE_VECTOR: models.SparseVector(indices=p.text.indices, values=p.text.values)}
-            for name, v in p.dense.items():
-                check_dim(name, v, dims)
-                vec[name] = v
-            out.append(models.PointVectors(id=p.id, vector=vec))
-        self._client.update_vectors(self.name, points=out, wait=True)
+        if points:
+            out = [models.PointVectors(id=p.id, vector=v) for p, v in zip(points, self._vectors(points), strict=True)]
+            self._client.update_vectors(self.name, points=out, wait=True)
 
     def set_collection(self, doc_id: str, collection: str) -> None:
         self._client.set_payload(self.name, {"collection": collection}, points=_doc_filter(doc_id), wait=True)

@@ -122,3 +122,21 @@ def test_edge_reopens_and_refuses_second_process_handle(tmp_path: Path) -> None:
     again = EdgeIndex(tmp_path / "q")
     assert again.count() == 3 and again.dense_dims() == {"image": DIM}
     again.close()
+
+
+def test_update_vectors_replaces_only_what_is_given(both: list[VectorIndex]) -> None:
+    p = _points()[0]
+    for ix in both:
+        ix.ensure_dense("caption", DIM)
+        ix.update_vectors([PagePoint(id=p.id, doc_id=p.doc_id, page=p.page, collection=p.collection,
+                                     text=bm25.embed_document("zanzibar spice island"),
+                                     dense={"caption": p.dense["image"]})])
+        ix.flush()
+        hits = ix.query(PageQuery(dense={}, sparse=bm25.embed_query("zanzibar"), limit=3))
+        assert [(h.doc_id, h.page) for h in hits] == [(p.doc_id, p.page)]
+        assert ix.query(PageQuery(dense={}, sparse=bm25.embed_query("lm fitted"), limit=3)) == [], "old text gone"
+        by_image = ix.query(PageQuery(dense={"image": p.dense["image"]}, sparse=None, limit=1))
+        assert [(h.doc_id, h.page) for h in by_image] == [(p.doc_id, p.page)], "the image vector is kept"
+        by_caption = ix.query(PageQuery(dense={"caption": p.dense["image"]}, sparse=None, limit=5))
+        assert [(h.doc_id, h.page) for h in by_caption] == [(p.doc_id, p.page)], "only that point has a caption"
+        assert ix.count() == len(TEXTS) and ix.query(PageQuery(dense={}, sparse=None, limit=3)) == []

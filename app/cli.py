@@ -316,14 +316,15 @@ def ui(
     host: Annotated[str, typer.Option(help="address to bind (127.0.0.1: this machine only)")] = "127.0.0.1",
 ) -> None:
     """Serve the web UI (Streamlit) — Library, Search, Ask, Extract."""
-    import subprocess
+    import os
 
     script = Path(__file__).with_name("ui.py")
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host, "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
            "--client.toolbarMode", "minimal"]
     out.print(f"PageLens UI on http://{host}:{port}")
-    raise typer.Exit(subprocess.call(cmd))
+    # exec, not a child process: stopping `pagelens ui` must stop the server (it holds the embedded store)
+    os.execv(sys.executable, cmd)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from schemas.wordtable import WordTable
 log = logging.getLogger(__name__)
 
 Mode = Literal["full", "render"]
+STARTUP_GRACE_S = 60.0  # a reader process may take this long to start (imports) before a file's clock runs
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
 def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
     from ingest import pdf
 
+    conn.send(("started", job.job_id, None))  # the file's time limit starts now, not at process start-up
     try:
         doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages)
     except PageLensError as e:
@@ -140,6 +142,8 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
 def worker_main(conn: Connection, opts: ReadOptions) -> None:
     """Entry point of a reader process: read jobs from ``conn`` until it sends ``None``."""
     _limit_memory(opts.memory_mb)
+    from ingest import pdf  # noqa: F401  (import PyMuPDF before the first job's clock starts)
+
     while True:
         try:
             job = conn.recv()
@@ -208,7 +212,8 @@ class ReaderPool:
                 while queue and len([w for w in self._workers if w.job]) < self.n:
                     w = next((w for w in self._workers if w.job is None), None) or self._new()
                     w.job = queue.pop()
-                    w.started, w.busy_at_start = time.monotonic(), self._busy
+                    # until the worker acknowledges the job, only a start-up grace period runs
+                    w.started, w.busy_at_start = time.monotonic() + STARTUP_GRACE_S, self._busy
                     w.conn.send(w.job)
                 yield from self._poll()
         finally:
@@ -231,6 +236,9 @@ class ReaderPool:
                     kind, _jid, payload = w.conn.recv()
                 except (EOFError, OSError):
                     kind, payload = "crashed", None
+                if kind == "started":
+                    w.started, w.busy_at_start = time.monotonic(), self._busy
+                    continue
                 if kind in ("done", "failed"):
                     w.job = None
                 if kind != "crashed":

@@ -12,7 +12,7 @@ const { chromium } = require('playwright-core');
   await page.goto(url);
   await page.getByRole('heading', { name: 'Library' }).waitFor({ timeout: 60000 });
   await page.locator('input[type=file]').setInputFiles(pdf);
-  await page.getByRole('button', { name: 'Ingest' }).click();
+  await page.getByTestId('stForm').getByRole('button', { name: 'Ingest' }).click();
   await page.getByText(/ingested, \d+ pages/).waitFor({ timeout: 120000 });
   await page.getByText('text layer: 3').waitFor({ state: 'attached', timeout: 30000 });  // canvas grid cell
   await page.screenshot({ path: `${out}/library.png`, fullPage: true });
@@ -20,7 +20,7 @@ const { chromium } = require('playwright-core');
   await page.getByRole('heading', { name: 'Search' }).waitFor({ timeout: 30000 });
   const box = page.getByLabel('Question');
   await box.fill('matrix inverse');
-  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByTestId('stForm').getByRole('button', { name: 'Search' }).click();
   await page.getByText(/refcard-a4\.pdf · page \d/).first().waitFor({ timeout: 60000 });
   const images = await page.locator('[data-testid="stImage"] img').count();
   if (images < 1) throw new Error(`no page thumbnails on screen (${images})`);

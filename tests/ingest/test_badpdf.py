@@ -103,14 +103,15 @@ def test_memory_stayed_bounded(batch: tuple[dict, dict[str, str], Path]) -> None
 
 
 def test_time_limit_and_memory_cap_cost_only_their_file(tmp_path: Path) -> None:
-    """A file that exceeds the per-file time limit is stopped and recorded; the others are ingested."""
-    env = cli_env(tmp_path / "d", None, PAGELENS_INGEST__FILE_TIMEOUT_S="1.5")
+    """A file that exceeds the per-file time limit is stopped and recorded; the others are ingested (their
+    clock does not include the replacement reader's start-up)."""
+    env = cli_env(tmp_path / "d", None, PAGELENS_INGEST__FILE_TIMEOUT_S="3")
     slow = tmp_path / "slow-scan.pdf"
     import pymupdf
 
     src = pymupdf.open(PDFS / "R-intro.pdf")
     doc = pymupdf.open()
-    for i in range(8):  # eight image-only pages: OCR takes well over 1.5 s
+    for i in range(12):  # twelve image-only pages: OCR takes well over 3 s (1.5-3 s a page)
         p = doc.new_page(width=src[i].rect.width, height=src[i].rect.height)
         p.insert_image(p.rect, stream=src[i].get_pixmap(dpi=100).tobytes("png"))
     doc.save(slow)
@@ -122,3 +123,47 @@ def test_time_limit_and_memory_cap_cost_only_their_file(tmp_path: Path) -> None:
     assert files["refcard-a4.pdf"]["status"] == "ingested"
     listed = json.loads(pagelens("docs", "list", "--json", env=env).stdout)
     assert [Path(d["name"]).name for d in listed] == ["refcard-a4.pdf"], "nothing of the stopped file is kept"
+
+
+def _bomb_pdf(path: Path, side: int = 20000) -> None:
+    """A one-page PDF whose image XObject inflates to side*side*3 bytes (1.2 GB) from ~1 MB of Flate data,
+    written in a streaming way so the test itself stays small."""
+    import zlib
+
+    comp = zlib.compressobj(9)
+    row = b"\xff" * (side * 3)
+    data = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 4 0 R >> >> "
+            b"/Contents 5 0 R >>",
+            b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8 "
+            b"/Filter /FlateDecode /Length %d >>\nstream\n" % (side, side, len(data)) + data + b"\nendstream",
+            b"<< /Length 33 >>\nstream\nq 612 0 0 792 0 0 cm /Im0 Do Q\nendstream"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    path.write_bytes(bytes(out))
+
+
+def test_decompression_bomb_hits_the_memory_cap_not_the_machine(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.pdf"
+    _bomb_pdf(bomb)
+    assert bomb.stat().st_size < 3_000_000
+    # the page has no text, only the image: the reader renders it for OCR, which decodes the image
+    env = cli_env(tmp_path / "d", None, PAGELENS_INGEST__WORKER_MEMORY_MB="1024")
+    rep = tmp_path / "r.json"
+    res = pagelens("ingest", str(bomb), str(PDFS / "refcard-a4.pdf"), "--report", str(rep), env=env, timeout=300)
+    files = {Path(f["path"]).name: f for f in json.loads(rep.read_text())["files"]}
+    assert files["refcard-a4.pdf"]["status"] == "ingested", res.stderr[-2000:]
+    # MuPDF either refuses the allocation (the page has no image, the rest is kept) or the reader dies at its cap;
+    # either way this process and the other file are unharmed and memory stayed bounded.
+    assert files["bomb.pdf"]["status"] in ("ingested", "failed")
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    assert peak_gb < 1.5, f"a reader peaked at {peak_gb:.2f} GB despite the 1 GB cap"

@@ -172,7 +172,7 @@ class Ingestor:
         return True
 
     # -- reconcile --------------------------------------------------------------------------------
-    def reconcile(self, keep: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    def reconcile(self, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
         """Remove what a killed run left behind: documents still ``partial`` (their vectors, pages, row and
         stored file), except ``keep`` (about to be redone). Returns the doc ids removed."""
         removed = []
@@ -223,7 +223,6 @@ class Ingestor:
         outcomes: dict[Path, FileOutcome] = {}
         plans: dict[int, _Plan] = {}
         jobs: list[ReadJob] = []
-        notice_sent = False
         aliases: list[tuple[str, Path]] = []
         pages_done = pages_total = 0
 
@@ -257,9 +256,8 @@ class Ingestor:
 
         self.reconcile(keep={p.doc_id for p in plans.values()})
         encoder = self.encoder() if jobs else None
-        if jobs and encoder is None and not notice_sent:
+        if jobs and encoder is None:  # said once per run
             report("", notice=f"Page images are not embedded: {self.encoder_error}")
-            notice_sent = True
         # render-only jobs with no encoder: the pending stage still cannot run
         for jid, plan in list(plans.items()):
             if plan.mode == "render" and encoder is None:
@@ -299,9 +297,8 @@ class Ingestor:
                     code, message = ev.payload
                     outcomes[plan.path] = self._failed(plan, code, message)
             except PageLensError as e:  # a store error on one file: record it, abandon the file, go on
-                pool_job = ev.job
                 outcomes[plan.path] = self._failed(plan, e.code, e.message)
-                pool.cancel(pool_job)
+                pool.cancel(ev.job)
             pool.add_busy(time.perf_counter() - t_busy)
             report(plan.path.name)
         if self.captions_wanted():

@@ -71,3 +71,27 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     res = pagelens("demo", env=cli_env(tmp_path / "d", None))
     assert res.returncode == 0, res.stderr
     assert "pagelens-sample.pdf p.3" in res.stdout, "the scanned page is found through its OCR words"
+
+
+def test_ask_and_extract_cli(env: dict[str, str], tmp_path: Path) -> None:
+    from tests.vlm.chat_server import chat_server, ok
+
+    res = pagelens("ask", "what is this?", env=env)
+    assert res.returncode == 1 and "PAGELENS_VLM_URL" in res.stderr, "fails fast, says how to configure a VLM"
+    res = pagelens("extract", "--schema", str(tmp_path / "s.json"), "--doc", "x", env=env)
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    pagelens("ingest", str(PDFS / "refcard-a4.pdf"), env=env)
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}))
+    with chat_server() as srv:
+        vlm_env = {**env, "PAGELENS_VLM_URL": srv.url}
+        srv.script = [ok(json.dumps({"found": True, "answer": "inv", "evidence": [
+            {"page": 1, "quote": "inverse", "bbox_2d": None}]}))]
+        answer = json.loads(pagelens("ask", "how to invert", "-k", "1", "--json", env=vlm_env).stdout)
+        assert answer["found"] and answer["evidence"][0]["status"] == "verified"
+        srv.script = [ok(json.dumps({"cmd": {"value": "inverse", "page": 2, "bbox_2d": None}}))]
+        res = pagelens("extract", "--schema", str(schema), "--doc", "refcard-a4.pdf", "--json", env=vlm_env)
+        assert res.returncode == 0, res.stderr
+        ex = json.loads(res.stdout)
+        assert ex["data"] == {"cmd": "inverse"} and ex["fields"][0]["status"] in ("verified", "approximate")
+        assert ex["schema_hash"] and ex["prompt_hash"] and len(ex["pages_used"]) == 3

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +43,18 @@ def _fail(e: PageLensError) -> typer.Exit:
     return typer.Exit(2 if isinstance(e, InputError) else 1)
 
 
+@contextmanager
+def _session() -> Iterator[Any]:
+    """The service for one command: PageLens errors become a clear message and exit code (2 for bad input)."""
+    svc = _service()
+    try:
+        yield svc
+    except PageLensError as e:
+        raise _fail(e) from e
+    finally:
+        svc.close()
+
+
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
@@ -59,7 +72,6 @@ def ingest(
     """Ingest documents: words (text layer or OCR), BM25 and SigLIP vectors, the catalog."""
     from ingest.pipeline import Progress as IngestProgress
 
-    svc = _service()
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("files · [cyan]{task.fields[pages]}[/] pages · {task.fields[rate]} pages/s"),
                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
@@ -73,14 +85,9 @@ def ingest(
         bar.update(task, total=p.files_total, completed=p.files_done, pages=p.pages_done, rate=rate,
                    description=(p.current[:40] or "ingest"))
 
-    try:
-        with bar:
-            result = svc.ingest(paths, collection=collection, password=password, on_progress=on_progress,
-                                workers=workers)
-    except PageLensError as e:
-        raise _fail(e) from e
-    finally:
-        svc.close()
+    with _session() as svc, bar:
+        result = svc.ingest(paths, collection=collection, password=password, on_progress=on_progress,
+                            workers=workers)
     _print_report(result)
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -117,18 +124,13 @@ def search(
     if (question is None) == (queries is None):
         err.print("give either a QUESTION or --queries FILE.jsonl")
         raise typer.Exit(2)
-    svc = _service()
-    try:
+    with _session() as svc:
         doc_ids = [svc.get_document(d).doc_id for d in doc] if doc else None
         if queries is not None:
             _batch_search(svc, queries, k, collection, doc_ids)
             return
         assert question is not None
         hits = svc.search(question, k=k, collection=collection, doc_ids=doc_ids)
-    except PageLensError as e:
-        raise _fail(e) from e
-    finally:
-        svc.close()
     if as_json:
         print(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
         return
@@ -169,11 +171,8 @@ def _batch_search(svc: Any, queries: Path, k: int, collection: str | None, doc_i
 def docs_list(collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List documents."""
-    svc = _service()
-    try:
+    with _session() as svc:
         docs = svc.list_documents(collection)
-    finally:
-        svc.close()
     if as_json:
         print(json.dumps([d.model_dump(mode="json") for d in docs], indent=2))
         return
@@ -190,25 +189,15 @@ def docs_list(collection: Annotated[str | None, typer.Option("--collection", "-c
 @docs_app.command("show")
 def docs_show(doc: Annotated[str, typer.Argument(help="document id, id prefix or file name")]) -> None:
     """Show one document as JSON."""
-    svc = _service()
-    try:
+    with _session() as svc:
         print(svc.get_document(doc).model_dump_json(indent=2))
-    except PageLensError as e:
-        raise _fail(e) from e
-    finally:
-        svc.close()
 
 
 @docs_app.command("delete")
 def docs_delete(doc: Annotated[str, typer.Argument(help="document id, id prefix or file name")]) -> None:
     """Delete a document: catalog rows, vectors and the stored file."""
-    svc = _service()
-    try:
+    with _session() as svc:
         d = svc.delete_document(doc)
-    except PageLensError as e:
-        raise _fail(e) from e
-    finally:
-        svc.close()
     out.print(f"deleted {d.doc_id[:12]} ({Path(d.name).name}, {d.page_count} pages)")
 
 
@@ -221,14 +210,9 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Answer a question from the retrieved pages, with evidence boxes checked against the page's words."""
-    svc = _service()
-    try:
+    with _session() as svc:
         doc_ids = [svc.get_document(d).doc_id for d in doc] if doc else None
         answer = svc.ask(question, k=k, collection=collection, doc_ids=doc_ids)
-    except PageLensError as e:
-        raise _fail(e) from e
-    finally:
-        svc.close()
     if as_json:
         print(answer.model_dump_json(indent=2))
         return
@@ -251,8 +235,7 @@ def extract(
     if not files and not doc:
         err.print("give FILE... or --doc ID...")
         raise typer.Exit(2)
-    svc = _service()
-    try:
+    with _session() as svc:
         refs = list(doc or [])
         if files:
             svc.vlm()  # fail fast when no VLM is configured, before ingesting anything
@@ -262,10 +245,6 @@ def extract(
                     raise PageLensError(f"{f.path}: {f.error.message}", code=f.error.code)
                 refs.append(f.doc_id or "")
         result = svc.extract(schema, refs, max_pages=max_pages)
-    except PageLensError as e:
-        raise _fail(e) from e
-    finally:
-        svc.close()
     if as_json:
         print(result.model_dump_json(indent=2))
         return
@@ -284,17 +263,12 @@ def locate(
     queries: Annotated[Path, typer.Option("--queries", help='JSONL: {"id","doc_id","page","value","near"}')],
 ) -> None:
     """The verifier alone: where on this page is this value? One JSON result per input line."""
-    svc = _service()
-    try:
+    with _session() as svc:
         for q in _jsonl(queries, ("id", "doc_id", "page", "value")):
             if not isinstance(q["page"], int):
                 raise InputError(f"{queries}: page must be a 1-based integer, got {q['page']!r} (id {q['id']})")
             res = svc.locate(q["doc_id"], q["page"], q["value"], q.get("near"))
             print(json.dumps({"id": q["id"], **res.model_dump(exclude={"id"})}), flush=True)
-    except PageLensError as e:
-        raise _fail(e) from e
-    finally:
-        svc.close()
 
 
 @app.command()
@@ -331,10 +305,9 @@ def ui(
 def demo(question: Annotated[str, typer.Argument()] = "scanned contracts") -> None:
     """Make a sample PDF (with a scanned page), ingest it and search it: the embedded defaults, end to end."""
     from app.demo import make_sample_pdf
+    from schemas.settings import Settings
 
-    svc = _service()
-    sample = make_sample_pdf(svc.settings.data_dir / "samples" / "pagelens-sample.pdf")
-    svc.close()
+    sample = make_sample_pdf(Settings().data_dir / "samples" / "pagelens-sample.pdf")
     out.print(f"sample document: {sample}")
     try:
         ingest([sample], collection=None, password=None, report=None, workers=1)

@@ -56,7 +56,6 @@ class _Plan:
     previously_complete: bool
     started: float = field(default_factory=time.perf_counter)
     pages: int = 0
-    opened: bool = False
     page_count: int = 0
     embedded: bool = True  # every page got an image vector
     warnings: list[str] = field(default_factory=list)
@@ -344,7 +343,6 @@ class Ingestor:
 
     # -- event handlers ---------------------------------------------------------------------------
     def _opened(self, plan: _Plan, collection: str) -> None:
-        plan.opened = True
         if plan.mode == "full":
             self.catalog.begin_document(doc_id=plan.doc_id, name=str(plan.path), kind=plan.kind,
                                         collection=collection, size_bytes=plan.path.stat().st_size,

@@ -1,7 +1,7 @@
 """PageLens vocabulary: Pydantic models, settings and errors. Imports nothing heavy."""
 
 from schemas.coords import BBox, union
-from schemas.documents import STAGES, Document, Page, Word
+from schemas.documents import Document, Page, Word
 from schemas.errors import (
     ConfigError,
     InputError,
@@ -13,7 +13,6 @@ from schemas.results import ErrorInfo, FileOutcome, Hit, IngestReport
 from schemas.settings import Settings
 
 __all__ = [
-    "STAGES",
     "BBox",
     "ConfigError",
     "Document",

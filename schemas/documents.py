@@ -12,9 +12,6 @@ from schemas.coords import BBox
 WordSource = Literal["text_layer", "ocr"]
 PageWordsSource = Literal["text_layer", "ocr", "none"]
 DocumentStatus = Literal["partial", "complete"]
-# Stages a document goes through; each records the version of what produced it.
-Stage = Literal["words", "embed", "caption"]
-STAGES: tuple[Stage, ...] = ("words", "embed", "caption")
 
 
 class Frozen(BaseModel):
@@ -57,7 +54,8 @@ class Document(Frozen):
     size_bytes: int
     page_count: int
     status: DocumentStatus
-    stages: dict[str, str] = Field(default_factory=dict, description="stage -> version that produced it")
+    stages: dict[str, str] = Field(default_factory=dict, description="stage (words, index, embed, caption) -> "
+                                                                     "version of what produced it")
     pending: list[str] = Field(default_factory=list, description="stages that could not run yet")
     words_sources: dict[str, int] = Field(default_factory=dict, description="words source -> page count")
     created_at: datetime | None = None

@@ -15,10 +15,6 @@ PAGE_NAMESPACE = uuid.UUID("5b0f6c52-8f0e-4f7a-9d8f-2c4f1a7e9b31")
 _CHUNK = 1 << 20
 
 
-def doc_id_of_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def doc_id_of_file(path: Path) -> str:
     """sha256 of a file, streamed (constant memory)."""
     h = hashlib.sha256()

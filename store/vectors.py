@@ -14,7 +14,6 @@ from typing import Protocol
 from schemas.errors import ConfigError
 from schemas.settings import Settings
 
-DENSE_VECTORS = ("image", "caption")
 SPARSE_VECTOR = "text"
 COLLECTION = "pages"
 

@@ -357,11 +357,20 @@ class Ingestor:
             records = self.catalog.get_pages([(plan.doc_id, p.page_no) for p in batch])
             if len(records) != len(batch):
                 raise InputError(f"stored pages of {plan.path.name} are incomplete; delete and re-ingest it")
-        dense: dict[int, list[float]] = {}
+        # An upsert replaces the whole point, so every vector the page has is rebuilt here with the current
+        # encoder: the image, and the caption when one is stored (re-embedding must not drop or stale it).
+        dense: dict[int, dict[str, list[float]]] = {r.page.page_no: {} for r in records}
         with_image = [p for p in batch if p.image is not None]
         if encoder is not None and with_image:
             emb = encoder.encode_images([p.image for p in with_image])  # type: ignore[misc]
-            dense = {p.page_no: emb[k].tolist() for k, p in enumerate(with_image)}
+            for k, p in enumerate(with_image):
+                dense[p.page_no]["image"] = emb[k].tolist()
+        captioned = [r for r in records if r.page.caption]
+        if encoder is not None and captioned:
+            self.index.ensure_dense("caption", encoder.dim)
+            cap = encoder.encode_texts([r.page.caption or "" for r in captioned])
+            for k, r in enumerate(captioned):
+                dense[r.page.page_no]["caption"] = cap[k].tolist()
         if encoder is not None and len(with_image) < len(batch):
             plan.embedded = False
         for p in batch:
@@ -369,7 +378,7 @@ class Ingestor:
         points = [PagePoint(id=point_id(plan.doc_id, r.page.page_no), doc_id=plan.doc_id, page=r.page.page_no,
                             collection=collection,
                             text=bm25.embed_document(page_text(r.table.texts, r.page.caption)),
-                            dense={"image": dense[r.page.page_no]} if r.page.page_no in dense else {})
+                            dense=dense[r.page.page_no])
                   for r in records]
         self.index.upsert(points)
         if plan.mode == "full":

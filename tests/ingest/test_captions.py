@@ -18,7 +18,7 @@ PLACES = ["Zanzibar", "Kilimanjaro", "Serengeti"]
 
 
 def _caption(i: int) -> str:
-    return json.dumps({"kind": "reference card", "title": f"Octave card part {i}", "entities": [PLACES[i - 1]],
+    return json.dumps({"kind": PLACES[i - 1], "title": f"Octave card part {i}", "entities": [PLACES[i - 1]],
                        "summary": f"Dense three-column reference of commands, section {i}."})
 
 
@@ -53,4 +53,32 @@ def test_captions_pending_then_done_and_searchable(tmp_path: Path, tiny_siglip: 
         assert svc.index.dense_dims() == {"image": 64, "caption": 64}
         assert svc.ingest([PDFS / "refcard-a4.pdf"]).files[0].status == "unchanged"
         assert len(srv.requests) == 3, "captions are not redone"
+        svc.close()
+
+
+def test_reembedding_keeps_caption_vectors_current(tmp_path: Path, tiny_siglip: Path) -> None:
+    """Changing the encoder re-embeds pages without re-reading them — captions included: the caption vector is
+    rebuilt with the new encoder, not dropped and not left from the old one."""
+    from tests.tiny_models import build_tiny_siglip
+
+    other = build_tiny_siglip(tmp_path / "other-siglip", seed=1)  # same dimension, different weights
+    data = tmp_path / "data"
+    with chat_server() as srv:
+        s = make_settings(data, str(tiny_siglip), captions=True)
+        s.vlm_url = srv.url
+        srv.script = [ok(_caption(i)) for i in range(1, 4)]
+        svc = Service(s)
+        svc.ingest([PDFS / "refcard-a4.pdf"])
+        svc.close()
+        s2 = make_settings(data, str(other), captions=True)
+        s2.vlm_url = srv.url
+        svc = Service(s2)
+        r = svc.ingest([PDFS / "refcard-a4.pdf"])
+        assert r.files[0].status == "ingested" and len(srv.requests) == 3, "re-embedded, not re-captioned"
+        doc = svc.get_document("refcard-a4.pdf")
+        q = svc.encoder().encode_texts([svc.catalog.get_page(doc.doc_id, 2).page.caption or ""])[0].tolist()
+        from store.vectors import PageQuery
+
+        top = svc.index.query(PageQuery(dense={"caption": q}, sparse=None, limit=1))
+        assert [(h.doc_id, h.page) for h in top] == [(doc.doc_id, 2)], "caption vectors present, from the new encoder"
         svc.close()

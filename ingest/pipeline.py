@@ -220,8 +220,7 @@ class Ingestor:
         t0 = time.perf_counter()
         coll = collection or self.s.default_collection
         outcomes: dict[Path, FileOutcome] = {}
-        plans: dict[int, _Plan] = {}
-        jobs: list[ReadJob] = []
+        plans: list[_Plan] = []
         aliases: list[tuple[str, Path]] = []
         pages_done = pages_total = 0
 
@@ -247,31 +246,28 @@ class Ingestor:
                 outcomes[path] = plan
                 report(path.name)
                 continue
-            if any(p.doc_id == plan.doc_id for p in plans.values()):  # same bytes twice in one run
+            if any(p.doc_id == plan.doc_id for p in plans):  # same bytes twice in one run
                 aliases.append((plan.doc_id, path))
                 continue
-            plans[len(jobs)] = plan
-            jobs.append(ReadJob(job_id=len(jobs), path=path, kind=plan.kind, password=password, mode=plan.mode))
+            plans.append(plan)
 
-        self.reconcile(keep={p.doc_id for p in plans.values()})
-        encoder = self.encoder() if jobs else None
-        if jobs and encoder is None:  # said once per run
+        self.reconcile(keep={p.doc_id for p in plans})
+        encoder = self.encoder() if plans else None
+        if plans and encoder is None:  # said once per run
             report("", notice=f"Page images are not embedded: {self.encoder_error}")
-        # render-only jobs with no encoder: the pending stage still cannot run
-        for jid, plan in list(plans.items()):
-            if plan.mode == "render" and encoder is None:
-                doc = self.catalog.get_document(plan.doc_id)
-                outcomes[plan.path] = FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="unchanged",
-                                                  pages=doc.page_count if doc else 0,
-                                                  pending=doc.pending if doc else [])
-                del plans[jid]
-        jobs = [ReadJob(job_id=j.job_id, path=self.files.path_of(plans[j.job_id].doc_id)
-                        if self.files.has(plans[j.job_id].doc_id) else j.path,
-                        kind=j.kind, password=j.password, mode=j.mode, render=encoder is not None)
-                for j in jobs if j.job_id in plans]
-        for plan in plans.values():
+        for plan in [p for p in plans if p.mode == "render" and encoder is None]:
+            # a pending embed stage that still cannot run: nothing to read, nothing new written
+            doc = self.catalog.get_document(plan.doc_id)
+            outcomes[plan.path] = FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="unchanged",
+                                              pages=doc.page_count if doc else 0, pending=doc.pending if doc else [])
+            plans.remove(plan)
+        for plan in plans:
             if plan.mode == "full":
                 self.files.put(plan.doc_id, plan.path)
+        # read the stored copy (what the catalog describes); the original when an older run did not keep one
+        jobs = [ReadJob(job_id=n, path=self.files.path_of(p.doc_id) if self.files.has(p.doc_id) else p.path,
+                        kind=p.kind, password=password, mode=p.mode, render=encoder is not None)
+                for n, p in enumerate(plans)]
 
         i = self.s.ingest
         opts = ReadOptions(render_dpi=i.render_dpi, ocr_dpi=i.ocr_dpi, max_render_pixels=i.max_render_pixels,

@@ -166,15 +166,12 @@ class Service:
     def ask(self, question: str, *, k: int = 3, collection: str | None = None,
             doc_ids: list[str] | None = None) -> Answer:
         """Retrieve the top ``k`` pages and answer from their images, with verified evidence."""
-        from vlm.answering import ask
+        from vlm.answering import ask, not_found
 
         backend = self.vlm()  # fail fast, before retrieval, when no VLM is configured
         hits = self.search(question, k=k, collection=collection, doc_ids=doc_ids)
         if not hits:
-            from schemas.answers import Answer as A
-            from vlm.prompts import NOT_FOUND
-
-            return A(question=question, answer=NOT_FOUND, found=False, evidence=[], model=backend.model, pages_used=[])
+            return not_found(question, backend.model)
         pages = self.page_inputs([(h.doc_id, h.page) for h in hits])
         v = self.settings.vlm
         return ask(backend, question, pages, max_attempts=v.max_attempts, max_tokens=v.max_new_tokens)

@@ -73,11 +73,18 @@ def ask(backend: VlmBackend, question: str, pages: Sequence[PageInput], *, max_a
         loc = locate(e.quote, page.words, near, model_prob=resp.mean_token_prob)
         evidence.append(Evidence(doc_id=page.doc_id, page=page.page, quote=e.quote, bbox=loc.bbox, status=loc.status,
                                  confidence=loc.confidence, matched_text=loc.matched_text))
-    found = out.found and bool(out.answer.strip())
-    return Answer(question=question, answer=out.answer if found else prompts.NOT_FOUND, found=found,
-                  evidence=evidence if found else [], model=resp.model,
-                  pages_used=[PageRef(doc_id=p.doc_id, page=p.page) for p in pages],
-                  usage=Usage(prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens))
+    pages_used = [PageRef(doc_id=p.doc_id, page=p.page) for p in pages]
+    usage = Usage(prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
+    if not (out.found and out.answer.strip()):
+        return not_found(question, resp.model, pages_used, usage)
+    return Answer(question=question, answer=out.answer, found=True, evidence=evidence, model=resp.model,
+                  pages_used=pages_used, usage=usage)
+
+
+def not_found(question: str, model: str, pages_used: Sequence[PageRef] = (), usage: Usage | None = None) -> Answer:
+    """The first-class "these documents do not say" answer."""
+    return Answer(question=question, answer=prompts.NOT_FOUND, found=False, evidence=[], model=model,
+                  pages_used=list(pages_used), usage=usage or Usage())
 
 
 def caption(backend: VlmBackend, page: PageInput, *, max_attempts: int = 2, max_tokens: int = 400) -> str:

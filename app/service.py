@@ -211,7 +211,8 @@ class Service:
             raise InputError(f"near must be [x0, y0, x1, y1] fractions of the page with x0<x1, y0<y1 ({e})") from e
         loc = locate(value, rec.table, near_box)
         return LocateResult(status=loc.status, bbox=loc.bbox.as_list() if loc.bbox else None,
-                            confidence=loc.confidence, matched_text=loc.matched_text)
+                            boxes=[b.as_list() for b in loc.boxes], confidence=loc.confidence,
+                            matched_text=loc.matched_text, ambiguous=loc.ambiguous, note=loc.note)
 
     def close(self) -> None:
         if "index" in self.__dict__:

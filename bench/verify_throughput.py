@@ -19,7 +19,9 @@ import pymupdf
 from ingest.ocr import ocr_words
 from ingest.pdf import render, text_words
 from schemas.coords import BBox
-from vlm.grounding import canonical, locate
+from schemas.wordtable import WordTable
+from vlm.grounding import locate
+from vlm.normalise import normalise
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pdfs"
 
@@ -32,7 +34,7 @@ def run(label: str, tables: list, present: bool, n_fields: int = 3000) -> None:
         if present and len(t) > 3:
             i, n = int(rng.integers(len(t) - 3)), int(rng.integers(1, 4))
             value = " ".join(t.texts[i:i + n])
-            if not canonical(value.replace(" ", "")):  # leader dots and the like: nothing to verify
+            if not normalise(value):  # leader dots and the like: nothing to verify
                 continue
             b = t.boxes[i]
             near = BBox.clamped(float(b[0]) - 0.02, float(b[1]) - 0.01, float(b[2]) + 0.05, float(b[3]) + 0.01)
@@ -58,6 +60,12 @@ def main() -> None:
     print(f"OCR: 2 pages, {np.mean([len(t) for t in ocr]):.0f} words/page")
     run("OCR words, values on the page", ocr, True)
     run("OCR words, values absent (worst case)", ocr, False, 500)
+    big = WordTable([w for t in tables for w in t.texts][:100_000],
+                    np.concatenate([t.boxes for t in tables])[:100_000], np.ones(100_000, np.float32), "text_layer")
+    for value in ("the R-intro sentence that is not there at all", big.texts[77_777] + " " + big.texts[77_778]):
+        t0 = time.perf_counter()
+        loc = locate(value, WordTable(big.texts, big.boxes, big.conf, big.source, big.lines))  # a fresh page
+        print(f"100,000-word page, first lookup: {(time.perf_counter() - t0) * 1000:.1f} ms ({loc.status})")
 
 
 if __name__ == "__main__":

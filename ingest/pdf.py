@@ -108,8 +108,11 @@ def text_words(page: pymupdf.Page) -> WordTable:
     boxes, keep = boxes_from_points(np.array([r[:4] for r in raw], np.float64), tuple(page.rotation_matrix),  # type: ignore[arg-type]
                                     w, h)
     keep &= np.array([bool(t) for t in texts])
+    # one id per (block, line) in MuPDF's order: words of one printed line share it
+    key = np.array([r[5] for r in raw], np.int64) * 100_000 + np.array([r[6] for r in raw], np.int64)
+    lines = np.cumsum(np.concatenate([[True], key[1:] != key[:-1]])).astype(np.int32) - 1
     return WordTable([t for t, k in zip(texts, keep, strict=True) if k], boxes[keep],
-                     np.ones(int(keep.sum()), np.float32), "text_layer")
+                     np.ones(int(keep.sum()), np.float32), "text_layer", lines[keep])
 
 
 def render(page: pymupdf.Page, dpi: float, max_pixels: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from ingest import pdf
-from ingest.ocr import engine_version
+from ingest.ocr import SPLITTER_VERSION, engine_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
 from schemas.documents import Page
 from schemas.errors import InputError, ModelUnavailable, PageLensError, TooLarge
@@ -200,7 +200,8 @@ class Ingestor:
         doc_id = doc_id_of_file(path)
         doc = self.catalog.get_document(doc_id)
         if doc is None or doc.status != "complete" or doc.stages.get("words") != self.words_version() \
-                or doc.stages.get("index") != bm25.VERSION:
+                or doc.stages.get("index") != bm25.VERSION \
+                or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != SPLITTER_VERSION):
             return _Plan(path, doc_id, kind, "full", previously_complete=False)
         self.catalog.add_name(doc_id, str(path))
         moved = doc.collection != collection
@@ -385,7 +386,7 @@ class Ingestor:
         self.index.flush()  # vectors durable before the document is marked complete
         doc = self.catalog.get_document(plan.doc_id)
         stages = dict(doc.stages) if doc else {}
-        stages.update({"words": self.words_version(), "index": bm25.VERSION})
+        stages.update({"words": self.words_version(), "index": bm25.VERSION, "ocr_words": SPLITTER_VERSION})
         if plan.mode == "full":
             stages.pop("caption", None)  # page rows were rewritten without captions
         pending = [p for p in (doc.pending if doc else []) if p == "caption" and plan.mode == "render"]

@@ -84,8 +84,15 @@ class Extraction(_Frozen):
 
 
 class LocateResult(_Frozen):
+    """Where a value is on a page. ``bbox``: all of it; ``boxes``: one per printed line it spans.
+    ``ambiguous``: found in several places equally well and no hint box to choose (the first is shown);
+    ``note``: why it is unverified or ambiguous."""
+
     id: Any = None
     status: GroundingStatus
     bbox: list[float] | None
+    boxes: list[list[float]] = []
     confidence: float
     matched_text: str | None
+    ambiguous: bool = False
+    note: str | None = None

@@ -147,7 +147,7 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
         return FieldResult(path=leaf.path, value=leaf.value,
                            boxes=[FieldBox(doc_id=page.doc_id, page=page.page, bbox=near)] if near else [],
                            confidence=0.0, status="unverified")
-    boxes = [FieldBox(doc_id=page.doc_id, page=page.page, bbox=loc.bbox)]
+    boxes = [FieldBox(doc_id=page.doc_id, page=page.page, bbox=b) for b in loc.boxes or [loc.bbox]]
     boxes += [FieldBox(doc_id=p.doc_id, page=p.page, bbox=lc.bbox) for _, p, lc in results
               if p is not page and lc.status == "verified"][:4]
     return FieldResult(path=leaf.path, value=leaf.value, boxes=boxes, confidence=round(conf, 4), status=status,

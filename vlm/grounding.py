@@ -1,39 +1,41 @@
-"""Grounding verification: find a value (an answer quote or an extracted field) among the words of the page it
-was cited on, and snap its box to the union of the matching words.
+"""Grounding verification: find a value (an answer quote or an extracted field) on the page it was cited on,
+by aligning its characters against the page's character stream (``vlm.charstream``) — across word and line
+boundaries, tolerant to OCR errors — and return the boxes of exactly the matched characters, one per line.
 
-Matching is done on *canonical* tokens: Unicode-normalised and case-folded, surrounding punctuation and currency
-marks stripped, numbers rewritten without thousands separators ("4,800.00", "4.800,00" and "€4800" are all
-"4800.00"/"4800"), line-end hyphenation joined ("infor-" + "mation"), whitespace ignored. Dates match by
-calendar day whatever their spelling ("30 November 2026" = "2026-11-30" = "30/11/2026").
+Outcome:
+- ``verified``: found exactly after normalisation (``vlm.normalise``: case, accents, spacing, punctuation,
+  currency, thousands separators, date spellings, OCR confusions), starting and ending on word boundaries, and
+  near the model's box when it gave one;
+- ``approximate``: found only fuzzily (rapidfuzz alignment similarity ≥ ``FUZZY_MIN``), only inside longer
+  words, or exactly but far from the model's box;
+- ``unverified``: not on the page (a likely hallucination), with a note saying why.
 
-Outcome: ``verified`` (found; if the model gave a box, near it), ``approximate`` (found only by a fuzzy match,
-or found exactly but elsewhere on the page), ``unverified`` (not on the page: a likely hallucination)."""
+Several equally good matches: the one nearest the model's box; with no box, the first in reading order, and the
+result says the match is ``ambiguous``."""
 
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from difflib import SequenceMatcher
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
-from schemas.coords import BBox
+from schemas.coords import BBox, union
 from schemas.wordtable import WordTable
+from vlm.charstream import PageStream, match_boxes, stream_of
+from vlm.normalise import OCR_CONFUSIONS, date_variants, normalise, number_of, number_variants, parse_dates
 
 Status = Literal["verified", "approximate", "unverified"]
 
-CURRENCY_SIGNS = "$€£¥₹₩₽¢₺₫₴₦"
-CURRENCY_CODES = {"usd", "eur", "gbp", "jpy", "chf", "cad", "aud", "cny", "inr", "sek", "nok", "dkk", "pln", "czk"}
-FUZZY_MIN = 0.8           # SequenceMatcher ratio for an approximate match
+FUZZY_MIN = 0.85          # rapidfuzz partial-ratio similarity (0–1) for an approximate match
+INSIDE_WORD_SCORE = 0.9   # score of an exact match that starts or ends inside a longer word
+MIN_FUZZY_CHARS = 4       # shorter values must match exactly
+MAX_FUZZY_CHARS = 512     # longer values are looked for exactly only (alignment cost grows with length)
 NEAR_DISTANCE = 0.15      # page fractions: a match whose center is further from the model's box is "elsewhere"
-_PUNCT = "\"'“”‘’«»()[]{}<>.,;:!?*·•|"
-_NUM = re.compile(r"^[+-]?(\d{1,3}([,.' ]\d{3})+|\d+)([.,]\d+)?%?$")
-_DATE_SEPARATORS = re.compile(r"[/.\-]")
+TEXT_LAYER_CHARS_PER_EDIT = 12  # on text-layer pages a fuzzy match may differ by one edit per this many chars
+MAX_CANDIDATES = 64       # matches examined per value (a one-letter value on a dense page has thousands)
 
 
 @dataclass(frozen=True)
@@ -44,45 +46,11 @@ class Located:
     matched_text: str | None
     word_indices: tuple[int, ...] = ()
     match_score: float = 0.0
-
-
-@lru_cache(maxsize=65536)
-def canonical(token: str) -> str:
-    """Canonical form of one word (see module doc); '' for tokens that carry no content (a lone "$")."""
-    t = unicodedata.normalize("NFKC", token).casefold().strip()
-    t = t.strip(_PUNCT + CURRENCY_SIGNS)
-    t = t.strip(_PUNCT)
-    if t in CURRENCY_CODES:
-        return ""
-    if _NUM.match(t):
-        return _canonical_number(t)
-    return t
-
-
-def _canonical_number(t: str) -> str:
-    """'4,800.00' / '4.800,00' / "4'800" → '4800'; '0,5' → '0.5'; '12.50%' → '12.5%'.
-
-    With both ',' and '.', the later one is the decimal mark. With one kind used several times, it groups
-    thousands. Used once: ',' followed by exactly three digits groups thousands, otherwise it is a decimal mark;
-    '.' is a decimal mark (the English reading of '1.234')."""
-    pct = t.endswith("%")
-    t = t.rstrip("%").replace("'", "").replace(" ", "")
-    sign = "-" if t.startswith("-") else ""
-    t = t.lstrip("+-")
-    if "," in t and "." in t:
-        dec = "," if t.rfind(",") > t.rfind(".") else "."
-    elif t.count(",") > 1 or t.count(".") > 1:
-        dec = ""
-    elif "," in t:
-        dec = "" if len(t) - t.rfind(",") - 1 == 3 else ","
-    else:
-        dec = "." if "." in t else ""
-    for sep in {",", "."} - {dec}:
-        t = t.replace(sep, "")
-    whole, _, frac = t.partition(dec) if dec else (t, "", "")
-    whole = whole.lstrip("0") or "0"
-    frac = frac.rstrip("0")
-    return sign + whole + (f".{frac}" if frac else "") + ("%" if pct else "")
+    boxes: tuple[BBox, ...] = ()
+    ambiguous: bool = False
+    candidates: int = 0
+    note: str | None = None
+    _span: tuple[int, int] = field(default=(0, 0), repr=False)
 
 
 def value_text(value: object) -> str:
@@ -96,125 +64,146 @@ def value_text(value: object) -> str:
     return str(value)
 
 
-def _squash(tokens: list[str]) -> str:
-    return "".join(tokens).replace("-", "")
-
-
-def parse_date(text: str) -> date | None:
-    """A calendar date written in any common way, or None. Requires a digit and a day/month/year structure."""
-    t = text.strip().strip(_PUNCT)
-    if not any(c.isdigit() for c in t) or len(t) < 6 or len(t) > 40:
-        return None
-    if _NUM.match(t.replace(" ", "")) and not _DATE_SEPARATORS.search(t):
-        return None  # a plain number is not a date
-    try:
-        from dateutil import parser
-
-        dt = parser.parse(t, fuzzy=False, dayfirst=False, default=datetime(1, 1, 1))
-    except (ValueError, OverflowError, TypeError):
-        return None
-    return None if dt.year == 1 else dt.date()
-
-
-def _page_canon(table: WordTable) -> list[str]:
-    return [canonical(t) for t in table.texts]
-
-
 def locate(value: object, table: WordTable, near: BBox | None = None, *, model_prob: float | None = None) -> Located:
     """Find ``value`` on a page (its words ``table``). ``near``: the model's box for it (BBox contract), if any.
 
     ``model_prob``: the model's own probability for the value's tokens (0–1), folded into the confidence."""
     text = value_text(value)
-    wanted = [c for c in (canonical(t) for t in text.split()) if c]
-    if not wanted or len(table) == 0:
-        return _unverified(near)
-    page = _page_canon(table)
-    spans = _exact_spans(wanted, page)
+    if len(table) == 0:
+        return _unverified(near, "the page has no words (nothing to check against)")
+    stream = stream_of(table)
+    target = normalise(text, stream.ocr)
+    if not target:
+        return _unverified(near, "the value has no letters or digits to look for")
+    num = number_of(text)
+    spans, score = _exact(text, target, num, stream), 1.0
+    if not spans and num is None:
+        spans, score = _inside_words(target, stream), INSIDE_WORD_SCORE
+    if not spans and num is None:
+        spans, score = _fuzzy(target, stream)
     if not spans:
-        d = parse_date(text)
-        if d is not None:
-            spans = _date_spans(d, table.texts)
-    score = 1.0
-    if not spans:
-        spans, score = _fuzzy_spans(wanted, page)
-    if not spans:
-        return _unverified(near)
-    best = min(spans, key=lambda s: _distance(_span_box(table, s), near))
-    box = _span_box(table, best)
+        return _unverified(near, "not on the page")
+    options = []
+    for s, e in spans[:MAX_CANDIDATES]:
+        boxes, words, matched = match_boxes(table, stream, s, e, text)
+        if boxes:
+            options.append((s, e, boxes, words, matched))
+    if not options:
+        return _unverified(near, "not on the page")
+    s, e, boxes, words, matched = min(options, key=lambda o: _distance(union(o[2]), near))
+    box = union(boxes)
     elsewhere = near is not None and _distance(box, near) > NEAR_DISTANCE and box.iou(near) == 0
     status: Status = "verified" if score == 1.0 and not elsewhere else "approximate"
-    ocr_conf = float(np.mean(table.conf[list(best)])) if table.source == "ocr" else 1.0
+    ocr_conf = float(np.mean(table.conf[words])) if stream.ocr else 1.0
     conf = score * ocr_conf * (0.75 if elsewhere else 1.0)
     if model_prob is not None:
         conf *= 0.5 + 0.5 * max(0.0, min(1.0, model_prob))
-    return Located(status=status, bbox=box, confidence=round(conf, 4),
-                   matched_text=" ".join(table.texts[i] for i in best), word_indices=best, match_score=score)
+    ambiguous = near is None and len(spans) > 1
+    note = f"{len(spans)} equally good matches; the first in reading order is shown" if ambiguous else None
+    return Located(status=status, bbox=box, confidence=round(conf, 4), matched_text=matched,
+                   word_indices=tuple(words), match_score=score, boxes=tuple(boxes), ambiguous=ambiguous,
+                   candidates=len(spans), note=note, _span=(s, e))
 
 
-def _unverified(near: BBox | None) -> Located:
-    return Located(status="unverified", bbox=near, confidence=0.0, matched_text=None)
+def _unverified(near: BBox | None, note: str) -> Located:
+    return Located(status="unverified", bbox=near, confidence=0.0, matched_text=None,
+                   boxes=(near,) if near else (), note=note)
 
 
-def _exact_spans(wanted: list[str], page: list[str]) -> list[tuple[int, ...]]:
-    """Word index runs whose squashed canonical text equals the value's (hyphenation and spacing ignored)."""
-    target = _squash(wanted)
-    if not target:
+def _occurrences(needle: str, hay: str) -> list[int]:
+    out: list[int] = []
+    i = hay.find(needle)
+    while i >= 0 and len(out) < 10 * MAX_CANDIDATES:
+        out.append(i)
+        i = hay.find(needle, i + 1)
+    return out
+
+
+def _exact(text: str, target: str, num: str | None, stream: PageStream) -> list[tuple[int, int]]:
+    """Spans of the stream equal to the value (or one of its number/date spellings), on word boundaries; a
+    number must also read back as the same number."""
+    targets = {target}
+    if num is not None:
+        targets |= number_variants(num)
+    else:
+        for d in parse_dates(text):
+            targets |= date_variants(d)
+    if stream.ocr:
+        targets = {t.translate(OCR_CONFUSIONS) for t in targets}
+    found: list[tuple[int, int]] = []
+    for t in targets:
+        for p in _occurrences(t, stream.text):
+            q = p + len(t)
+            if stream.clean_boundary(p) and stream.clean_boundary(q) and _same_number(num, stream, p, q):
+                found.append((p, q))
+    return _disjoint(found)
+
+
+def _same_number(num: str | None, stream: PageStream, p: int, q: int) -> bool:
+    if num is None:
+        return True
+    text = stream.original(p, q)
+    if not any(c.isdigit() for c in text):  # an OCR'd "S" is not the number 5
+        return False
+    got = number_of(text, ocr=stream.ocr)
+    if num.startswith("-"):
+        before = stream.orig[max(0, int(stream.src[p]) - 2):int(stream.src[p])]
+        return got == num[1:] and ("-" in before or "(" in before)
+    return got == num
+
+
+def _inside_words(target: str, stream: PageStream) -> list[tuple[int, int]]:
+    """Exact occurrences that begin or end inside a longer word (e.g. a word glued to its neighbour)."""
+    if len(target) < MIN_FUZZY_CHARS:
         return []
-    out = []
-    for i, tok in enumerate(page):
-        first = tok.replace("-", "")
-        if not first or not target.startswith(first[: len(target)]):
-            continue
-        acc, j = "", i
-        while j < len(page) and len(acc) < len(target):
-            acc += page[j].replace("-", "")
-            j += 1
-            if not target.startswith(acc):
-                break
-        if acc == target:
-            out.append(tuple(range(i, j)))
-    return out
+    return _disjoint([(p, p + len(target)) for p in _occurrences(target, stream.text)])
 
 
-def _date_spans(d: date, texts: list[str]) -> list[tuple[int, ...]]:
-    out = []
-    for n in (1, 3, 2, 4):
-        for i in range(len(texts) - n + 1):
-            window = texts[i:i + n]
-            if any(c.isdigit() for c in "".join(window)) and parse_date(" ".join(window)) == d:
-                out.append(tuple(range(i, i + n)))
-        if out:
-            return out
-    return out
-
-
-def _fuzzy_spans(wanted: list[str], page: list[str]) -> tuple[list[tuple[int, ...]], float]:
-    target = _squash(wanted)
-    best: list[tuple[int, ...]] = []
-    best_ratio = 0.0
-    n = len(wanted)
-    first_chars = {target[0]} if target else set()
-    for length in range(max(1, n - 1), n + 2):
-        for i in range(len(page) - length + 1):
-            if not page[i] or (page[i][0] not in first_chars and length > 1 and n > 1 and i + 1 < len(page)
-                               and not page[i + 1].startswith(target[:2])):
-                continue
-            cand = _squash(page[i:i + length])
-            if abs(len(cand) - len(target)) > max(2, len(target) // 4):
-                continue
-            r = SequenceMatcher(None, target, cand, autojunk=False).ratio()
-            if r > best_ratio + 1e-9:
-                best, best_ratio = [tuple(range(i, i + length))], r
-            elif abs(r - best_ratio) <= 1e-9 and r > 0:
-                best.append(tuple(range(i, i + length)))
-    if best_ratio < FUZZY_MIN:
+def _fuzzy(target: str, stream: PageStream) -> tuple[list[tuple[int, int]], float]:
+    """The best approximate alignment of the value inside the stream (rapidfuzz partial ratio: the substring of
+    the page most similar to the value, insertions and deletions allowed)."""
+    if not MIN_FUZZY_CHARS <= len(target) <= min(MAX_FUZZY_CHARS, len(stream.text)):
         return [], 0.0
-    return best, round(best_ratio, 4)
+    from rapidfuzz import fuzz
+
+    r = fuzz.partial_ratio_alignment(target, stream.text, score_cutoff=FUZZY_MIN * 100)
+    if r is None or r.dest_end <= r.dest_start:
+        return [], 0.0
+    s, e, score = _refine(target, stream.text, r.dest_start, r.dest_end)
+    if not stream.ocr:
+        from rapidfuzz.distance import Levenshtein
+
+        # a text layer has no recognition errors: only a few edits (a model's typo) are "approximately there"
+        if Levenshtein.distance(target, stream.text[s:e]) > max(1, len(target) // TEXT_LAYER_CHARS_PER_EDIT):
+            return [], 0.0
+    return [(s, e)], round(min(score, r.score) / 100, 4)
 
 
-def _span_box(table: WordTable, span: tuple[int, ...]) -> BBox:
-    b = table.boxes[list(span)]
-    return BBox(x0=float(b[:, 0].min()), y0=float(b[:, 1].min()), x1=float(b[:, 2].max()), y1=float(b[:, 3].max()))
+def _refine(target: str, text: str, s: int, e: int) -> tuple[int, int, float]:
+    """Partial-ratio windows have the value's length; where OCR dropped or added characters, move each end by
+    up to ``slack`` characters to the span whose whole text is most similar to the value."""
+    from rapidfuzz import fuzz
+
+    slack = max(2, len(target) // 10)
+    best = (s, e, fuzz.ratio(target, text[s:e]))
+    for ds in range(-slack, slack + 1):
+        for de in range(-slack, slack + 1):
+            a, b = max(0, s + ds), min(len(text), e + de)
+            if b > a:
+                r = fuzz.ratio(target, text[a:b], score_cutoff=best[2])
+                if r > best[2] + 1e-9:
+                    best = (a, b, r)
+    return best
+
+
+def _disjoint(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans in reading order, longest first where they overlap."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(set(spans), key=lambda x: (x[0], -(x[1] - x[0]))):
+        if out and s < out[-1][1]:
+            continue
+        out.append((s, e))
+    return out
 
 
 def _distance(box: BBox, near: BBox | None) -> float:

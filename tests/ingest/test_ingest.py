@@ -34,7 +34,7 @@ def test_ingest_real_pdfs_then_search(service: Service) -> None:
     assert all(f.pending == [] for f in report.files)
     _consistent(service)
     doc = service.get_document("R-data.pdf")
-    assert doc.words_sources == {"text_layer": 41} and set(doc.stages) == {"words", "index", "embed"}
+    assert doc.words_sources == {"text_layer": 41} and set(doc.stages) == {"words", "index", "embed", "ocr_words"}
 
     hits = service.search("spreadsheet import", k=3)
     assert hits[0].path.endswith("R-data.pdf")

@@ -1,11 +1,12 @@
 """The HTTP API (FastAPI): upload/list/delete documents, search, ask, extract, locate, page images with boxes,
-health. OpenAPI at /docs. API-key auth (X-API-Key) when PAGELENS_API_KEY is set. Every error is JSON:
-``{"error": {"code", "message"}}`` with a 4xx/5xx status chosen by who made the mistake."""
+health. OpenAPI at /docs. API-key auth (X-API-Key) when PAGELENS_API_KEY is set, checked with the body size
+before any body is read (``RequestGuard``). Every error is JSON: ``{"error": {"code", "message"}}`` with a
+4xx/5xx status chosen by who made the mistake."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import hmac
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,9 @@ from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Upload
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.service import Service
 from schemas.answers import Answer, Extraction, LocateResult
@@ -27,13 +30,27 @@ from schemas.errors import (
     NotFound,
     PageLensError,
     PasswordRequired,
+    RenderFailed,
+    StoreError,
     TooLarge,
     UnsupportedType,
+    WrongPassword,
 )
-from schemas.results import Hit, IngestReport
+from schemas.results import FileOutcome, Hit, IngestReport
 from schemas.settings import Settings
 
+log = logging.getLogger(__name__)
+
 UPLOAD_TYPES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+MAX_NAME_BYTES = 255  # a file name's length in UTF-8 bytes (what file systems allow)
+MAX_BOXES = 200  # boxes drawn on one page image (store.pages.MAX_BOXES)
+UPLOAD_FILES_FACTOR = 2  # one request body may carry up to twice the per-file upload limit (several files)
+BODY_OVERHEAD = 2**20  # bytes a body may have beyond the files: form boundaries and fields, JSON requests
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer")]
+# JSON and PNG responses load nothing and are framed by nothing; HTML (/docs) keeps its CDN scripts.
+STRICT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 
 
 class SearchRequest(BaseModel):
@@ -70,13 +87,13 @@ def _status(e: PageLensError) -> int:
         return 413
     if isinstance(e, UnsupportedType):
         return 415
-    if isinstance(e, PasswordRequired):
+    if isinstance(e, PasswordRequired | WrongPassword | RenderFailed):
         return 422
     if isinstance(e, InputError):
         return 400
     if isinstance(e, ModelBehaviorError | ModelHTTPError):
         return 502
-    if isinstance(e, ConfigError):
+    if isinstance(e, ConfigError | StoreError):
         return 503
     return 500
 
@@ -85,15 +102,201 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, **extra}})
 
 
+def _internal_error(e: Exception) -> JSONResponse:
+    return _error(500, "internal_error", f"an unexpected error occurred ({e.__class__.__name__}); see the server log")
+
+
+def key_ok(expected: str | None, given: str | None) -> bool:
+    """Whether ``given`` is the API key (always true when none is configured); compared in constant time."""
+    if not expected:
+        return True
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def body_limit(settings: Settings) -> int:
+    """The largest request body, in bytes: UPLOAD_FILES_FACTOR files at ``max_upload_mb`` plus BODY_OVERHEAD."""
+    return int(settings.max_upload_mb * 2**20 * UPLOAD_FILES_FACTOR) + BODY_OVERHEAD
+
+
+def _with_security_headers(send: Send) -> Send:
+    """``send`` that adds SECURITY_HEADERS to every response, and STRICT_CSP to all but HTML pages."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            present = {k.lower() for k, _ in headers}
+            html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+            extra = SECURITY_HEADERS + ([] if html else [STRICT_CSP])
+            message = {**message, "headers": headers + [(k, v) for k, v in extra if k not in present]}
+        await send(message)
+
+    return send_with_headers
+
+
+class RequestGuard:
+    """ASGI middleware: on every route but PUBLIC_PATHS, answers 401 for a missing or wrong X-API-Key and 413
+    for a Content-Length over ``max_body`` bytes *before* the body is read, and cuts a streamed (chunked) body
+    off at ``max_body`` bytes with a 413. Adds the security headers to every response, errors included."""
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body: int) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_security_headers(send)
+        if scope["path"] in PUBLIC_PATHS:
+            await self._run(scope, receive, send)
+            return
+        rejection = self._early_rejection(Headers(scope=scope))
+        if rejection is not None:
+            await rejection(scope, receive, send)
+            return
+        await self._run_limited(scope, receive, send)
+
+    def _early_rejection(self, headers: Headers) -> JSONResponse | None:
+        if not key_ok(self.api_key, headers.get("x-api-key")):
+            return _error(401, "unauthorized", "missing or wrong API key: send it in the X-API-Key header")
+        length = headers.get("content-length")
+        if length is not None and not length.strip().isdigit():
+            return _error(400, "invalid_request", f"the Content-Length header '{length[:40]}' is not a number")
+        if length is not None and int(length) > self.max_body:
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> JSONResponse:
+        return _error(413, "too_large", f"the request body is over {self.max_body / 2**20:.0f} MB; send fewer or "
+                                        "smaller files in one request")
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; an unexpected error still gets a JSON 500 with the security headers (then re-raised for
+        the server's log)."""
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as e:
+            if not started:
+                await _internal_error(e)(scope, receive, send)
+            raise
+
+    async def _run_limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app with the body cut off at ``max_body`` bytes: past it the app sees a disconnect, its
+        answer is dropped and the client gets 413."""
+        seen, over = 0, False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                over = seen > self.max_body
+            return {"type": "http.disconnect"} if over else message
+
+        async def send_unless_over(message: Message) -> None:
+            if not over:
+                await send(message)
+
+        try:
+            await self._run(scope, limited_receive, send_unless_over)
+        except Exception:
+            if not over:
+                raise
+        if over:
+            await self._too_large()(scope, receive, send)
+
+
+def _client_name(raw: str | None, i: int) -> str:
+    """The client's file name, made safe to write: its last path part, checked. Raises InputError naming the
+    ``files`` form field."""
+    name = (raw or f"upload-{i}").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InputError(f"file {i + 1} in the `files` form field has a name with control characters (such as "
+                         "NUL); rename the file and upload it again")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InputError(f"file {i + 1} in the `files` form field has a name of {len(name.encode())} bytes; at most "
+                         f"{MAX_NAME_BYTES} are allowed, rename the file and upload it again")
+    if Path(name).suffix.lower() not in UPLOAD_TYPES or name in {".", ".."}:
+        raise UnsupportedType(f"{name}: only {', '.join(sorted(UPLOAD_TYPES))} files are accepted")
+    return name
+
+
+def _save_upload(f: UploadFile, name: str, dest: Path, limit_mb: float) -> Path:
+    """Stream one uploaded file to ``dest/name``, at most ``limit_mb`` MB. Raises TooLarge."""
+    dest.mkdir()
+    path = dest / name
+    limit, size = int(limit_mb * 2**20), 0
+    with path.open("wb") as out:
+        while chunk := f.file.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"{name} is over the {limit_mb:g} MB upload limit")
+            out.write(chunk)
+    return path
+
+
+def _api_wording(outcome: FileOutcome, name: str) -> FileOutcome:
+    """The outcome under the client's file name, with password errors in the API's terms (the reader's messages
+    speak of the CLI's --password)."""
+    error = outcome.error
+    if error is not None and error.code == PasswordRequired.code:
+        error = error.model_copy(update={"message": f"{name} is password protected; send its password in the "
+                                                   "`password` form field"})
+    elif error is not None and error.code == WrongPassword.code:
+        error = error.model_copy(update={"message": f"the password given does not open {name}; check the "
+                                                   "`password` form field and retry"})
+    return outcome.model_copy(update={"path": name, "error": error})
+
+
+def parse_boxes(boxes: str | None) -> list[tuple[BBox, str]]:
+    """The ``boxes`` query parameter, ``x0,y0,x1,y1[:style];…`` in page fractions, at most MAX_BOXES boxes.
+    Raises InputError naming the parameter."""
+    parts = [p for p in (boxes or "").split(";") if p.strip()]
+    if len(parts) > MAX_BOXES:
+        raise InputError(f"the `boxes` query parameter has {len(parts)} boxes; at most {MAX_BOXES} can be drawn")
+    drawn: list[tuple[BBox, str]] = []
+    for part in parts:
+        coords, _, style = part.partition(":")
+        try:
+            drawn.append((BBox.of([float(x) for x in coords.split(",")]), style or "match"))
+        except ValueError as e:
+            raise InputError(f"bad box '{part[:80]}' in the `boxes` query parameter: give x0,y0,x1,y1 fractions "
+                             "with x0<x1, y0<y1") from e
+    return drawn
+
+
+def open_stores(svc: Service) -> None:
+    """Open the catalog and the vector index now, so that the API holds the embedded stores from its start (a
+    CLI job cannot take them in between), and clear what killed processes left behind (upload folders, partial
+    documents, orphaned stored files). Raises StoreError/StoreLocked saying which store and what to do."""
+    _ = svc.catalog
+    _ = svc.index
+    svc.reconcile()
+
+
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    """The API over ``service`` (or a new one from ``settings``); its stores are opened here (fails fast with
+    StoreError when another process holds them)."""
     svc = service or Service(settings)
     s = svc.settings
+    open_stores(svc)
     app = FastAPI(title="PageLens", version="0.1.0",
                   description="Grounded search, answers and structured extraction over PDFs and page images.")
     app.state.service = svc
+    app.add_middleware(RequestGuard, api_key=s.api_key, max_body=body_limit(s))
 
     def auth(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if s.api_key and x_api_key != s.api_key:
+        if not key_ok(s.api_key, x_api_key):
             raise PageLensError("missing or wrong API key: send it in the X-API-Key header", code="unauthorized")
 
     @app.exception_handler(PageLensError)
@@ -115,42 +318,29 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     @app.exception_handler(Exception)
     def _unexpected(_r: Request, e: Exception) -> JSONResponse:
-        return _error(500, "internal_error", f"an unexpected error occurred ({e.__class__.__name__}); see the "
-                                             "server log")
+        return _internal_error(e)
 
     guarded = [Depends(auth)]
 
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        from vlm.backend import backend_name
-
-        return {"status": "ok", "documents": len(svc.list_documents()), "vlm": backend_name(s),
-                "vector_store": "qdrant-server" if s.qdrant_url else "qdrant-edge"}
+    @app.get("/health", responses={503: {"description": "a store is down or locked; `failed` says which"}})
+    def health(x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+        """Probes the catalog and the vector index: 200 ``ok``, or 503 ``degraded`` with the parts that failed.
+        Document and page counts only with the API key (or when none is configured)."""
+        report = svc.health(counts=key_ok(s.api_key, x_api_key))
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.post("/documents", dependencies=guarded)
     def upload(files: Annotated[list[UploadFile], File(description="PDF/PNG/JPEG/TIFF files")],
                collection: Annotated[str | None, Form()] = None,
                password: Annotated[str | None, Form()] = None) -> IngestReport:
-        limit = int(s.max_upload_mb * 2**20)
-        tmp = Path(tempfile.mkdtemp(prefix="pagelens-upload-"))
-        try:
-            paths = []
-            for i, f in enumerate(files):
-                name = Path(f.filename or f"upload-{i}").name
-                if Path(name).suffix.lower() not in UPLOAD_TYPES:
-                    raise UnsupportedType(f"{name}: only {', '.join(sorted(UPLOAD_TYPES))} files are accepted")
-                dest = tmp / f"{i}-{name}"
-                with dest.open("wb") as out:
-                    size = 0
-                    while chunk := f.file.read(1 << 20):
-                        size += len(chunk)
-                        if size > limit:
-                            raise TooLarge(f"{name} is over the {s.max_upload_mb:g} MB upload limit")
-                        out.write(chunk)
-                paths.append(dest)
-            return svc.ingest(paths, collection=collection, password=password)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        names = [_client_name(f.filename, i) for i, f in enumerate(files)]
+        with svc.upload_dir() as tmp:  # one folder per file: each keeps the client's name
+            paths = [_save_upload(f, name, tmp / str(i), s.max_upload_mb)
+                     for i, (f, name) in enumerate(zip(files, names, strict=True))]
+            report = svc.ingest(paths, collection=collection, password=password)
+        by_path = {str(p): name for p, name in zip(paths, names, strict=True)}
+        return report.model_copy(update={"files": [_api_wording(f, by_path.get(f.path, Path(f.path).name))
+                                                   for f in report.files]})
 
     @app.get("/documents", dependencies=guarded)
     def list_documents(collection: str | None = None) -> list[Document]:
@@ -169,15 +359,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     def page_image(ref: str, page: int, width: Annotated[int, Query(ge=50, le=4000)] = 1000,
                    boxes: Annotated[str | None, Query(description="x0,y0,x1,y1[:style];… in page fractions")] = None,
                    ) -> Response:
-        drawn: list[tuple[BBox, str]] = []
-        for part in (boxes or "").split(";"):
-            if part.strip():
-                coords, _, style = part.partition(":")
-                try:
-                    drawn.append((BBox.of([float(x) for x in coords.split(",")]), style or "match"))
-                except ValueError as e:
-                    raise InputError(f"bad box '{part}': give x0,y0,x1,y1 fractions with x0<x1, y0<y1") from e
-        return Response(svc.page_png(ref, page, width=width, boxes=drawn), media_type="image/png")
+        return Response(svc.page_png(ref, page, width=width, boxes=parse_boxes(boxes)), media_type="image/png")
 
     @app.post("/search", dependencies=guarded)
     def search(req: SearchRequest) -> list[Hit]:

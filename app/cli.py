@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from schemas.errors import InputError, PageLensError
+from schemas.settings import SettingsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PageLens: ingest PDFs and page images, search them, ask grounded questions.")
@@ -32,21 +35,32 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _service() -> Any:
+def _service(*, read_only: bool = False) -> Any:
+    """The service, built from the environment. ``read_only``: never create a data dir (a mistyped
+    PAGELENS_DATA_DIR must not look like an empty store)."""
     from app.service import Service
 
-    return Service()
+    return Service(create_data_dir=not read_only)
+
+
+def _print_error(e: PageLensError) -> None:
+    """One unwrapped line on stderr (the message is text, not rich markup)."""
+    err.print(f"[bold red]error[/] ({e.code}): {escape(e.message)}", soft_wrap=True)
 
 
 def _fail(e: PageLensError) -> typer.Exit:
-    err.print(f"[bold red]error[/] ({e.code}): {e.message}")
-    return typer.Exit(2 if isinstance(e, InputError) else 1)
+    """Print ``e``; exit 2 for bad input or a bad setting, 1 otherwise."""
+    _print_error(e)
+    return typer.Exit(2 if isinstance(e, InputError | SettingsError) else 1)
 
 
 @contextmanager
-def _session() -> Iterator[Any]:
+def _session(*, read_only: bool = False) -> Iterator[Any]:
     """The service for one command: PageLens errors become a clear message and exit code (2 for bad input)."""
-    svc = _service()
+    try:
+        svc = _service(read_only=read_only)
+    except PageLensError as e:
+        raise _fail(e) from e
     try:
         yield svc
     except PageLensError as e:
@@ -70,21 +84,7 @@ def ingest(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="page-reader processes")] = 1,
 ) -> None:
     """Ingest documents: words (text layer or OCR), BM25 and SigLIP vectors, the catalog."""
-    from ingest.pipeline import Progress as IngestProgress
-
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("files · [cyan]{task.fields[pages]}[/] pages · {task.fields[rate]} pages/s"),
-                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
-    task = bar.add_task("ingest", total=None, pages=0, rate="–")
-
-    def on_progress(p: IngestProgress) -> None:
-        if p.notice:
-            bar.console.print(f"[yellow]note[/]: {p.notice}")
-        elapsed = bar.tasks[task].elapsed or 0.0
-        rate = f"{p.pages_done / elapsed:.1f}" if elapsed > 0.5 else "–"
-        bar.update(task, total=p.files_total, completed=p.files_done, pages=p.pages_done, rate=rate,
-                   description=(p.current[:40] or "ingest"))
-
+    bar, on_progress = _progress_bar()
     with _session() as svc, bar:
         result = svc.ingest(paths, collection=collection, password=password, on_progress=on_progress,
                             workers=workers)
@@ -95,6 +95,35 @@ def ingest(
     raise typer.Exit(1 if result.failed else 0)
 
 
+def _progress_bar() -> tuple[Progress, Callable[[Any], None]]:
+    """A bar counting pages (the total grows as files are opened, so one long file has an ETA), and the
+    ``on_progress`` callback that drives it. Each distinct notice is printed once per run."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("pages · {task.fields[files]} files · {task.fields[rate]} pages/s"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    task = bar.add_task("ingest", total=None, files="0/0", rate="–")
+    shown: set[str] = set()
+
+    def on_progress(p: Any) -> None:  # p: ingest.pipeline.Progress
+        if p.notice and p.notice not in shown:
+            shown.add(p.notice)
+            bar.console.print(f"[yellow]note[/]: {escape(p.notice)}")
+        elapsed = bar.tasks[task].elapsed or 0.0
+        rate = f"{p.pages_done / elapsed:.1f}" if elapsed > 0.5 else "–"
+        bar.update(task, total=p.pages_total or None, completed=p.pages_done, files=f"{p.files_done}/{p.files_total}",
+                   rate=rate, description=(p.current[:30] or "ingest"))
+
+    return bar, on_progress
+
+
+def _detail(f: Any) -> str:
+    """The detail column of one FileOutcome: its error, or its pending stages and warnings."""
+    if f.error:
+        return f"{f.error.code}: {f.error.message}"
+    parts = [f"pending: {', '.join(f.pending)}"] if f.pending else []
+    return "; ".join(parts + list(f.warnings))
+
+
 def _print_report(result: Any) -> None:
     table = Table(title=f"Ingested in {result.seconds:.1f}s", show_lines=False)
     for col in ("file", "status", "pages", "doc", "detail"):
@@ -102,10 +131,8 @@ def _print_report(result: Any) -> None:
     style = {"ingested": "green", "unchanged": "dim", "failed": "red"}
     rows = result.files if len(result.files) <= 40 else [f for f in result.files if f.status == "failed"][:40]
     for f in rows:
-        detail = f"{f.error.code}: {f.error.message}" if f.error else (
-            f"pending: {', '.join(f.pending)}" if f.pending else "")
         table.add_row(Path(f.path).name, f"[{style[f.status]}]{f.status}[/]", str(f.pages),
-                      (f.doc_id or "")[:12], detail)
+                      (f.doc_id or "")[:12], escape(_detail(f)))
     out.print(table)
     out.print(f"[green]{result.count('ingested')} ingested[/], {result.count('unchanged')} unchanged, "
               f"[red]{result.count('failed')} failed[/]; {result.pages} pages")
@@ -124,11 +151,11 @@ def search(
     if (question is None) == (queries is None):
         err.print("give either a QUESTION or --queries FILE.jsonl")
         raise typer.Exit(2)
-    with _session() as svc:
+    with _session(read_only=True) as svc:
         doc_ids = [svc.get_document(d).doc_id for d in doc] if doc else None
         if queries is not None:
-            _batch_search(svc, queries, k, collection, doc_ids)
-            return
+            failed = _batch_search(svc, queries, k, collection, doc_ids)
+            raise typer.Exit(1 if failed else 0)
         assert question is not None
         hits = svc.search(question, k=k, collection=collection, doc_ids=doc_ids)
     if as_json:
@@ -142,61 +169,93 @@ def search(
                   f"{h.doc_id[:12]}[/]\n   [cyan]{words}[/]")
 
 
-def _jsonl(path: Path, keys: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """The objects of a JSONL file, each checked to have ``keys``. Raises InputError naming the bad line."""
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
+def _parse_line(line: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """One JSONL line as an object with ``keys``. Raises InputError saying what the line must be."""
+    try:
+        q = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not a JSON object ({e})") from e
+    if not isinstance(q, dict) or any(k not in q for k in keys):
+        raise InputError(f"each line must be a JSON object with {', '.join(map(repr, keys))}")
+    return q
+
+
+def _run_batch(path: Path, keys: tuple[str, ...], answer: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Print ``answer(line)`` as one JSON line for each line of the JSONL file ``path``. A bad line (bad JSON,
+    missing keys, or an InputError from ``answer``) prints ``{"line": n, "id": ..., "error": {code, message}}``
+    and the batch goes on. Returns the number of failed lines; raises InputError if the file is missing."""
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; give a JSONL file with one query per line")
+    failed = 0
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
+        q: dict[str, Any] = {}
         try:
-            q = json.loads(line)
-            missing = [k for k in keys if k not in q]
-        except (json.JSONDecodeError, TypeError) as e:
-            raise InputError(f"{path}:{n}: not a JSON object ({e})") from e
-        if not isinstance(q, dict) or missing:
-            raise InputError(f"{path}:{n}: each line must be a JSON object with {', '.join(map(repr, keys))}")
-        yield q
+            q = _parse_line(line, keys)
+            result = answer(q)
+        except InputError as e:
+            failed += 1
+            result = {"line": n, **({"id": q["id"]} if "id" in q else {}),
+                      "error": {"code": e.code, "message": e.message}}
+        print(json.dumps(result), flush=True)
+    return failed
 
 
-def _batch_search(svc: Any, queries: Path, k: int, collection: str | None, doc_ids: list[str] | None) -> None:
-    for q in _jsonl(queries, ("id", "question")):
-        qid, text = q["id"], q["question"]
-        hits = svc.search(text, k=k, collection=collection, doc_ids=doc_ids)
-        print(json.dumps({"id": qid, "hits": [{"doc_id": h.doc_id, "path": h.path, "page": h.page,
-                                               "score": h.score} for h in hits]}), flush=True)
+def _batch_search(svc: Any, queries: Path, k: int, collection: str | None, doc_ids: list[str] | None) -> int:
+    """``search --queries``: one JSON line of hits per question. Returns the number of failed lines."""
+    def answer(q: dict[str, Any]) -> dict[str, Any]:
+        hits = svc.search(q["question"], k=k, collection=collection, doc_ids=doc_ids)
+        return {"id": q["id"], "hits": [{"doc_id": h.doc_id, "path": h.path, "page": h.page, "score": h.score}
+                                        for h in hits]}
+
+    return _run_batch(queries, ("id", "question"), answer)
 
 
 @docs_app.command("list")
 def docs_list(collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List documents."""
-    with _session() as svc:
+    with _session(read_only=True) as svc:
         docs = svc.list_documents(collection)
     if as_json:
         print(json.dumps([d.model_dump(mode="json") for d in docs], indent=2))
         return
-    table = Table(title=f"{len(docs)} documents")
-    for col in ("doc", "name", "collection", "pages", "status", "words", "pending"):
-        table.add_column(col, overflow="fold")
+    out.print(_docs_table(docs))
+
+
+SOURCE_LABELS = {"text_layer": "text"}  # where the words of a page came from, as docs list shows it
+
+
+def _docs_table(docs: list[Any]) -> Table:
+    """The documents as a table that fits 80 columns: 12-character ids, long names and collections cut with
+    an ellipsis (``docs list --json`` has them whole), word sources and pending stages folded."""
+    table = Table(title=f"{len(docs)} documents", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("doc", no_wrap=True, min_width=12)
+    table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=22)
+    table.add_column("collection", overflow="ellipsis", no_wrap=True, max_width=12)
+    table.add_column("pages", justify="right", no_wrap=True)
+    table.add_column("words", overflow="fold", min_width=7)
+    table.add_column("status", overflow="fold", min_width=8)
     for d in docs:
-        words = ", ".join(f"{k}:{v}" for k, v in sorted(d.words_sources.items()))
-        table.add_row(d.doc_id[:12], Path(d.name).name, d.collection, str(d.page_count), d.status, words,
-                      ", ".join(d.pending))
-    out.print(table)
+        words = " ".join(f"{SOURCE_LABELS.get(k, k)}:{v}" for k, v in sorted(d.words_sources.items()))
+        status = d.status + (f", pending {', '.join(d.pending)}" if d.pending else "")
+        table.add_row(d.doc_id[:12], Path(d.name).name, d.collection, str(d.page_count), words, status)
+    return table
 
 
 @docs_app.command("show")
 def docs_show(doc: Annotated[str, typer.Argument(help="document id, id prefix or file name")]) -> None:
     """Show one document as JSON."""
-    with _session() as svc:
+    with _session(read_only=True) as svc:
         print(svc.get_document(doc).model_dump_json(indent=2))
 
 
 @docs_app.command("delete")
 def docs_delete(doc: Annotated[str, typer.Argument(help="document id, id prefix or file name")]) -> None:
     """Delete a document: catalog rows, vectors and the stored file."""
-    with _session() as svc:
+    with _session(read_only=True) as svc:  # nothing to delete from a store that does not exist
         d = svc.delete_document(doc)
     out.print(f"deleted {d.doc_id[:12]} ({Path(d.name).name}, {d.page_count} pages)")
 
@@ -210,7 +269,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Answer a question from the retrieved pages, with evidence boxes checked against the page's words."""
-    with _session() as svc:
+    with _session(read_only=True) as svc:
         doc_ids = [svc.get_document(d).doc_id for d in doc] if doc else None
         answer = svc.ask(question, k=k, collection=collection, doc_ids=doc_ids)
     if as_json:
@@ -263,12 +322,15 @@ def locate(
     queries: Annotated[Path, typer.Option("--queries", help='JSONL: {"id","doc_id","page","value","near"}')],
 ) -> None:
     """The verifier alone: where on this page is this value? One JSON result per input line."""
-    with _session() as svc:
-        for q in _jsonl(queries, ("id", "doc_id", "page", "value")):
-            if not isinstance(q["page"], int):
-                raise InputError(f"{queries}: page must be a 1-based integer, got {q['page']!r} (id {q['id']})")
-            res = svc.locate(q["doc_id"], q["page"], q["value"], q.get("near"))
-            print(json.dumps({"id": q["id"], **res.model_dump(exclude={"id"})}), flush=True)
+    def answer(q: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(q["page"], int) or isinstance(q["page"], bool):
+            raise InputError(f"page must be a 1-based integer, got {q['page']!r}")
+        res = svc.locate(q["doc_id"], q["page"], q["value"], q.get("near"))
+        return {"id": q["id"], **res.model_dump(exclude={"id"})}
+
+    with _session(read_only=True) as svc:
+        failed = _run_batch(queries, ("id", "doc_id", "page", "value"), answer)
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
@@ -280,8 +342,24 @@ def serve(
     import uvicorn
 
     from app.api import create_app
+    from schemas.settings import load_settings
 
+    if not is_loopback(host) and not load_settings().api_key:
+        err.print(f"[yellow]warning[/]: serving on {host} without PAGELENS_API_KEY: anyone who can reach this "
+                  "machine can read and delete documents; set PAGELENS_API_KEY or bind 127.0.0.1", soft_wrap=True)
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 @app.command()
@@ -305,9 +383,13 @@ def ui(
 def demo(question: Annotated[str, typer.Argument()] = "scanned contracts") -> None:
     """Make a sample PDF (with a scanned page), ingest it and search it: the embedded defaults, end to end."""
     from app.demo import make_sample_pdf
-    from schemas.settings import Settings
+    from schemas.settings import load_settings
 
-    sample = make_sample_pdf(Settings().data_dir / "samples" / "pagelens-sample.pdf")
+    try:
+        data_dir = load_settings().data_dir
+    except PageLensError as e:
+        raise _fail(e) from e
+    sample = make_sample_pdf(data_dir / "samples" / "pagelens-sample.pdf")
     out.print(f"sample document: {sample}")
     try:
         ingest([sample], collection=None, password=None, report=None, workers=1)
@@ -322,8 +404,7 @@ def main() -> None:
     try:
         app()
     except PageLensError as e:  # errors raised outside a command's own handling (e.g. the store is locked)
-        err.print(f"[bold red]error[/] ({e.code}): {e.message}")
-        sys.exit(1)
+        sys.exit(_fail(e).exit_code)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,15 @@ SAMPLE_PAGES = [
 ]
 
 
+SAMPLE_METADATA = {"title": "PageLens sample", "creator": "pagelens demo", "producer": "pagelens demo",
+                   "creationDate": "D:20260101000000Z", "modDate": "D:20260101000000Z"}
+
+
 def make_sample_pdf(path: Path) -> Path:
-    """Write a 3-page PDF: two text pages and one image-only page (as a scanner makes), for OCR."""
+    """Write a 3-page PDF: two text pages and one image-only page (as a scanner makes), for OCR.
+
+    The bytes are the same on every run (fixed metadata, no file id, no timestamps), so the sample keeps one
+    ``doc_id`` and running the demo again reports it ``unchanged``."""
     import pymupdf
 
     doc = pymupdf.open()
@@ -32,6 +39,8 @@ def make_sample_pdf(path: Path) -> Path:
             doc.delete_page(i)
             scan = doc.new_page(width=612, height=792)
             scan.insert_image(scan.rect, stream=png)
+    doc.set_metadata(SAMPLE_METADATA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc.save(path)
+    # no_new_id: the trailer /ID would be random; garbage/deflate keep the file small and its layout fixed
+    doc.save(path, garbage=3, deflate=True, no_new_id=True)
     return path

@@ -4,37 +4,68 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ingest.discover import discover
-from ingest.pipeline import Ingestor, ProgressFn
-from retrieval.search import Searcher
 from schemas.answers import Answer, Extraction, LocateResult
 from schemas.coords import BBox
 from schemas.documents import Document
-from schemas.errors import InputError
+from schemas.errors import ConfigError, InputError
 from schemas.results import Hit, IngestReport
-from schemas.settings import Settings
-from store.catalog import Catalog
+from schemas.settings import Settings, load_settings
 from store.files import FileStore
-from store.pages import render_for_model, render_png
-from store.vectors import VectorIndex, open_vector_index
-from vlm.backend import VlmBackend, make_backend
-from vlm.pages import PageInput
-from vlm.siglip import SiglipEncoder, load_encoder
+
+# Heavy libraries (pymupdf and its ONNX layout models, SQLAlchemy, qdrant, torch) load inside the methods
+# that need them, so `pagelens docs list` or `search` does not pay for ingestion or rendering.
+if TYPE_CHECKING:
+    from ingest.pipeline import Ingestor, ProgressFn
+    from retrieval.search import Searcher
+    from store.catalog import Catalog
+    from store.vectors import VectorIndex
+    from vlm.backend import VlmBackend
+    from vlm.pages import PageInput
+    from vlm.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
+
+
+def check_data_dir(settings: Settings, *, create: bool) -> None:
+    """Make sure ``data_dir`` can hold the embedded stores (creating it when ``create``).
+
+    Raises ConfigError naming PAGELENS_DATA_DIR: missing (when not ``create``), not a folder, or not writable
+    (SQLite's write-ahead log and Qdrant Edge write there even to read)."""
+    d = settings.data_dir
+    embedded = settings.database_url is None or settings.qdrant_url is None
+    if not create and not embedded:
+        return
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"PAGELENS_DATA_DIR={d} is a file, not a folder; set PAGELENS_DATA_DIR to a folder")
+    if not create and not d.exists():
+        raise ConfigError(f"no PageLens data at {d.absolute()}; ingest something first or set PAGELENS_DATA_DIR",
+                          code="no_data")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create PAGELENS_DATA_DIR={d} ({e.strerror or e}); set PAGELENS_DATA_DIR to a "
+                          "folder you can write to") from e
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ConfigError(f"PAGELENS_DATA_DIR={d} is not writable (the embedded stores write there, even to "
+                          "read); make it writable or set PAGELENS_DATA_DIR to another folder")
 
 
 class Service:
     """Everything PageLens does, for the shells. One per process (the embedded stores are single-process)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, settings: Settings | None = None, *, create_data_dir: bool = True) -> None:
+        """``create_data_dir=False`` for read-only commands: a missing data dir is an error, not a new empty
+        store. Raises SettingsError (bad setting) or ConfigError (data dir missing, unusable or read-only)."""
+        self.settings = settings or load_settings()
+        check_data_dir(self.settings, create=create_data_dir)
         self._encoder: SiglipEncoder | None = None
         self._vlm: VlmBackend | None = None
         self._load_lock = threading.Lock()
@@ -42,6 +73,8 @@ class Service:
 
     @cached_property
     def catalog(self) -> Catalog:
+        from store.catalog import Catalog
+
         return Catalog(self.settings.catalog_url)
 
     @cached_property
@@ -50,12 +83,16 @@ class Service:
 
     @cached_property
     def index(self) -> VectorIndex:
+        from store.vectors import open_vector_index
+
         return open_vector_index(self.settings)
 
     def encoder(self) -> SiglipEncoder:
         """The SigLIP encoder, loaded once. Raises ModelUnavailable."""
         with self._load_lock:
             if self._encoder is None:
+                from vlm.siglip import load_encoder
+
                 self._encoder = load_encoder(self.settings.encoder)
             return self._encoder
 
@@ -63,27 +100,43 @@ class Service:
         """The VLM backend, built once. Raises ModelUnavailable saying how to configure one."""
         with self._load_lock:
             if self._vlm is None:
+                from vlm.backend import make_backend
+
                 self._vlm = make_backend(self.settings)
             return self._vlm
 
     @cached_property
     def ingestor(self) -> Ingestor:
+        from ingest.pipeline import Ingestor
+
         return Ingestor(self.settings, self.catalog, self.files, self.index, self.encoder, self.vlm)
 
     @cached_property
     def searcher(self) -> Searcher:
+        from retrieval.search import Searcher
+
         return Searcher(self.catalog, self.index, self.encoder if self.settings.encoder.enabled else None)
 
     # -- operations -------------------------------------------------------------------------------
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
                on_progress: ProgressFn | None = None, workers: int = 1) -> IngestReport:
+        from ingest.discover import discover
+
         with self.write_lock:
             return self.ingestor.ingest(discover(paths), collection=collection, password=password,
                                         on_progress=on_progress, workers=workers)
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: list[str] | None = None) -> list[Hit]:
-        return self.searcher.search(question, k=k, collection=collection, doc_ids=doc_ids)
+        """Top ``k`` pages for ``question``; ``doc_ids`` are document refs (ids, unique id prefixes or file names,
+        as everywhere). Raises NotFound for an unknown or ambiguous ref."""
+        resolved = self.resolve_docs(doc_ids) if doc_ids is not None else None
+        return self.searcher.search(question, k=k, collection=collection, doc_ids=resolved)
+
+    def resolve_docs(self, refs: list[str]) -> list[str]:
+        """Full document ids of ``refs`` (ids, unique id prefixes ≥ 6 chars, file names), each once, in order.
+        Raises NotFound naming the first ref that matches no document or several."""
+        return list(dict.fromkeys(self.catalog.find_document(r).doc_id for r in refs))
 
     def list_documents(self, collection: str | None = None) -> list[Document]:
         return self.catalog.list_documents(collection)
@@ -100,6 +153,9 @@ class Service:
     # -- pages, answers, extraction ---------------------------------------------------------------
     def page_inputs(self, keys: list[tuple[str, int]]) -> list[PageInput]:
         """Pages as the VLM sees them: rendered at the pixel budget, with their words."""
+        from store.pages import render_for_model
+        from vlm.pages import PageInput
+
         v = self.settings.vlm
         records = {(r.page.doc_id, r.page.page_no): r for r in self.catalog.get_pages(keys)}
         out = []
@@ -115,17 +171,44 @@ class Service:
     def page_png(self, ref: str, page: int, *, width: int = 1000, boxes: list[tuple[BBox, str]] | None = None,
                  crop: BBox | None = None) -> bytes:
         """A page as PNG with boxes drawn (styles: verified, approximate, unverified, match); ``crop`` zooms."""
+        from store.pages import render_png
+
         doc = self.catalog.find_document(ref)
         return render_png(self.files.open_path(doc.doc_id), page, width=width, boxes=boxes or [], crop=crop)
+
+    @contextmanager
+    def upload_dir(self) -> Iterator[Path]:
+        """A fresh folder for uploaded files, ``<data_dir>/uploads/<pid>-<random>``, removed afterwards (folders
+        of processes that were killed are removed by ``reconcile``)."""
+        import shutil
+        import tempfile
+
+        root = self.settings.data_dir / "uploads"
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def reconcile(self) -> list[str]:
+        """What killed processes left behind: upload folders of processes that are gone, partial documents and
+        orphaned stored files (see ``Ingestor.reconcile``). Run by the API at start-up; ingest runs it too."""
+        import shutil
+
+        import psutil
+
+        for d in (self.settings.data_dir / "uploads").glob("*-*"):
+            pid = d.name.split("-", 1)[0]
+            if d.is_dir() and (not pid.isdigit() or not psutil.pid_exists(int(pid))):
+                shutil.rmtree(d, ignore_errors=True)
+        with self.write_lock:
+            return self.ingestor.reconcile()
 
     def ingest_files(self, files: list[tuple[str, bytes]], *, collection: str | None = None,
                      password: str | None = None, on_progress: ProgressFn | None = None) -> IngestReport:
         """Ingest uploaded files given as (name, bytes); reported under their names."""
-        import shutil
-        import tempfile
-
-        tmp = Path(tempfile.mkdtemp(prefix="pagelens-upload-"))
-        try:
+        with self.upload_dir() as tmp:
             paths = []
             for i, (name, data) in enumerate(files):
                 sub = tmp / str(i)
@@ -133,8 +216,6 @@ class Service:
                 (sub / Path(name).name).write_bytes(data)
                 paths.append(sub / Path(name).name)
             report = self.ingest(paths, collection=collection, password=password, on_progress=on_progress)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         named = [f.model_copy(update={"path": Path(f.path).name}) for f in report.files]
         return report.model_copy(update={"files": named})
 
@@ -179,15 +260,16 @@ class Service:
     def extract(self, schema: str | dict[str, Any] | type, doc_refs: list[str], *, max_pages: int = 8,
                 save: bool = True) -> Extraction:
         """Extract ``schema`` from the first ``max_pages`` pages of the given documents; stored with provenance."""
-        from vlm.extraction import extract, load_schema
+        from vlm.extraction import extract, load_schema, read_schema
 
-        user_schema, validate = load_schema(schema)
-        backend = self.vlm()
+        given = read_schema(schema)  # cheap: a missing file or a bad import is reported first
+        backend = self.vlm()  # before bounding and checking the schema (the costly part): no VLM fails at once
+        user_schema, validate = load_schema(given)
         if not doc_refs:
             raise InputError("give the documents to extract from (ids, names or files)")
         keys: list[tuple[str, int]] = []
-        for ref in doc_refs:
-            d = self.catalog.find_document(ref)
+        for doc_id in self.resolve_docs(doc_refs):
+            d = self.catalog.find_document(doc_id)
             keys += [(d.doc_id, p) for p in range(1, d.page_count + 1)]
         if len(keys) > max_pages:
             raise InputError(f"the documents have {len(keys)} pages; extraction reads at most {max_pages} at once. "
@@ -213,6 +295,33 @@ class Service:
         return LocateResult(status=loc.status, bbox=loc.bbox.as_list() if loc.bbox else None,
                             boxes=[b.as_list() for b in loc.boxes], confidence=loc.confidence,
                             matched_text=loc.matched_text, ambiguous=loc.ambiguous, note=loc.note)
+
+    def health(self, *, counts: bool = True) -> dict[str, Any]:
+        """Probe the catalog (one primary-key lookup) and the vector index (a point count). Returns ``status``
+        ``ok``, or ``degraded`` with ``failed`` = {part: why}; with ``counts``, the numbers of documents and
+        indexed pages too (leave them out for callers without the API key)."""
+        from vlm.backend import backend_name
+
+        failed: dict[str, str] = {}
+        found: dict[str, int] = {}
+        try:
+            self.catalog.get_document("health-probe")  # cheap whatever the catalog's size; None is the answer
+            found["documents"] = len(self.list_documents()) if counts else 0
+        except Exception as e:  # a probe reports every failure, whatever raised it
+            log.warning("health: the catalog failed: %s", e)
+            failed["catalog"] = f"{e.__class__.__name__}: {str(e)[:300]}"
+        try:
+            found["pages"] = self.index.count()
+        except Exception as e:
+            log.warning("health: the vector index failed: %s", e)
+            failed["vector_index"] = f"{e.__class__.__name__}: {str(e)[:300]}"
+        out: dict[str, Any] = {"status": "degraded" if failed else "ok", "vlm": backend_name(self.settings),
+                               "vector_store": "qdrant-server" if self.settings.qdrant_url else "qdrant-edge"}
+        if failed:
+            out["failed"] = failed
+        if counts:
+            out.update(found)
+        return out
 
     def close(self) -> None:
         if "index" in self.__dict__:

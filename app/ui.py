@@ -5,6 +5,7 @@ Run with ``pagelens ui [--port N]``."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,24 @@ def fail(e: Exception) -> None:
     else:
         st.error(f"Something went wrong ({e.__class__.__name__}: {e}). The details are in the server log.",
                  icon=":material/error:")
+
+
+MARKDOWN_SPECIAL = "\\`*_{}[]()#|~$!"  # emphasis, links, code, headings, tables, math
+
+
+def plain(text: str) -> str:
+    """User-controlled text (file names, page words, quotes) made inert for st.markdown with HTML allowed: HTML
+    escaped, Markdown punctuation backslash-escaped (no tags, links or emphasis from a file name)."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in html.escape(text, quote=True))
+
+
+def outcome_message(name: str, code: str, message: str) -> str:
+    """An ingest error in this page's terms: the reader's messages speak of the CLI's --password."""
+    if code == "password_required":
+        return f"{name} is password protected; enter its password in the Password field and ingest it again"
+    if code == "wrong_password":
+        return f"the password given does not open {name}; check the Password field and ingest it again"
+    return f"{name}: {message}"
 
 
 def legend() -> None:
@@ -92,7 +111,8 @@ def library_page() -> None:
             outcome = report.files[0]
             bar.progress(1.0, text=f"{f.name}: {outcome.status}")
             if outcome.status == "failed" and outcome.error:
-                st.error(f"{f.name}: {outcome.error.message}", icon=":material/error:")
+                st.error(outcome_message(f.name, outcome.error.code, outcome.error.message),
+                         icon=":material/error:")
             else:
                 pending = f" (pending: {', '.join(outcome.pending)})" if outcome.pending else ""
                 st.success(f"{f.name}: {outcome.status}, {outcome.pages} pages{pending}",
@@ -144,9 +164,9 @@ def search_page() -> None:
         with cols[i % 3]:
             boxes = tuple((tuple(w.bbox.as_list()), "match") for w in h.words)
             st.image(page_png(h.doc_id, h.page, 360, boxes), width="stretch")
-            st.markdown(f"**{Path(h.path).name}** · page {h.page}  \n"
-                        f"<small>score {h.score:.4f} · {' '.join(dict.fromkeys(w.text for w in h.words))[:80]}</small>",
-                        unsafe_allow_html=True)
+            words = " ".join(dict.fromkeys(w.text for w in h.words))[:80]
+            st.markdown(f"**{plain(Path(h.path).name)}** · page {h.page}  \n"  # names and words are user data
+                        f"<small>score {h.score:.4f} · {plain(words)}</small>", unsafe_allow_html=True)
             if st.button("Open large", key=f"open-{i}"):
                 st.session_state["large"] = (h.doc_id, h.page, boxes)
     if large := st.session_state.get("large"):
@@ -180,7 +200,7 @@ def ask_page() -> None:
         color, _ = STATUS_STYLE[ev.status]
         c1, c2 = st.columns([5, 1])
         c1.markdown(f"<span style='color:{color}'>●</span> **{ev.status}** · page {ev.page} · "
-                    f"confidence {ev.confidence:.2f}  \n“{ev.quote}”", unsafe_allow_html=True)
+                    f"confidence {ev.confidence:.2f}  \n“{plain(ev.quote)}”", unsafe_allow_html=True)
         if ev.bbox is not None and c2.button("Zoom", key=f"zoom-{i}"):
             st.session_state["zoom"] = i
     if (z := st.session_state.get("zoom")) is not None and z < len(answer.evidence):

@@ -60,8 +60,11 @@ def main() -> None:
     print(f"OCR: 2 pages, {np.mean([len(t) for t in ocr]):.0f} words/page")
     run("OCR words, values on the page", ocr, True)
     run("OCR words, values absent (worst case)", ocr, False, 500)
-    big = WordTable([w for t in tables for w in t.texts][:100_000],
-                    np.concatenate([t.boxes for t in tables])[:100_000], np.ones(100_000, np.float32), "text_layer")
+    words = [w for t in tables for w in t.texts]
+    boxes = np.concatenate([t.boxes for t in tables])
+    reps = -(-100_000 // len(words))
+    big = WordTable((words * reps)[:100_000], np.tile(boxes, (reps, 1))[:100_000], np.ones(100_000, np.float32),
+                    "text_layer")
     for value in ("the R-intro sentence that is not there at all", big.texts[77_777] + " " + big.texts[77_778]):
         t0 = time.perf_counter()
         loc = locate(value, WordTable(big.texts, big.boxes, big.conf, big.source, big.lines))  # a fresh page

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pymupdf
 
 from schemas.coords import boxes_from_points
 from schemas.errors import (
@@ -20,6 +19,24 @@ from schemas.errors import (
     WrongPassword,
 )
 from schemas.wordtable import WordTable
+
+
+def quiet_onnxruntime() -> None:
+    """Turn off onnxruntime's telemetry before any session exists: its Linux builds resolve and post to a
+    Microsoft events endpoint from sessions PyMuPDF's layout models and RapidOCR create. PageLens talks to no
+    server the user did not configure."""
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # read when onnxruntime starts; readers inherit it
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    onnxruntime.disable_telemetry_events()
+
+
+quiet_onnxruntime()
+import pymupdf  # noqa: E402  (after the telemetry switch: pymupdf.layout creates onnxruntime sessions)
 
 Kind = Literal["pdf", "image"]
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
@@ -35,7 +52,8 @@ pymupdf.TOOLS.mupdf_display_warnings(False)
 
 
 def sniff_kind(path: Path) -> Kind:
-    """PDF or image by content (first KiB), falling back on the suffix. Raises UnsupportedType."""
+    """PDF or image by content (first KiB): images only by their magic bytes (PNG, JPEG, TIFF), since MuPDF
+    would parse an HTML, SVG or EPUB file named ``.png`` by its content. Raises UnsupportedType."""
     with path.open("rb") as f:
         head = f.read(1024)
     if b"%PDF" in head:
@@ -45,39 +63,66 @@ def sniff_kind(path: Path) -> Kind:
             return "image"
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return "image"
+        what = _looks_like(head)
+        raise UnsupportedType(f"{path.name} is named like an image but its bytes are not a PNG, JPEG or TIFF"
+                              f"{f' (this looks like {what})' if what else ''}; give a real {SUPPORTED} file")
     if suffix in OTHER_SUFFIXES or not head:
         what = "an empty file" if not head else f"a '{suffix}' file"
         raise UnsupportedType(f"{path.name} is {what}, not a {SUPPORTED}; convert it to PDF first")
     return "pdf"  # no header and an unknown suffix: let the PDF parser try to recover it
 
 
-def open_document(path: Path, kind: Kind, password: str | None, max_pages: int) -> pymupdf.Document:
+def _looks_like(head: bytes) -> str | None:
+    """What the first bytes of a file look like, for error messages (None when unknown)."""
+    if not head:
+        return "an empty file"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "SVG"
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "HTML"
+    if text.startswith(b"<?xml"):
+        return "XML"
+    if head.startswith(b"PK\x03\x04"):
+        return "an EPUB" if b"epub" in head else "a ZIP archive (EPUB, Office document, ...)"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "a GIF image"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head.startswith(b"BM"):
+        return "a BMP image"
+    return None
+
+
+def open_document(path: Path, kind: Kind, password: str | None, max_pages: int, *,
+                  name: str | None = None) -> pymupdf.Document:
     """Open a PDF or image (as a one-page document), authenticate and check the page count.
 
+    ``name``: the file as the user knows it, for messages (``path`` may be a content-addressed copy).
     Raises PasswordRequired / WrongPassword / InvalidDocument / EmptyDocument / TooLarge.
     """
+    label = name or path.name
     try:
         doc = pymupdf.open(str(path), filetype="pdf" if kind == "pdf" else None)
     except Exception as e:
-        raise InvalidDocument(f"{path.name} is not a readable {kind.upper()} ({_why(e)}); "
+        raise InvalidDocument(f"{label} is not a readable {kind.upper()} ({_why(e)}); "
                               "it cannot be recovered — check the source or re-export it") from e
     if doc.needs_pass:
         if not password:
-            raise PasswordRequired(f"{path.name} is password protected; pass the password with --password")
+            raise PasswordRequired(f"{label} is password protected; pass the password with --password")
         if not doc.authenticate(password):
-            raise WrongPassword(f"the password given does not open {path.name}; check it and retry")
+            raise WrongPassword(f"the password given does not open {label}; check it and retry")
     try:
         n = doc.page_count
     except Exception as e:
-        raise InvalidDocument(f"{path.name}: the page tree cannot be read ({_why(e)})") from e
+        raise InvalidDocument(f"{label}: the page tree cannot be read ({_why(e)})") from e
     if n == 0:
         if kind == "pdf" and not _has_pdf_header(path):  # MuPDF "repairs" garbage into an empty document
-            raise InvalidDocument(f"{path.name} is not a PDF (no %PDF header) and nothing in it can be "
+            raise InvalidDocument(f"{label} is not a PDF (no %PDF header) and nothing in it can be "
                                   "recovered; check that the file is what you think it is")
-        raise EmptyDocument(f"{path.name} has no pages; nothing to ingest")
+        raise EmptyDocument(f"{label} has no pages; nothing to ingest")
     if n > max_pages:
-        raise TooLarge(f"{path.name} has {n} pages, over the limit of {max_pages}; "
+        raise TooLarge(f"{label} has {n} pages, over the limit of {max_pages}; "
                        "split it or raise PAGELENS_INGEST__MAX_PAGES")
     return doc
 

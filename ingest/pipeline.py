@@ -15,7 +15,7 @@ from ingest import pdf
 from ingest.ocr import SPLITTER_VERSION, engine_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
 from schemas.documents import Page
-from schemas.errors import InputError, ModelUnavailable, PageLensError, TooLarge
+from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError, TooLarge
 from schemas.ids import doc_id_of_file, point_id
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
 from schemas.settings import Settings
@@ -59,6 +59,7 @@ class _Plan:
     page_count: int = 0
     embedded: bool = True  # every page got an image vector
     warnings: list[str] = field(default_factory=list)
+    words_failed: list[str] = field(default_factory=list)  # pages whose words could not be read (OCR failed)
 
 
 def page_text(words: Sequence[str], caption: str | None = None) -> str:
@@ -173,13 +174,20 @@ class Ingestor:
     # -- reconcile --------------------------------------------------------------------------------
     def reconcile(self, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
         """Remove what a killed run left behind: documents still ``partial`` (their vectors, pages, row and
-        stored file), except ``keep`` (about to be redone). Returns the doc ids removed."""
+        stored file) and stored files no document row claims, except ``keep`` (about to be redone). Returns the
+        doc ids removed."""
         removed = []
         for doc_id in self.catalog.partial_documents():
             if doc_id in keep:
                 continue
             self.remove(doc_id)
             removed.append(doc_id)
+        # stored files of batch members a killed run copied in but never started: no catalog row at all
+        stored = self.files.doc_ids() - set(keep)
+        for doc_id in stored - self.catalog.known_ids(sorted(stored)):
+            self.files.delete(doc_id)
+            removed.append(doc_id)
+        self.files.drop_incoming()
         return removed
 
     def remove(self, doc_id: str) -> None:
@@ -203,24 +211,43 @@ class Ingestor:
                 or doc.stages.get("index") != bm25.VERSION \
                 or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != SPLITTER_VERSION):
             return _Plan(path, doc_id, kind, "full", previously_complete=False)
+        if self.index.count(doc_id) < doc.page_count:
+            # the catalog says complete but this vector store lacks its points (a catalog shared by two embedded
+            # stores, or a store restored from another time): read it again rather than report "unchanged"
+            log.warning("%s: the vector store lacks %s's pages; reading it again", path.name, doc_id[:12])
+            return _Plan(path, doc_id, kind, "full", previously_complete=False)
         self.catalog.add_name(doc_id, str(path))
         moved = doc.collection != collection
+        notes = [f"moved from collection '{doc.collection}' to '{collection}'"] if moved else []
         if moved:
             self.index.set_collection(doc_id, collection)
             self.index.flush()
             self.catalog.set_collection(doc_id, collection)
         if doc.stages.get("embed") != self.embed_version():
-            return _Plan(path, doc_id, kind, "render", previously_complete=True)
+            return _Plan(path, doc_id, kind, "render", previously_complete=True, warnings=notes)
         return FileOutcome(path=str(path), doc_id=doc_id, status="ingested" if moved else "unchanged",
-                           pages=doc.page_count, pending=doc.pending)
+                           pages=doc.page_count, pending=doc.pending, warnings=notes)
 
     # -- run --------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path], *, collection: str | None = None, password: str | None = None,
                on_progress: ProgressFn | None = None, workers: int = 1) -> IngestReport:
-        """Ingest ``paths`` (files). Never raises for a bad file: each gets its FileOutcome."""
+        """Ingest ``paths`` (files). Never raises for a bad file: each gets its FileOutcome. When a store fails
+        mid-run (the catalog database is gone), the run stops: finished files keep their outcome, the rest are
+        reported failed with the store's error, and the next run reconciles what was half-written."""
         t0 = time.perf_counter()
-        coll = collection or self.s.default_collection
         outcomes: dict[Path, FileOutcome] = {}
+        try:
+            return self._run(paths, outcomes, collection, password, on_progress, workers, t0)
+        except StoreError as e:
+            log.error("ingest stopped: %s", e.message)
+            err = ErrorInfo(code=e.code, message=f"not ingested: {e.message}")
+            files = [outcomes.get(p) or FileOutcome(path=str(p), doc_id=None, status="failed", error=err)
+                     for p in paths]
+            return IngestReport(files=files, seconds=time.perf_counter() - t0)
+
+    def _run(self, paths: Sequence[Path], outcomes: dict[Path, FileOutcome], collection: str | None,
+             password: str | None, on_progress: ProgressFn | None, workers: int, t0: float) -> IngestReport:
+        coll = collection or self.s.default_collection
         plans: list[_Plan] = []
         aliases: list[tuple[str, Path]] = []
         pages_done = pages_total = 0
@@ -232,6 +259,8 @@ class Ingestor:
         for path in paths:
             try:
                 plan = self._plan(path, coll)
+            except StoreError:
+                raise
             except PageLensError as e:
                 outcomes[path] = FileOutcome(path=str(path), doc_id=None, status="failed",
                                              error=ErrorInfo(code=e.code, message=e.message))
@@ -267,7 +296,7 @@ class Ingestor:
                 self.files.put(plan.doc_id, plan.path)
         # read the stored copy (what the catalog describes); the original when an older run did not keep one
         jobs = [ReadJob(job_id=n, path=self.files.path_of(p.doc_id) if self.files.has(p.doc_id) else p.path,
-                        kind=p.kind, password=password, mode=p.mode, render=encoder is not None)
+                        kind=p.kind, password=password, mode=p.mode, render=encoder is not None, name=p.path.name)
                 for n, p in enumerate(plans)]
 
         i = self.s.ingest
@@ -279,8 +308,9 @@ class Ingestor:
             plan = plans[ev.job.job_id]
             t_busy = time.perf_counter()
             try:
-                if ev.kind == "opened":
+                if ev.kind == "started":  # each file's own time, not the time it waited for a reader
                     plan.started = time.perf_counter()
+                elif ev.kind == "opened":
                     plan.page_count = int(ev.payload)
                     pages_total += plan.page_count
                     self._opened(plan, coll)
@@ -292,7 +322,11 @@ class Ingestor:
                 elif ev.kind == "failed":
                     code, message = ev.payload
                     outcomes[plan.path] = self._failed(plan, code, message)
-            except PageLensError as e:  # a store error on one file: record it, abandon the file, go on
+            except StoreError as e:  # the catalog is gone: stop (nothing can be recorded); the next run reconciles
+                outcomes[plan.path] = FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="failed",
+                                                  error=ErrorInfo(code=e.code, message=e.message))
+                raise
+            except PageLensError as e:  # an error on one file: record it, abandon the file, go on
                 outcomes[plan.path] = self._failed(plan, e.code, e.message)
                 pool.cancel(ev.job)
             pool.add_busy(time.perf_counter() - t_busy)
@@ -310,7 +344,8 @@ class Ingestor:
             outcomes[path] = FileOutcome(path=str(path), doc_id=doc_id, status="unchanged", pages=first.pages,
                                          pending=first.pending)
         ordered = [outcomes[p] for p in paths if p in outcomes]
-        return IngestReport(files=ordered, seconds=time.perf_counter() - t0)
+        return IngestReport(files=ordered, seconds=time.perf_counter() - t0,
+                            reader_peak_mb=round(pool.peak_rss_mb, 1) if plans else 0.0)
 
     def _caption_pass(self, outcomes: dict[Path, FileOutcome], report: Callable[..., None]) -> None:
         """Caption the run's complete documents whose caption stage is missing or outdated, when a VLM is
@@ -372,6 +407,8 @@ class Ingestor:
             plan.embedded = False
         for p in batch:
             plan.warnings.extend(p.warnings)
+            if p.words_failed:
+                plan.words_failed.append(p.words_failed)
         points = [PagePoint(id=point_id(plan.doc_id, r.page.page_no), doc_id=plan.doc_id, page=r.page.page_no,
                             collection=collection,
                             text=bm25.embed_document(page_text(r.table.texts, r.page.caption)),
@@ -395,11 +432,15 @@ class Ingestor:
         else:
             stages.pop("embed", None)
             pending.append("embed")
+        if plan.words_failed:  # never silently wordless: the words stage stays pending and the next run re-reads
+            stages.pop("words", None)
+            pending.append("words")
         self.catalog.complete_document(plan.doc_id, stages=stages, pending=pending, collection=collection)
         for w in plan.warnings[:5]:
             log.warning("%s: %s", plan.path.name, w)
         return FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="ingested", pages=plan.pages,
-                           pending=pending, seconds=time.perf_counter() - plan.started)
+                           pending=pending, seconds=time.perf_counter() - plan.started,
+                           warnings=[w for w in plan.warnings if w.startswith("moved from")] + plan.words_failed[:10])
 
     def _failed(self, plan: _Plan, code: str, message: str) -> FileOutcome:
         if not plan.previously_complete:

@@ -48,6 +48,11 @@ class ReadJob:
     password: str | None
     mode: Mode = "full"
     render: bool = True
+    name: str = ""  # the file as the user named it, for messages (``path`` may be the stored copy)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.name
 
 
 @dataclass
@@ -60,15 +65,16 @@ class PageOut:
     words: WordTable
     image: np.ndarray | None = None  # RGB uint8 (H, W, 3) at render_dpi, for the encoder
     warnings: list[str] = field(default_factory=list)
+    words_failed: str | None = None  # why this page's words could not be read (OCR failed): retried next ingest
 
 
 @dataclass(frozen=True)
 class ReadEvent:
-    """``kind``: ``opened`` (payload: page count), ``pages`` (list[PageOut]), ``done``, ``failed``
-    (payload: (code, message))."""
+    """``kind``: ``started`` (a reader took the file: its clock starts), ``opened`` (payload: page count),
+    ``pages`` (list[PageOut]), ``done``, ``failed`` (payload: (code, message))."""
 
     job: ReadJob
-    kind: Literal["opened", "pages", "done", "failed"]
+    kind: Literal["started", "opened", "pages", "done", "failed"]
     payload: Any = None
 
 
@@ -77,12 +83,23 @@ class ReadEvent:
 
 
 def _limit_memory(mb: int) -> None:
+    """Cap the reader's private writable memory (RLIMIT_DATA: heap, anonymous mappings — what a decompression
+    bomb or an enormous image fills) at ``mb``.
+
+    Not the address space (RLIMIT_AS): onnxruntime and glibc reserve gigabytes of address space they never touch
+    (per-thread malloc arenas, PROT_NONE reservations), so an address-space cap made OCR fail with
+    ``std::bad_alloc`` on ordinary pages while memory in use was a third of the cap. Fewer malloc arenas keep
+    the reservations and fragmentation small as well."""
+    import contextlib
+    import ctypes
     import resource
 
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX = 2 (glibc; harmless elsewhere)
     cap = mb * 1024 * 1024
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard if hard != resource.RLIM_INFINITY and hard < cap
-                                            else resource.RLIM_INFINITY))
+    _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard if hard != resource.RLIM_INFINITY and hard < cap
+                                              else resource.RLIM_INFINITY))
 
 
 def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
@@ -105,8 +122,9 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
                 ocr = ocr_words(pdf.render(page, opts.ocr_dpi, opts.max_render_pixels))
                 if len(ocr) > len(out.words):
                     out.words, out.words_source = ocr, "ocr"
-            except Exception as e:
-                out.warnings.append(f"page {i + 1}: OCR failed ({e})")
+            except Exception as e:  # recorded on the page: the words stage stays pending and is retried
+                out.words_failed = f"page {i + 1}: OCR failed ({e.__class__.__name__}: {str(e)[:200]})"
+                out.warnings.append(out.words_failed)
     if job.render:
         try:
             out.image = pdf.render(page, opts.render_dpi, opts.max_render_pixels)
@@ -115,13 +133,21 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
     return out
 
 
+def _send_peak(conn: Connection, job: ReadJob) -> None:
+    """Tell the pool this reader's own peak resident memory so far (MB), before a job's last message."""
+    import resource
+
+    conn.send(("peak", job.job_id, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
 def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
     from ingest import pdf
 
     conn.send(("started", job.job_id, None))  # the file's time limit starts now, not at process start-up
     try:
-        doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages)
+        doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
     except PageLensError as e:
+        _send_peak(conn, job)
         conn.send(("failed", job.job_id, (e.code, e.message)))
         return
     try:
@@ -134,13 +160,22 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
                 batch = []
         if batch:
             conn.send(("pages", job.job_id, batch))
+        _send_peak(conn, job)
         conn.send(("done", job.job_id, None))
     finally:
         doc.close()
 
 
 def worker_main(conn: Connection, opts: ReadOptions) -> None:
-    """Entry point of a reader process: read jobs from ``conn`` until it sends ``None``."""
+    """Entry point of a reader process: read jobs from ``conn`` until it sends ``None``. Ends quietly when the
+    main process has gone (closed pipe, Ctrl-C): no traceback on the user's terminal."""
+    try:
+        _serve(conn, opts)
+    except (BrokenPipeError, ConnectionResetError, EOFError, KeyboardInterrupt):
+        return
+
+
+def _serve(conn: Connection, opts: ReadOptions) -> None:
     _limit_memory(opts.memory_mb)
     from ingest import pdf  # noqa: F401  (import PyMuPDF before the first job's clock starts)
 
@@ -154,11 +189,13 @@ def worker_main(conn: Connection, opts: ReadOptions) -> None:
         try:
             _run_job(conn, job, opts)
         except MemoryError:
-            conn.send(("failed", job.job_id, ("too_large", f"{job.path.name} needs more memory than the "
+            _send_peak(conn, job)
+            conn.send(("failed", job.job_id, ("too_large", f"{job.label} needs more memory than the "
                                               f"reader's cap of {opts.memory_mb} MB (a decompression bomb or "
                                               "enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB")))
         except Exception as e:
-            conn.send(("failed", job.job_id, ("invalid_pdf", f"{job.path.name} cannot be read: {e}")))
+            _send_peak(conn, job)
+            conn.send(("failed", job.job_id, ("invalid_pdf", f"{job.label} cannot be read: {e}")))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -187,6 +224,7 @@ class ReaderPool:
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
         self._busy = 0.0
+        self.peak_rss_mb = 0.0  # the largest resident memory any reader reported (readers that died say nothing)
 
     def add_busy(self, seconds: float) -> None:
         self._busy += seconds
@@ -238,6 +276,10 @@ class ReaderPool:
                     kind, payload = "crashed", None
                 if kind == "started":
                     w.started, w.busy_at_start = time.monotonic(), self._busy
+                    yield ReadEvent(job, "started")
+                    continue
+                if kind == "peak":
+                    self.peak_rss_mb = max(self.peak_rss_mb, float(payload))
                     continue
                 if kind in ("done", "failed"):
                     w.job = None
@@ -248,14 +290,14 @@ class ReaderPool:
                 code = w.proc.exitcode
                 self._kill(w)
                 err: PageLensError = WorkerCrashed(
-                    f"{job.path.name} crashed the PDF reader (exit code {code}); the file is probably malformed — "
+                    f"{job.label} crashed the PDF reader (exit code {code}); the file is probably malformed — "
                     "re-export or repair it (e.g. qpdf) and retry")
                 yield ReadEvent(job, "failed", (err.code, err.message))
                 continue
             spent = (now - w.started) - (self._busy - w.busy_at_start)
             if spent > self.timeout_s:
                 self._kill(w)
-                err = Timeout(f"{job.path.name} took over {self.timeout_s:.0f} s to read and was stopped; it may "
+                err = Timeout(f"{job.label} took over {self.timeout_s:.0f} s to read and was stopped; it may "
                               "be malformed, or raise PAGELENS_INGEST__FILE_TIMEOUT_S")
                 yield ReadEvent(job, "failed", (err.code, err.message))
 

@@ -68,12 +68,12 @@ class Searcher:
         scored = self.index.query(q)
         records = {(r.page.doc_id, r.page.page_no): r
                    for r in self.catalog.get_pages([(s.doc_id, s.page) for s in scored])}
-        names = self.catalog.document_names([s.doc_id for s in scored])
+        names = self.catalog.document_names([s.doc_id for s in scored], complete_only=True)
         terms = bm25.terms(question)
         hits = []
         for s in scored:
             rec = records.get((s.doc_id, s.page))
-            if rec is None or s.doc_id not in names:  # a partial document mid-ingest
+            if rec is None or s.doc_id not in names:  # a partial document: mid-ingest, or left by a killed run
                 continue
             hits.append(Hit(doc_id=s.doc_id, path=names[s.doc_id], collection=s.collection, page=s.page,
                             score=s.score, words=matching_words(rec.table, terms), caption=rec.page.caption))

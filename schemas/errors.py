@@ -108,3 +108,9 @@ class WorkerCrashed(PageLensError):
     """The process reading a file died (a parser crash or the memory cap)."""
 
     code = "worker_crashed"
+
+
+class RenderFailed(InputError):
+    """MuPDF cannot draw a page of a stored file (a malformed page); the file itself must be fixed."""
+
+    code = "render_failed"

@@ -42,11 +42,15 @@ class FileOutcome(_Frozen):
     pending: list[str] = Field(default_factory=list)
     seconds: float = 0.0
     error: ErrorInfo | None = None
+    warnings: list[str] = Field(default_factory=list, description="what could not be read (e.g. a page's OCR); "
+                                "those stages are pending and retried by the next ingest")
 
 
 class IngestReport(_Frozen):
     files: list[FileOutcome]
     seconds: float = 0.0
+    reader_peak_mb: float = Field(0.0, description="the largest resident memory a page reader reported (MB); "
+                                  "readers stopped at their cap report nothing")
 
     @property
     def failed(self) -> list[FileOutcome]:

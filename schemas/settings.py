@@ -9,8 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.errors import ConfigError
+
+ENV_PREFIX = "PAGELENS_"
 
 
 class _Group(BaseModel):
@@ -64,7 +69,7 @@ class VlmSettings(_Group):
 class Settings(BaseSettings):
     """All PageLens settings. Build once (``Settings()``) and pass down."""
 
-    model_config = SettingsConfigDict(env_prefix="PAGELENS_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path("./data")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/catalog.db")
@@ -90,3 +95,33 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
+
+
+class SettingsError(ConfigError):
+    """A setting has a value PageLens cannot use; the message names its environment variable."""
+
+    code = "invalid_setting"
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a setting's location: ``("vlm", "backend")`` → ``PAGELENS_VLM__BACKEND``."""
+    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One validation error as ``VARIABLE='value': what is allowed``."""
+    name = env_name(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{name} is not a PageLens setting (remove it or fix its spelling)"
+    msg = error["msg"]
+    allowed = msg[0].lower() + msg[1:] if msg else "invalid value"
+    return f"{name}={error['input']!r} is not valid: {allowed}"
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment. Raises SettingsError with one line naming each bad variable,
+    its value and what is allowed (instead of pydantic's multi-line report)."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise SettingsError("; ".join(_describe(err) for err in e.errors(include_url=False))) from e

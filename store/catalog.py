@@ -149,16 +149,17 @@ class Catalog:
         return self._document(row, sorted(doc_names), sources)
 
     def find_document(self, ref: str) -> Document:
-        """A document by full id, unique id prefix (≥ 6 chars) or file name. Raises NotFound."""
+        """A document by full id, unique id prefix (≥ 6 hex chars) or file name (exactly: ``%`` and ``_`` are
+        characters, not wildcards). Raises NotFound."""
         doc = self.get_document(ref)
         if doc is not None:
             return doc
         with self.engine.connect() as c:
             ids = set(c.execute(select(names.c.doc_id).where(
-                (names.c.name == ref) | names.c.name.endswith("/" + ref))).scalars())
-            if not ids and len(ref) >= 6:
-                ids = set(c.execute(select(documents.c.doc_id).where(documents.c.doc_id.startswith(ref)))
-                          .scalars())
+                (names.c.name == ref) | names.c.name.endswith("/" + ref, autoescape=True))).scalars())
+            if not ids and len(ref) >= 6 and all(ch in "0123456789abcdef" for ch in ref.lower()):
+                ids = set(c.execute(select(documents.c.doc_id).where(
+                    documents.c.doc_id.startswith(ref.lower(), autoescape=True))).scalars())
         if len(ids) == 1:
             found = self.get_document(ids.pop())
             if found is not None:
@@ -183,13 +184,26 @@ class Catalog:
         return [self._document(r, sorted(all_names.get(r.doc_id, [])), all_sources.get(r.doc_id, {}))
                 for r in rows]
 
-    def document_names(self, doc_ids: Sequence[str]) -> dict[str, str]:
-        """``doc_id -> name`` for the given ids, in one query."""
+    def document_names(self, doc_ids: Sequence[str], *, complete_only: bool = False) -> dict[str, str]:
+        """``doc_id -> name`` for the given ids, in one query; ``complete_only`` leaves out documents still being
+        ingested (or left ``partial`` by a killed run)."""
         if not doc_ids:
             return {}
+        q = select(documents.c.doc_id, documents.c.name).where(documents.c.doc_id.in_(set(doc_ids)))
+        if complete_only:
+            q = q.where(documents.c.status == "complete")
         with self.engine.connect() as c:
-            return dict(c.execute(select(documents.c.doc_id, documents.c.name)
-                                  .where(documents.c.doc_id.in_(set(doc_ids)))).tuples().all())
+            return dict(c.execute(q).tuples().all())
+
+    def known_ids(self, doc_ids: Sequence[str]) -> set[str]:
+        """Which of ``doc_ids`` have a catalog row (any status)."""
+        out: set[str] = set()
+        ids = list(doc_ids)
+        with self.engine.connect() as c:
+            for i in range(0, len(ids), 500):
+                out |= set(c.execute(select(documents.c.doc_id)
+                                     .where(documents.c.doc_id.in_(ids[i:i + 500]))).scalars())
+        return out
 
     def begin_document(self, *, doc_id: str, name: str, kind: str, collection: str, size_bytes: int,
                        page_count: int) -> None:
@@ -325,3 +339,37 @@ class Catalog:
             for row in rows:
                 yield PageRecord(self._page(row), WordTable.decode(row.words))
             last = rows[-1].page_no
+
+
+def _store_errors(fn: Any) -> Any:
+    """Turn a database failure (PostgreSQL gone, disk full, locked) into one clear StoreError."""
+    import functools
+    import inspect
+
+    def translate(e: SQLAlchemyError) -> StoreError:
+        why = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:200]
+        return StoreError(f"the catalog database failed ({e.__class__.__name__}: {why}); check that it is running "
+                          "and reachable (PAGELENS_DATABASE_URL), then retry — finished work is kept")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except SQLAlchemyError as e:
+                raise translate(e) from e
+        return gen
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SQLAlchemyError as e:
+            raise translate(e) from e
+    return call
+
+
+# every public operation of the catalog answers a database failure the same way (one place for the decision)
+for _name, _fn in list(vars(Catalog).items()):
+    if not _name.startswith("_") and callable(_fn) and _name != "close":
+        setattr(Catalog, _name, _store_errors(_fn))

@@ -46,3 +46,16 @@ class FileStore:
 
     def delete(self, doc_id: str) -> None:
         self.path_of(doc_id).unlink(missing_ok=True)
+
+    def doc_ids(self) -> set[str]:
+        """Ids of every stored file (half-written ``.incoming-`` copies excluded)."""
+        if not self.root.exists():
+            return set()
+        return {p.name for p in self.root.glob("*/*") if p.is_file() and not p.name.startswith(".")}
+
+    def drop_incoming(self) -> int:
+        """Delete half-written copies a killed process left behind. Returns how many."""
+        stale = list(self.root.glob("*/.incoming-*")) if self.root.exists() else []
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)

@@ -6,6 +6,7 @@ budget), so a model's pixel boxes map back to the page exactly. ``render_png`` d
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import numpy as np
 import pymupdf
 
 from schemas.coords import BBox, bbox_to_pixels, smart_resize
-from schemas.errors import InputError, NotFound, PasswordRequired
+from schemas.errors import InputError, NotFound, PasswordRequired, RenderFailed
+
+# Bounds on one page image for people, whatever the caller asks: memory and time stay small (a 500×20000 pt
+# page at width 2600 would otherwise be a 270-megapixel pixmap).
+MAX_PIXELS = 12_000_000  # pixels rendered for one PNG (the whole page, before any crop); larger asks scale down
+MAX_ZOOM = 8.0  # pixels per point
+MAX_BOXES = 200  # boxes drawn on one image
 
 # status -> (outline RGB, fill RGBA) ; verified green, approximate amber, unverified red (dashed in the UI legend)
 STYLES = {"verified": ((22, 163, 74), (22, 163, 74, 50)), "approximate": ((217, 119, 6), (217, 119, 6, 50)),
@@ -33,6 +40,26 @@ def _open(path: Path, page_no: int) -> tuple[pymupdf.Document, pymupdf.Page]:
     return doc, doc[page_no - 1]
 
 
+def png_zoom(width_pt: float, height_pt: float, page_width_px: float) -> float:
+    """Pixels per point that make the page ``page_width_px`` pixels wide, within [0.05, MAX_ZOOM] and such that
+    the whole page is at most MAX_PIXELS pixels."""
+    w, h = max(width_pt, 1e-3), max(height_pt, 1e-3)
+    zoom = max(0.05, min(MAX_ZOOM, page_width_px / w))
+    # largest z with (w·z + 1)(h·z + 1) ≤ MAX_PIXELS: MuPDF rounds each side out by up to a pixel
+    cap = (-(w + h) + math.sqrt((w + h) ** 2 + 4 * w * h * (MAX_PIXELS - 1))) / (2 * w * h)
+    return min(zoom, cap)
+
+
+def _pixmap(page: pymupdf.Page, page_no: int, matrix: pymupdf.Matrix) -> pymupdf.Pixmap:
+    """An RGB pixmap of the page; MuPDF's errors on a malformed page (FzErrorLimit, ...) become RenderFailed."""
+    try:
+        return page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
+    except (pymupdf.mupdf.FzErrorBase, RuntimeError, ValueError, MemoryError) as e:
+        raise RenderFailed(f"page {page_no} cannot be drawn: the file is malformed there "
+                           f"({e.__class__.__name__}: {str(e)[:200]}); re-export the document and re-ingest it"
+                           ) from e
+
+
 def render_for_model(path: Path, page_no: int, *, max_pixels: int, min_pixels: int = 56 * 56,
                      dpi: float = 144.0) -> np.ndarray:
     """RGB uint8 (H, W, 3) with H, W multiples of 28 and min_pixels ≤ H·W ≤ max_pixels, the page stretched to
@@ -42,7 +69,7 @@ def render_for_model(path: Path, page_no: int, *, max_pixels: int, min_pixels: i
         w_pt, h_pt = page.rect.width, page.rect.height
         h, w = smart_resize(max(28, round(h_pt * dpi / 72)), max(28, round(w_pt * dpi / 72)),
                             min_pixels=min_pixels, max_pixels=max_pixels)
-        pix = page.get_pixmap(matrix=pymupdf.Matrix(w / w_pt, h / h_pt), colorspace=pymupdf.csRGB, alpha=False)
+        pix = _pixmap(page, page_no, pymupdf.Matrix(w / w_pt, h / h_pt))
         img = np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3]
         if img.shape[:2] != (h, w):  # rounding inside MuPDF: pad or crop by a pixel
             out = np.full((h, w, 3), 255, np.uint8)
@@ -57,14 +84,22 @@ def render_for_model(path: Path, page_no: int, *, max_pixels: int, min_pixels: i
 def render_png(path: Path, page_no: int, *, width: int = 1000, boxes: Sequence[tuple[BBox, str]] = (),
                crop: BBox | None = None) -> bytes:
     """PNG of a page ``width`` pixels wide, with ``boxes`` drawn (each with a STYLES key); ``crop`` zooms to a
-    region (the page is rendered so that the region is ``width`` wide)."""
+    region (the page is rendered so that the region is ``width`` wide).
+
+    The whole page is rendered at most MAX_PIXELS pixels (and MAX_ZOOM pixels per point): a larger ask gives a
+    smaller image, never more memory. Raises InputError (over MAX_BOXES boxes, a bad page), RenderFailed (MuPDF
+    cannot draw the page), PasswordRequired, NotFound."""
     from PIL import Image, ImageDraw
 
+    if len(boxes) > MAX_BOXES:
+        raise InputError(f"{len(boxes)} boxes asked; at most {MAX_BOXES} can be drawn on one page image")
+    if width < 1:
+        raise InputError(f"width must be a positive number of pixels, got {width}")
     doc, page = _open(path, page_no)
     try:
         region = crop.x1 - crop.x0 if crop is not None else 1.0
-        zoom = max(0.05, min(8.0, width / (page.rect.width * region)))
-        pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+        zoom = png_zoom(page.rect.width, page.rect.height, width / region)
+        pix = _pixmap(page, page_no, pymupdf.Matrix(zoom, zoom))
         img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
     finally:
         doc.close()

@@ -24,23 +24,34 @@ from vlm.structured import Leaf, bounded, generate_validated, grounded, inline_r
 
 Validator = Callable[[Any], Any]
 
+# Bounds on a user's schema, checked before anything walks, validates or expands it (a 1.7 KB schema whose
+# $defs each reference the previous one twice expands to 2^16 copies).
+MAX_SCHEMA_BYTES = 256 * 1024  # the schema as JSON
+MAX_SCHEMA_DEPTH = 64  # nesting of JSON objects/arrays, after $ref expansion
+MAX_SCHEMA_PROPERTIES = 1000  # property names, written out
+MAX_SCHEMA_NODES = 50_000  # JSON values once every $ref is expanded (counted, never built)
+
 
 def load_schema(spec: str | dict[str, Any] | type[BaseModel]) -> tuple[dict[str, Any], Validator]:
-    """A user schema from a dict, a ``.json`` file path, ``module:Class`` (a Pydantic model) or a model class.
-    Returns (JSON Schema, validator of plain data). Raises InputError with what to fix."""
+    """A user schema from a dict, a ``.json`` file path, ``module:Class`` (a Pydantic model) or a model class,
+    bounded (``check_schema_bounds``) and checked. Returns (JSON Schema, validator of plain data). Raises
+    InputError with what to fix."""
+    given = read_schema(spec)
+    if isinstance(given, type):
+        return given.model_json_schema(), _pydantic_validator(given)
+    check_schema_bounds(given)
+    return given, _jsonschema_validator(given)
+
+
+def read_schema(spec: str | dict[str, Any] | type[BaseModel]) -> dict[str, Any] | type[BaseModel]:
+    """The schema as given, read but not yet bounded or checked (cheap: a file of at most MAX_SCHEMA_BYTES, an
+    import). Raises InputError for a missing, oversized or unparsable file, or a class that cannot be imported."""
     if isinstance(spec, type) and issubclass(spec, BaseModel):
-        return spec.model_json_schema(), _pydantic_validator(spec)
+        return spec
     if isinstance(spec, dict):
-        return spec, _jsonschema_validator(spec)
+        return spec
     if spec.endswith(".json") or Path(spec).is_file():
-        p = Path(spec)
-        if not p.is_file():
-            raise InputError(f"schema file {spec} does not exist")
-        try:
-            schema = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"schema file {spec} is not valid JSON: {e}") from e
-        return schema, _jsonschema_validator(schema)
+        return _read_schema_file(Path(spec))
     if ":" in spec:
         module, _, name = spec.partition(":")
         try:
@@ -49,8 +60,112 @@ def load_schema(spec: str | dict[str, Any] | type[BaseModel]) -> tuple[dict[str,
             raise InputError(f"cannot import {spec} ({e}); give module:Class of a Pydantic model on PYTHONPATH") from e
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             raise InputError(f"{spec} is not a Pydantic model class")
-        return cls.model_json_schema(), _pydantic_validator(cls)
+        return cls
     raise InputError(f"schema '{spec}' is neither a .json file nor module:Class")
+
+
+def _read_schema_file(p: Path) -> dict[str, Any]:
+    if not p.is_file():
+        raise InputError(f"schema file {p} does not exist")
+    if p.stat().st_size > MAX_SCHEMA_BYTES:
+        raise InputError(f"schema file {p} is {p.stat().st_size / 1024:.0f} KB; a schema may have at most "
+                         f"{MAX_SCHEMA_BYTES // 1024} KB")
+    try:
+        schema = json.loads(p.read_text())
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise InputError(f"schema file {p} is not valid JSON (or nests too deeply): {e}") from e
+    if not isinstance(schema, dict):
+        raise InputError(f"schema file {p} holds a JSON {type(schema).__name__}; give a JSON Schema object")
+    return schema
+
+
+def check_schema_bounds(schema: Any) -> None:
+    """Reject a schema too large to use, before it is validated or expanded: over MAX_SCHEMA_BYTES as JSON,
+    MAX_SCHEMA_PROPERTIES properties, MAX_SCHEMA_DEPTH levels or MAX_SCHEMA_NODES values once its ``$ref``s
+    are expanded (counted per definition, so an exponential expansion is rejected in linear time).
+    Raises InputError saying which bound and what to do."""
+    _check_written_size(schema)
+    if _count_properties(schema) > MAX_SCHEMA_PROPERTIES:
+        raise InputError(f"the schema has over {MAX_SCHEMA_PROPERTIES} properties; extract fewer fields at once")
+    defs = {**_as_dict(schema, "definitions"), **_as_dict(schema, "$defs")} if isinstance(schema, dict) else {}
+    _ExpandedSize(defs).of(schema, 0, ())
+
+
+def _check_written_size(schema: Any) -> None:
+    """Depth first (iteratively: a deep schema must not overflow Python's stack), then JSON size in bytes."""
+    stack: list[tuple[Any, int]] = [(schema, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_SCHEMA_DEPTH:
+            raise InputError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels; flatten it")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    size = len(json.dumps(schema, default=str).encode())
+    if size > MAX_SCHEMA_BYTES:
+        raise InputError(f"the schema is {size / 1024:.0f} KB of JSON; a schema may have at most "
+                         f"{MAX_SCHEMA_BYTES // 1024} KB")
+
+
+def _count_properties(node: Any) -> int:
+    """Property names written in the schema (depth is already bounded, so recursion is safe)."""
+    if isinstance(node, list):
+        return sum(_count_properties(v) for v in node)
+    if not isinstance(node, dict):
+        return 0
+    props = node.get("properties")
+    own = len(props) if isinstance(props, dict) else 0
+    return own + sum(_count_properties(v) for v in node.values())
+
+
+def _as_dict(schema: dict[str, Any], key: str) -> dict[str, Any]:
+    value = schema.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+class _ExpandedSize:
+    """How many JSON values a schema has once its local ``$ref``s are expanded the way ``inline_refs`` does,
+    and how deep it nests — counted, never built, each definition measured once."""
+
+    def __init__(self, defs: dict[str, Any]) -> None:
+        self.defs = defs
+        self.memo: dict[str, tuple[int, int]] = {}  # definition name -> (values, depth)
+
+    def of(self, node: Any, depth: int, seen: tuple[str, ...]) -> tuple[int, int]:
+        """(values, depth) of ``node`` expanded; raises InputError past MAX_SCHEMA_NODES or MAX_SCHEMA_DEPTH."""
+        if depth > MAX_SCHEMA_DEPTH:
+            raise InputError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels once its $refs are "
+                             "expanded; flatten it")
+        if isinstance(node, list):
+            return self._total([self.of(v, depth + 1, seen) for v in node])
+        if not isinstance(node, dict):
+            return 1, 0
+        parts = [self.of(v, depth + 1, seen) for k, v in node.items()
+                 if k not in ("$ref", "$defs", "definitions")]
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in self.defs:
+            parts.append(self._definition(ref.rsplit("/", 1)[-1], depth, seen))
+        return self._total(parts)
+
+    def _definition(self, name: str, depth: int, seen: tuple[str, ...]) -> tuple[int, int]:
+        if name in seen:  # recursive: inline_refs rejects it with its own message
+            return 1, 0
+        if len(seen) >= MAX_SCHEMA_DEPTH:
+            raise InputError(f"the schema's $refs chain through over {MAX_SCHEMA_DEPTH} definitions; flatten it")
+        if name not in self.memo:
+            self.memo[name] = self.of(self.defs[name], depth, (*seen, name))  # depth-relative result
+        values, own_depth = self.memo[name]
+        if depth + own_depth > MAX_SCHEMA_DEPTH:
+            raise InputError(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels once its $refs are "
+                             "expanded; flatten it")
+        return values, own_depth
+
+    @staticmethod
+    def _total(parts: list[tuple[int, int]]) -> tuple[int, int]:
+        values = 1 + sum(v for v, _ in parts)
+        if values > MAX_SCHEMA_NODES:
+            raise InputError(f"the schema expands to over {MAX_SCHEMA_NODES} values once its $refs are inlined "
+                             "(definitions that reference each other repeatedly); give a smaller schema")
+        return values, 1 + max((d for _, d in parts), default=0)
 
 
 def _pydantic_validator(cls: type[BaseModel]) -> Validator:

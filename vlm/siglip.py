@@ -44,7 +44,8 @@ def _hub_unreachable(name: str) -> str | None:
     try:
         socket.create_connection((url.hostname or "", url.port or 443), timeout=3).close()
     except OSError as e:
-        return f"the model hub {url.hostname} is unreachable ({e}); to use a cached copy set HF_HUB_OFFLINE=1"
+        log.debug("model hub %s unreachable: %s", url.hostname, e)
+        return f"hub {url.hostname} unreachable; for a cached copy set HF_HUB_OFFLINE=1"
     return None
 
 
@@ -54,16 +55,27 @@ WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 def _check_checkpoint_dir(path: Path, spec: str) -> None:
     """open_clip silently builds *random* weights from a dir without them; refuse that instead."""
     if not (path / "open_clip_config.json").is_file():
-        raise ModelUnavailable(_unavailable(spec, f"{path} has no open_clip_config.json"))
+        raise ModelUnavailable(_unavailable(spec, "folder has no open_clip_config.json"))
     if not any((path / f).is_file() for f in WEIGHT_FILES):
-        raise ModelUnavailable(_unavailable(spec, f"{path} has no weights ({' or '.join(WEIGHT_FILES)})"))
+        raise ModelUnavailable(_unavailable(spec, f"folder has no weights ({WEIGHT_FILES[0]})"))
 
 
 def _unavailable(model: str, why: str) -> str:
-    return (f"the SigLIP encoder '{model}' could not be loaded ({why}). Page-image search is off until it can: "
-            "download the checkpoint and set PAGELENS_ENCODER__MODEL=/path/to/checkpoint-dir (a folder with "
-            "open_clip_config.json and open_clip_model.safetensors), or allow hub access. Words and BM25 "
-            "search work meanwhile; re-run ingest afterwards to embed the pages.")
+    """Short on purpose (two lines at 80 columns with the caller's prefix): it is shown on every ingest while
+    the encoder is missing. The details go to the debug log."""
+    return f"SigLIP {model}: {why}; set PAGELENS_ENCODER__MODEL=<checkpoint dir>, re-ingest"
+
+
+def _load_failure(name: str, e: Exception) -> str:
+    """Why open_clip could not load ``name``, in a few words."""
+    from huggingface_hub import constants
+
+    log.debug("open_clip could not load %s", name, exc_info=e)
+    if name.startswith("hf-hub:") and constants.HF_HUB_OFFLINE:
+        return "not in the offline HF cache"
+    lines = str(e).strip().splitlines()
+    first = lines[0] if lines else e.__class__.__name__
+    return first if len(first) <= 50 else first[:49] + "…"
 
 
 def _cpu_has_bf16() -> bool:
@@ -96,7 +108,7 @@ class SiglipEncoder:
             model, _, preprocess = open_clip.create_model_and_transforms(self.name)
             self.tokenizer = open_clip.get_tokenizer(self.name)
         except Exception as e:
-            raise ModelUnavailable(_unavailable(settings.model, f"{e.__class__.__name__}: {str(e)[:200]}")) from e
+            raise ModelUnavailable(_unavailable(settings.model, _load_failure(self.name, e))) from e
         self.model = model.to(self.device).eval()
         self.preprocess = preprocess
         self.use_bf16 = settings.precision == "bf16" or (

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,46 @@ from vlm.families import detect_family
 
 log = logging.getLogger(__name__)
 
+HOW_TO_FIX = ("download the weights to a local folder (e.g. huggingface-cli download <hub id> --local-dir DIR) "
+              "and set PAGELENS_VLM__MODEL=DIR, or serve the model with vLLM and set PAGELENS_VLM_URL")
+
+
+def looks_like_path(model: str) -> bool:
+    """A local path rather than a hub id (``org/name``): starts with ``/``, ``.`` or ``~``, uses ``\\``, or has
+    more than one ``/``."""
+    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
+
+
+def check_model_available(model: str) -> None:
+    """Fail in about a second, before torch loads, when ``model`` cannot be loaded: a path that does not
+    exist, a hub id missing from the cache in offline mode (HF_HUB_OFFLINE), or an unreachable hub
+    (huggingface_hub would retry for ~40 s). Raises ModelUnavailable saying how to fix it."""
+    if Path(model).expanduser().is_dir():
+        return
+    if looks_like_path(model):
+        raise ModelUnavailable(f"no model directory at {Path(model).expanduser().absolute()}; {HOW_TO_FIX}")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from vlm.siglip import _hub_unreachable  # the encoder's fast hub check, for the same hub
+
+    if constants.HF_HUB_OFFLINE:
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise ModelUnavailable(f"the VLM '{model}' is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+                                   f"is set; {HOW_TO_FIX}")
+    elif why := _hub_unreachable(f"hf-hub:{model}"):
+        raise ModelUnavailable(f"the VLM '{model}' cannot be downloaded: {why}; or {HOW_TO_FIX}")
+
+
+def _first_line(e: Exception) -> str:
+    """``Class: first line of the message`` (library errors run to many lines of advice)."""
+    lines = str(e).strip().splitlines()
+    return f"{e.__class__.__name__}: {lines[0][:300] if lines else ''}"
+
 
 class TransformersBackend:
     def __init__(self, settings: VlmSettings) -> None:
+        """Load ``settings.model``. Raises ModelUnavailable, saying what to do, when it cannot."""
+        check_model_available(settings.model)
         try:
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -36,9 +74,7 @@ class TransformersBackend:
             self._processor = AutoProcessor.from_pretrained(settings.model)
         except Exception as e:
             raise ModelUnavailable(
-                f"the VLM '{settings.model}' could not be loaded ({e.__class__.__name__}: {str(e)[:200]}). "
-                "Give a local checkpoint dir in PAGELENS_VLM__MODEL, or serve it with vLLM and set "
-                "PAGELENS_VLM_URL.") from e
+                f"the VLM '{settings.model}' could not be loaded ({_first_line(e)}); {HOW_TO_FIX}") from e
         self._model.eval()
         mtype = getattr(self._model.config, "model_type", "")
         self.family: str = detect_family(mtype or settings.model) if settings.family == "auto" else settings.family

@@ -52,7 +52,8 @@ def test_search_json_and_batch(env: dict[str, str], tmp_path: Path) -> None:
     assert lines[0]["hits"][0] == {k: hits[0][k] for k in ("doc_id", "path", "page", "score")}
     q.write_text('{"question": "no id"}\n')
     bad = pagelens("search", "--queries", str(q), env=env)
-    assert bad.returncode == 2 and "each line must be a JSON object with 'id', 'question'" in bad.stderr
+    assert bad.returncode == 1, "a bad line is reported in the output, the exit code says some line failed"
+    assert "each line must be a JSON object with 'id', 'question'" in json.loads(bad.stdout)["error"]["message"]
 
 
 def test_docs_list_show_delete(env: dict[str, str]) -> None:

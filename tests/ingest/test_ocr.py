@@ -154,3 +154,58 @@ def test_new_word_splitting_rereads_ocr_documents_and_nothing_else(service: obje
     assert reads == [png.name] and by_name[pdf.name] == "unchanged"
     assert service.get_document(png.name).stages["ocr_words"]
     assert {f.status for f in service.ingest([png, pdf]).files} == {"unchanged"}
+
+
+@pytest.mark.corpus
+def test_a_page_whose_ocr_failed_is_recorded_and_retried(tmp_path: Path) -> None:
+    """OCR raising inside the reader (as onnxruntime's std::bad_alloc did): the page is not silently wordless —
+    the words stage stays pending with the reason, and the next ingest reads the words. The failure is injected
+    into the real CLI and its reader processes with a sitecustomize module (spawned readers import it too)."""
+    import json
+
+    from tests.ingest.clirun import cli_env, pagelens
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import ingest.ocr\n"
+        "def _boom(image):\n"
+        "    raise RuntimeError('std::bad_alloc (injected by the test)')\n"
+        "ingest.ocr.ocr_words = _boom\n")
+    png = tmp_path / "card.png"
+    pymupdf.open(PDFS / "refcard-a4.pdf")[0].get_pixmap(dpi=100).save(png)
+    rep = tmp_path / "r.json"
+    starved = cli_env(tmp_path / "d", None)
+    starved["PYTHONPATH"] = f"{hook}:{starved['PYTHONPATH']}"
+    res = pagelens("ingest", str(png), "--report", str(rep), env=starved)
+    f = json.loads(rep.read_text())["files"][0]
+    assert f["status"] == "ingested" and "words" in f["pending"], res.stderr[-2000:]
+    assert f["warnings"] and "OCR failed" in f["warnings"][0] and "Traceback" not in res.stderr
+    doc = json.loads(pagelens("docs", "show", png.name, env=starved).stdout)
+    assert "words" in doc["pending"] and "words" not in doc["stages"]
+    res = pagelens("ingest", str(png), "--report", str(rep), env=cli_env(tmp_path / "d", None))
+    f = json.loads(rep.read_text())["files"][0]
+    assert f["status"] == "ingested" and "words" not in f["pending"] and not f["warnings"], res.stderr[-2000:]
+    doc = json.loads(pagelens("docs", "show", png.name, env=cli_env(tmp_path / "d", None)).stdout)
+    assert doc["words_sources"] == {"ocr": 1} and "words" in doc["stages"]
+
+
+@pytest.mark.corpus
+def test_ocr_of_an_ordinary_page_fits_a_1gb_reader(tmp_path: Path) -> None:
+    """The reader's cap is on memory in use, not address space: onnxruntime reserves ~1.9 GB of address space
+    to OCR a page that needs ~0.6 GB, which an address-space cap of 1 GB turned into std::bad_alloc."""
+    import json
+
+    from tests.ingest.clirun import cli_env, pagelens
+
+    png = tmp_path / "card.png"
+    pymupdf.open(PDFS / "refcard-a4.pdf")[0].get_pixmap(dpi=100).save(png)
+    rep = tmp_path / "r.json"
+    env = cli_env(tmp_path / "d", None, PAGELENS_INGEST__WORKER_MEMORY_MB="1024")
+    res = pagelens("ingest", str(png), "--report", str(rep), env=env)
+    report = json.loads(rep.read_text())
+    f = report["files"][0]
+    assert f["status"] == "ingested" and not f["warnings"] and "words" not in f["pending"], res.stderr[-2000:]
+    assert 0 < report["reader_peak_mb"] < 1024
+    doc = json.loads(pagelens("docs", "show", png.name, env=env).stdout)
+    assert doc["words_sources"] == {"ocr": 1}

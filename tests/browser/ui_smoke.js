@@ -1,17 +1,20 @@
 // node ui_smoke.js URL PDF OUT_DIR — uploads a real PDF in the running UI, searches it, checks the screen,
 // and saves screenshots. Uses Debian's chromium (no browser download).
 const { chromium } = require('playwright-core');
+const [url, pdf, out] = process.argv.slice(2);
+let page = null;  // kept for a screenshot of what was on screen when a step failed
 (async () => {
-  const [url, pdf, out] = process.argv.slice(2);
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
            '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   await page.goto(url);
   await page.getByRole('heading', { name: 'Library' }).waitFor({ timeout: 60000 });
   await page.locator('input[type=file]').setInputFiles(pdf);
+  // the uploader sends the file to the server on its own; clicking Ingest before it lists the file submits none
+  await page.getByTestId('stForm').getByText(require('path').basename(pdf)).first().waitFor({ timeout: 60000 });
   await page.getByTestId('stForm').getByRole('button', { name: 'Ingest' }).click();
   await page.getByText(/ingested, \d+ pages/).waitFor({ timeout: 120000 });
   await page.getByText('text layer: 3').waitFor({ state: 'attached', timeout: 30000 });  // canvas grid cell
@@ -41,4 +44,8 @@ const { chromium } = require('playwright-core');
   if (errors) throw new Error('a traceback is on screen');
   console.log(`ok: ${images} thumbnails`);
   await browser.close();
-})().catch(e => { console.error(e); process.exit(1); });
+})().catch(async e => {
+  console.error(e);
+  if (page) await page.screenshot({ path: `${out}/failure.png`, fullPage: true }).catch(() => {});
+  process.exit(1);
+});

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,12 +39,12 @@ from schemas.errors import (
 )
 from schemas.results import FileOutcome, Hit, IngestReport
 from schemas.settings import Settings
+from store.pages import MAX_BOXES
 
 log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 MAX_NAME_BYTES = 255  # a file name's length in UTF-8 bytes (what file systems allow)
-MAX_BOXES = 200  # boxes drawn on one page image (store.pages.MAX_BOXES)
 UPLOAD_FILES_FACTOR = 2  # one request body may carry up to twice the per-file upload limit (several files)
 BODY_OVERHEAD = 2**20  # bytes a body may have beyond the files: form boundaries and fields, JSON requests
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -295,14 +296,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.state.service = svc
     app.add_middleware(RequestGuard, api_key=s.api_key, max_body=body_limit(s))
 
-    def auth(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if not key_ok(s.api_key, x_api_key):
-            raise PageLensError("missing or wrong API key: send it in the X-API-Key header", code="unauthorized")
-
     @app.exception_handler(PageLensError)
     def _pagelens_error(_r: Request, e: PageLensError) -> JSONResponse:
-        if e.code == "unauthorized":
-            return _error(401, e.code, e.message)
         extra = {"raw_output": e.raw_output[:4000]} if isinstance(e, ModelBehaviorError) else {}
         return _error(_status(e), e.code, e.message, **extra)
 
@@ -320,7 +315,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     def _unexpected(_r: Request, e: Exception) -> JSONResponse:
         return _internal_error(e)
 
-    guarded = [Depends(auth)]
+    # RequestGuard checks the key before the body is read; this only declares it in the OpenAPI schema
+    guarded = [Depends(APIKeyHeader(name="X-API-Key", auto_error=False))]
 
     @app.get("/health", responses={503: {"description": "a store is down or locked; `failed` says which"}})
     def health(x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:

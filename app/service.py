@@ -136,7 +136,12 @@ class Service:
     def resolve_docs(self, refs: list[str]) -> list[str]:
         """Full document ids of ``refs`` (ids, unique id prefixes ≥ 6 chars, file names), each once, in order.
         Raises NotFound naming the first ref that matches no document or several."""
-        return list(dict.fromkeys(self.catalog.find_document(r).doc_id for r in refs))
+        return [d.doc_id for d in self._find_docs(refs)]
+
+    def _find_docs(self, refs: list[str]) -> list[Document]:
+        """The documents ``refs`` name, each once, in order. Raises NotFound (see ``resolve_docs``)."""
+        found = (self.catalog.find_document(r) for r in refs)
+        return list({d.doc_id: d for d in found}.values())
 
     def list_documents(self, collection: str | None = None) -> list[Document]:
         return self.catalog.list_documents(collection)
@@ -268,8 +273,7 @@ class Service:
         if not doc_refs:
             raise InputError("give the documents to extract from (ids, names or files)")
         keys: list[tuple[str, int]] = []
-        for doc_id in self.resolve_docs(doc_refs):
-            d = self.catalog.find_document(doc_id)
+        for d in self._find_docs(doc_refs):
             keys += [(d.doc_id, p) for p in range(1, d.page_count + 1)]
         if len(keys) > max_pages:
             raise InputError(f"the documents have {len(keys)} pages; extraction reads at most {max_pages} at once. "
@@ -305,8 +309,7 @@ class Service:
         failed: dict[str, str] = {}
         found: dict[str, int] = {}
         try:
-            self.catalog.get_document("health-probe")  # cheap whatever the catalog's size; None is the answer
-            found["documents"] = len(self.list_documents()) if counts else 0
+            found["documents"] = self.catalog.count_documents()  # one COUNT: cheap whatever the catalog's size
         except Exception as e:  # a probe reports every failure, whatever raised it
             log.warning("health: the catalog failed: %s", e)
             failed["catalog"] = f"{e.__class__.__name__}: {str(e)[:300]}"

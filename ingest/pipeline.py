@@ -58,8 +58,9 @@ class _Plan:
     pages: int = 0
     page_count: int = 0
     embedded: bool = True  # every page got an image vector
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the reader's, logged
     words_failed: list[str] = field(default_factory=list)  # pages whose words could not be read (OCR failed)
+    notes: list[str] = field(default_factory=list)  # for the user's report (e.g. the file moved collection)
 
 
 def page_text(words: Sequence[str], caption: str | None = None) -> str:
@@ -224,7 +225,7 @@ class Ingestor:
             self.index.flush()
             self.catalog.set_collection(doc_id, collection)
         if doc.stages.get("embed") != self.embed_version():
-            return _Plan(path, doc_id, kind, "render", previously_complete=True, warnings=notes)
+            return _Plan(path, doc_id, kind, "render", previously_complete=True, notes=notes)
         return FileOutcome(path=str(path), doc_id=doc_id, status="ingested" if moved else "unchanged",
                            pages=doc.page_count, pending=doc.pending, warnings=notes)
 
@@ -440,7 +441,7 @@ class Ingestor:
             log.warning("%s: %s", plan.path.name, w)
         return FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="ingested", pages=plan.pages,
                            pending=pending, seconds=time.perf_counter() - plan.started,
-                           warnings=[w for w in plan.warnings if w.startswith("moved from")] + plan.words_failed[:10])
+                           warnings=plan.notes + plan.words_failed[:10])
 
     def _failed(self, plan: _Plan, code: str, message: str) -> FileOutcome:
         if not plan.previously_complete:

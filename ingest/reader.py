@@ -133,11 +133,12 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
     return out
 
 
-def _send_peak(conn: Connection, job: ReadJob) -> None:
-    """Tell the pool this reader's own peak resident memory so far (MB), before a job's last message."""
+def _finish(conn: Connection, job: ReadJob, kind: Literal["done", "failed"], payload: Any = None) -> None:
+    """A job's last message, preceded by this reader's own peak resident memory so far (MB) for the pool."""
     import resource
 
     conn.send(("peak", job.job_id, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    conn.send((kind, job.job_id, payload))
 
 
 def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
@@ -147,8 +148,7 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
     try:
         doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
     except PageLensError as e:
-        _send_peak(conn, job)
-        conn.send(("failed", job.job_id, (e.code, e.message)))
+        _finish(conn, job, "failed", (e.code, e.message))
         return
     try:
         conn.send(("opened", job.job_id, doc.page_count))
@@ -160,8 +160,7 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
                 batch = []
         if batch:
             conn.send(("pages", job.job_id, batch))
-        _send_peak(conn, job)
-        conn.send(("done", job.job_id, None))
+        _finish(conn, job, "done")
     finally:
         doc.close()
 
@@ -189,13 +188,11 @@ def _serve(conn: Connection, opts: ReadOptions) -> None:
         try:
             _run_job(conn, job, opts)
         except MemoryError:
-            _send_peak(conn, job)
-            conn.send(("failed", job.job_id, ("too_large", f"{job.label} needs more memory than the "
-                                              f"reader's cap of {opts.memory_mb} MB (a decompression bomb or "
-                                              "enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB")))
+            _finish(conn, job, "failed", ("too_large", f"{job.label} needs more memory than the "
+                                           f"reader's cap of {opts.memory_mb} MB (a decompression bomb or "
+                                           "enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB"))
         except Exception as e:
-            _send_peak(conn, job)
-            conn.send(("failed", job.job_id, ("invalid_pdf", f"{job.label} cannot be read: {e}")))
+            _finish(conn, job, "failed", ("invalid_pdf", f"{job.label} cannot be read: {e}"))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -184,6 +184,10 @@ class Catalog:
         return [self._document(r, sorted(all_names.get(r.doc_id, [])), all_sources.get(r.doc_id, {}))
                 for r in rows]
 
+    def count_documents(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(documents)).scalar_one())
+
     def document_names(self, doc_ids: Sequence[str], *, complete_only: bool = False) -> dict[str, str]:
         """``doc_id -> name`` for the given ids, in one query; ``complete_only`` leaves out documents still being
         ingested (or left ``partial`` by a killed run)."""

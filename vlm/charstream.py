@@ -54,10 +54,6 @@ class PageStream:
         """The page's own text behind stream characters [start, end)."""
         return self.orig[int(self.src[start]):int(self.src[end - 1]) + 1]
 
-    def words_of(self, start: int, end: int) -> np.ndarray:
-        """Word index of each stream character in [start, end)."""
-        return np.searchsorted(self.word_start, self.src[start:end], side="right") - 1
-
 
 def stream_of(table: WordTable) -> PageStream:
     """The page stream of ``table`` (cached while the table lives)."""

@@ -16,7 +16,7 @@ result says the match is ``ambiguous``."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
@@ -50,7 +50,6 @@ class Located:
     ambiguous: bool = False
     candidates: int = 0
     note: str | None = None
-    _span: tuple[int, int] = field(default=(0, 0), repr=False)
 
 
 def value_text(value: object) -> str:
@@ -88,6 +87,8 @@ def locate(value: object, table: WordTable, near: BBox | None = None, *, model_p
         boxes, words, matched = match_boxes(table, stream, s, e, text)
         if boxes:
             options.append((s, e, boxes, words, matched))
+            if near is None:  # nothing to choose by: the first in reading order is the one
+                break
     if not options:
         return _unverified(near, "not on the page")
     s, e, boxes, words, matched = min(options, key=lambda o: _distance(union(o[2]), near))
@@ -102,7 +103,7 @@ def locate(value: object, table: WordTable, near: BBox | None = None, *, model_p
     note = f"{len(spans)} equally good matches; the first in reading order is shown" if ambiguous else None
     return Located(status=status, bbox=box, confidence=round(conf, 4), matched_text=matched,
                    word_indices=tuple(words), match_score=score, boxes=tuple(boxes), ambiguous=ambiguous,
-                   candidates=len(spans), note=note, _span=(s, e))
+                   candidates=len(spans), note=note)
 
 
 def _unverified(near: BBox | None, note: str) -> Located:

@@ -148,19 +148,6 @@ def parse_dates(text: str) -> set[date]:
     return out
 
 
-def parse_date(text: str) -> date | None:
-    """One reading of a date (month-first when ambiguous), or None."""
-    ds = parse_dates(text)
-    if not ds:
-        return None
-    from dateutil import parser
-
-    try:
-        return parser.parse(text.strip().strip(_PUNCT), dayfirst=False, default=datetime(1, 1, 1)).date()
-    except (ValueError, OverflowError, TypeError):
-        return min(ds)
-
-
 def date_variants(d: date) -> set[str]:
     """Normalised spellings of a calendar day: numeric in day-month-year, month-day-year and year-month-day
     order (2- and 4-digit years, with and without zero padding), and with English month names."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from schemas.errors import ModelUnavailable
 from schemas.settings import EncoderSettings
+from vlm.hub import hub_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +27,6 @@ def resolve_model_name(spec: str) -> str:
     if p.is_dir():
         return f"local-dir:{p.resolve()}"
     return spec
-
-
-def _hub_unreachable(name: str) -> str | None:
-    """For a hub model: why the hub cannot be reached (DNS/connect, 3 s), or None. huggingface_hub would
-    otherwise retry for ~35 s before failing. Skipped in offline mode, where the local cache is used."""
-    if not name.startswith("hf-hub:"):
-        return None
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return None
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname or "", url.port or 443), timeout=3).close()
-    except OSError as e:
-        log.debug("model hub %s unreachable: %s", url.hostname, e)
-        return f"hub {url.hostname} unreachable; for a cached copy set HF_HUB_OFFLINE=1"
-    return None
 
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -92,7 +72,7 @@ class SiglipEncoder:
 
     def __init__(self, settings: EncoderSettings) -> None:
         self.name = resolve_model_name(settings.model)
-        if why := _hub_unreachable(self.name):
+        if self.name.startswith("hf-hub:") and (why := hub_unreachable()):
             raise ModelUnavailable(_unavailable(settings.model, why))
         if self.name.startswith("local-dir:"):
             _check_checkpoint_dir(Path(self.name.removeprefix("local-dir:")), settings.model)

@@ -39,13 +39,13 @@ def check_model_available(model: str) -> None:
         raise ModelUnavailable(f"no model directory at {Path(model).expanduser().absolute()}; {HOW_TO_FIX}")
     from huggingface_hub import constants, try_to_load_from_cache
 
-    from vlm.siglip import _hub_unreachable  # the encoder's fast hub check, for the same hub
+    from vlm.hub import hub_unreachable
 
     if constants.HF_HUB_OFFLINE:
         if not isinstance(try_to_load_from_cache(model, "config.json"), str):
             raise ModelUnavailable(f"the VLM '{model}' is not in the local Hugging Face cache and HF_HUB_OFFLINE "
                                    f"is set; {HOW_TO_FIX}")
-    elif why := _hub_unreachable(f"hf-hub:{model}"):
+    elif why := hub_unreachable():
         raise ModelUnavailable(f"the VLM '{model}' cannot be downloaded: {why}; or {HOW_TO_FIX}")
 
 

@@ -94,6 +94,23 @@ def test_search_shows_pages_with_highlights(ui_env: Path) -> None:
     assert not at.exception and len(_images(at)) == 4, "the page opened large"
 
 
+def test_file_names_with_html_are_shown_as_text(ui_env: Path) -> None:
+    """The hits grid is markdown with HTML allowed: a file name carrying markup must arrive escaped."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    doc.new_page(width=300, height=400).insert_text((20, 40), "hello hardening")
+    at = _app()
+    at.file_uploader[0].set_value([("<img src=x onerror=alert(1)>.pdf", doc.tobytes(), "application/pdf")])
+    next(b for b in at.main.button if b.label == "Ingest").click().run()
+    at = _goto(at, "Search")
+    at.text_input[0].input("hello")
+    next(b for b in at.main.button if b.label == "Search").click().run()
+    assert not at.exception, at.exception
+    shown = [m.value for m in at.markdown if "page 1" in m.value]
+    assert shown and all("<img" not in v and "&lt;img" in v for v in shown), shown
+
+
 def test_ask_and_extract_without_vlm_say_how_to_configure(ui_env: Path) -> None:
     at = _goto(_app(), "Ask")
     assert "PAGELENS_VLM_URL" in _text(at)

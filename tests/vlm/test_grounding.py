@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from schemas.coords import BBox, union
 from schemas.wordtable import WordTable
 from tests.conftest import CORPUS, PDFS
 from vlm.grounding import locate
-from vlm.normalise import normalise, parse_date
+from vlm.normalise import normalise, parse_dates
 
 RECEIPTS = CORPUS / "receipts"
 
@@ -101,7 +102,8 @@ def test_normalisation_numbers_currency_dates_hyphenation() -> None:
         assert loc.word_indices == tuple(idx), (value, loc.word_indices)
     for value in ("48", "4.8", "800", "30 November 2025", "informations"):  # parts or near misses of numbers/dates
         assert locate(value, table).status != "verified", value
-    assert parse_date("30 November 2026") == parse_date("2026-11-30") and parse_date("12345") is None
+    assert parse_dates("30 November 2026") == parse_dates("2026-11-30") == {datetime.date(2026, 11, 30)}
+    assert parse_dates("12345") == set()
 
 
 def test_sub_word_span_of_a_text_layer_word_gets_its_own_box() -> None:

@@ -105,7 +105,7 @@ def open_document(path: Path, kind: Kind, password: str | None, max_pages: int, 
     try:
         doc = pymupdf.open(str(path), filetype="pdf" if kind == "pdf" else None)
     except Exception as e:
-        raise InvalidDocument(f"{label} is not a readable {kind.upper()} ({_why(e)}); "
+        raise InvalidDocument(f"{label} is not a readable {kind.upper()} ({_why(e, path, label)}); "
                               "it cannot be recovered — check the source or re-export it") from e
     if doc.needs_pass:
         if not password:
@@ -115,7 +115,7 @@ def open_document(path: Path, kind: Kind, password: str | None, max_pages: int, 
     try:
         n = doc.page_count
     except Exception as e:
-        raise InvalidDocument(f"{label}: the page tree cannot be read ({_why(e)})") from e
+        raise InvalidDocument(f"{label}: the page tree cannot be read ({_why(e, path, label)})") from e
     if n == 0:
         if kind == "pdf" and not _has_pdf_header(path):  # MuPDF "repairs" garbage into an empty document
             raise InvalidDocument(f"{label} is not a PDF (no %PDF header) and nothing in it can be "
@@ -132,9 +132,10 @@ def _has_pdf_header(path: Path) -> bool:
         return b"%PDF" in f.read(1024)
 
 
-def _why(e: Exception) -> str:
+def _why(e: Exception, path: Path, label: str) -> str:
+    """MuPDF's reason, with the file named as the user knows it (not the content-addressed stored copy)."""
     msg = str(e).strip() or e.__class__.__name__
-    return msg[:200]
+    return msg.replace(str(path), label)[:200]
 
 
 def page_geometry(page: pymupdf.Page) -> tuple[float, float, int]:

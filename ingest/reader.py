@@ -192,7 +192,8 @@ def _serve(conn: Connection, opts: ReadOptions) -> None:
                                            f"reader's cap of {opts.memory_mb} MB (a decompression bomb or "
                                            "enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB"))
         except Exception as e:
-            _finish(conn, job, "failed", ("invalid_pdf", f"{job.label} cannot be read: {e}"))
+            why = str(e).replace(str(job.path), job.label)  # the user's name, not the stored copy's
+            _finish(conn, job, "failed", ("invalid_pdf", f"{job.label} cannot be read: {why}"))
 
 
 # ---------------------------------------------------------------------------------------------------

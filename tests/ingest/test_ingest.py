@@ -212,3 +212,12 @@ def test_settings_env_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     s = Settings()
     assert s.data_dir == tmp_path / "x" and s.ingest.ocr_min_words == 7
     assert s.catalog_url.endswith("x/catalog.db")
+
+
+def test_errors_name_the_file_as_given_not_the_stored_copy(service: Service, tmp_path: Path) -> None:
+    junk = tmp_path / "notes"  # no suffix: tried as a PDF
+    junk.write_text("just some text, not a PDF\n" * 20)
+    f = service.ingest([junk]).files[0]
+    assert f.status == "failed" and f.error is not None and f.error.code == "invalid_pdf"
+    assert f.error.message.startswith("notes ") and "files/" not in f.error.message
+    assert (f.doc_id or "")[:12] not in f.error.message

@@ -13,8 +13,9 @@ from tests.ingest.clirun import cli_env, pagelens
 pytestmark = pytest.mark.corpus
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A data dir of the test's own (a shared one made "ingested" vs "unchanged" depend on the test order)."""
     return cli_env(tmp_path_factory.mktemp("cli"), None)
 
 

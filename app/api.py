@@ -246,17 +246,17 @@ def _save_upload(f: UploadFile, name: str, dest: Path, limit_mb: float) -> Path:
     return path
 
 
-def _api_wording(outcome: FileOutcome, name: str) -> FileOutcome:
-    """The outcome under the client's file name, with password errors in the API's terms (the reader's messages
-    speak of the CLI's --password)."""
-    error = outcome.error
+def _api_wording(outcome: FileOutcome) -> FileOutcome:
+    """The outcome with password errors in the API's terms (the reader's messages speak of the CLI's
+    --password)."""
+    name, error = outcome.path, outcome.error
     if error is not None and error.code == PasswordRequired.code:
         error = error.model_copy(update={"message": f"{name} is password protected; send its password in the "
                                                    "`password` form field"})
     elif error is not None and error.code == WrongPassword.code:
         error = error.model_copy(update={"message": f"the password given does not open {name}; check the "
                                                    "`password` form field and retry"})
-    return outcome.model_copy(update={"path": name, "error": error})
+    return outcome.model_copy(update={"error": error})
 
 
 def parse_boxes(boxes: str | None) -> list[tuple[BBox, str]]:
@@ -333,10 +333,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         with svc.upload_dir() as tmp:  # one folder per file: each keeps the client's name
             paths = [_save_upload(f, name, tmp / str(i), s.max_upload_mb)
                      for i, (f, name) in enumerate(zip(files, names, strict=True))]
-            report = svc.ingest(paths, collection=collection, password=password)
-        by_path = {str(p): name for p, name in zip(paths, names, strict=True)}
-        return report.model_copy(update={"files": [_api_wording(f, by_path.get(f.path, Path(f.path).name))
-                                                   for f in report.files]})
+            report = svc.ingest(paths, collection=collection, password=password,
+                                names=dict(zip(paths, names, strict=True)))  # catalogued under the client's names
+        return report.model_copy(update={"files": [_api_wording(f) for f in report.files]})
 
     @app.get("/documents", dependencies=guarded)
     def list_documents(collection: str | None = None) -> list[Document]:

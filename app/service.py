@@ -119,12 +119,14 @@ class Service:
 
     # -- operations -------------------------------------------------------------------------------
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
-               on_progress: ProgressFn | None = None, workers: int = 1) -> IngestReport:
+               on_progress: ProgressFn | None = None, workers: int = 1,
+               names: dict[Path, str] | None = None) -> IngestReport:
+        """Ingest files and folders. ``names``: the name the user knows a file by, when not its path (uploads)."""
         from ingest.discover import discover
 
         with self.write_lock:
             return self.ingestor.ingest(discover(paths), collection=collection, password=password,
-                                        on_progress=on_progress, workers=workers)
+                                        on_progress=on_progress, workers=workers, names=names)
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: list[str] | None = None) -> list[Hit]:
@@ -212,17 +214,16 @@ class Service:
 
     def ingest_files(self, files: list[tuple[str, bytes]], *, collection: str | None = None,
                      password: str | None = None, on_progress: ProgressFn | None = None) -> IngestReport:
-        """Ingest uploaded files given as (name, bytes); reported under their names."""
+        """Ingest uploaded files given as (name, bytes); catalogued and reported under their names."""
         with self.upload_dir() as tmp:
-            paths = []
+            names = {}
             for i, (name, data) in enumerate(files):
                 sub = tmp / str(i)
                 sub.mkdir()
                 (sub / Path(name).name).write_bytes(data)
-                paths.append(sub / Path(name).name)
-            report = self.ingest(paths, collection=collection, password=password, on_progress=on_progress)
-        named = [f.model_copy(update={"path": Path(f.path).name}) for f in report.files]
-        return report.model_copy(update={"files": named})
+                names[sub / Path(name).name] = Path(name).name
+            return self.ingest(list(names), collection=collection, password=password, on_progress=on_progress,
+                               names=names)
 
     def extraction_table(self, ex_id: str) -> list[dict[str, Any]]:
         """One row per field: path, value (hand correction applied), model value, status, confidence, pages."""

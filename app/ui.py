@@ -34,6 +34,17 @@ def page_png(doc_id: str, page: int, width: int, boxes: tuple[tuple[tuple[float,
                               crop=BBox.of(crop) if crop else None)
 
 
+def show_page(target: Any, doc_id: str, page: int, width: int,
+              boxes: tuple[tuple[tuple[float, ...], str], ...] = (), crop: tuple[float, ...] | None = None,
+              caption: str | None = None) -> None:
+    """A page image in ``target`` (``st`` or a column); a page that cannot be drawn (a malformed page, a missing
+    file) shows why in its place and never hides the rest of the screen."""
+    try:
+        target.image(page_png(doc_id, page, width, boxes, crop), caption=caption, width="stretch")
+    except PageLensError as e:
+        target.warning(f"Page {page} cannot be shown: {e.message}", icon=":material/broken_image:")
+
+
 def fail(e: Exception) -> None:
     """Show an error in plain words (never a traceback)."""
     if isinstance(e, PageLensError):
@@ -92,6 +103,7 @@ def library_page() -> None:
         password = c2.text_input("Password (for encrypted PDFs)", type="password")
         submitted = st.form_submit_button("Ingest", type="primary")
     if submitted and files:
+        said: set[str] = set()  # a pipeline notice (no SigLIP, no VLM) is shown once per submit, not per file
         for f in files:
             bar = st.progress(0.0, text=f"{f.name}: reading…")
 
@@ -99,7 +111,8 @@ def library_page() -> None:
                 if p.pages_total:
                     bar.progress(min(1.0, p.pages_done / p.pages_total), text=f"{name}: {p.pages_done}/"
                                  f"{p.pages_total} pages")
-                if p.notice:
+                if p.notice and p.notice not in said:
+                    said.add(p.notice)
                     st.caption(p.notice)
 
             try:
@@ -163,7 +176,7 @@ def search_page() -> None:
     for i, h in enumerate(hits):
         with cols[i % 3]:
             boxes = tuple((tuple(w.bbox.as_list()), "match") for w in h.words)
-            st.image(page_png(h.doc_id, h.page, 360, boxes), width="stretch")
+            show_page(st, h.doc_id, h.page, 360, boxes)  # one page that cannot be drawn never hides the others
             words = " ".join(dict.fromkeys(w.text for w in h.words))[:80]
             st.markdown(f"**{plain(Path(h.path).name)}** · page {h.page}  \n"  # names and words are user data
                         f"<small>score {h.score:.4f} · {plain(words)}</small>", unsafe_allow_html=True)
@@ -171,7 +184,7 @@ def search_page() -> None:
                 st.session_state["large"] = (h.doc_id, h.page, boxes)
     if large := st.session_state.get("large"):
         st.divider()
-        st.image(page_png(large[0], large[1], 1100, large[2]), caption=f"page {large[1]}", width="stretch")
+        show_page(st, large[0], large[1], 1100, large[2], caption=f"page {large[1]}")
 
 
 def ask_page() -> None:
@@ -207,14 +220,14 @@ def ask_page() -> None:
         ev = answer.evidence[z]
         b = ev.bbox
         crop = (max(0.0, b.x0 - 0.1), max(0.0, b.y0 - 0.05), min(1.0, b.x1 + 0.1), min(1.0, b.y1 + 0.05))
-        st.image(page_png(ev.doc_id, ev.page, 900, ((tuple(b.as_list()), ev.status),), crop),
-                 caption=f"evidence {z + 1}, zoomed", width="stretch")
+        show_page(st, ev.doc_id, ev.page, 900, ((tuple(b.as_list()), ev.status),), crop,
+                  caption=f"evidence {z + 1}, zoomed")
     pages = {(e.doc_id, e.page) for e in answer.evidence} or {(p.doc_id, p.page) for p in answer.pages_used}
     cols = st.columns(max(1, min(3, len(pages))))
     for i, (doc_id, page) in enumerate(sorted(pages)):
         boxes = tuple((tuple(e.bbox.as_list()), e.status) for e in answer.evidence
                       if e.doc_id == doc_id and e.page == page and e.bbox is not None)
-        cols[i % len(cols)].image(page_png(doc_id, page, 700, boxes), caption=f"page {page}", width="stretch")
+        show_page(cols[i % len(cols)], doc_id, page, 700, boxes, caption=f"page {page}")
 
 
 def extract_page() -> None:
@@ -276,8 +289,7 @@ def extract_page() -> None:
     if f is not None:
         for b in f.boxes:
             boxes = ((tuple(b.bbox.as_list()), f.status),) if b.bbox else ()
-            st.image(page_png(b.doc_id, b.page, 800, boxes), caption=f"{field} · page {b.page} · {f.status}",
-                     width="stretch")
+            show_page(st, b.doc_id, b.page, 800, boxes, caption=f"{field} · page {b.page} · {f.status}")
         if not f.boxes:
             st.info("This field has no box: it was not found on the pages.")
 

@@ -12,6 +12,7 @@ import numpy as np
 from schemas.coords import boxes_from_points
 from schemas.errors import (
     EmptyDocument,
+    EmptyFile,
     InvalidDocument,
     PasswordRequired,
     TooLarge,
@@ -56,6 +57,9 @@ def sniff_kind(path: Path) -> Kind:
     would parse an HTML, SVG or EPUB file named ``.png`` by its content. Raises UnsupportedType."""
     with path.open("rb") as f:
         head = f.read(1024)
+    if not head:
+        raise EmptyFile(f"{path.name} is empty (0 bytes); nothing was stored — check that the file was copied or "
+                        "downloaded completely and give it again")
     if b"%PDF" in head:
         return "pdf"
     for magic in IMAGE_TYPES:
@@ -66,16 +70,13 @@ def sniff_kind(path: Path) -> Kind:
         what = _looks_like(head)
         raise UnsupportedType(f"{path.name} is named like an image but its bytes are not a PNG, JPEG or TIFF"
                               f"{f' (this looks like {what})' if what else ''}; give a real {SUPPORTED} file")
-    if suffix in OTHER_SUFFIXES or not head:
-        what = "an empty file" if not head else f"a '{suffix}' file"
-        raise UnsupportedType(f"{path.name} is {what}, not a {SUPPORTED}; convert it to PDF first")
+    if suffix in OTHER_SUFFIXES:
+        raise UnsupportedType(f"{path.name} is a '{suffix}' file, not a {SUPPORTED}; convert it to PDF first")
     return "pdf"  # no header and an unknown suffix: let the PDF parser try to recover it
 
 
 def _looks_like(head: bytes) -> str | None:
     """What the first bytes of a file look like, for error messages (None when unknown)."""
-    if not head:
-        return "an empty file"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
         return "SVG"
@@ -105,7 +106,10 @@ def open_document(path: Path, kind: Kind, password: str | None, max_pages: int, 
     try:
         doc = pymupdf.open(str(path), filetype="pdf" if kind == "pdf" else None)
     except Exception as e:
-        raise InvalidDocument(f"{label} is not a readable {kind.upper()} ({_why(e, path, label)}); "
+        if kind == "image":  # never reported as a PDF problem
+            raise InvalidDocument(f"{label} starts like an image but cannot be decoded ({_why(e, path, label)}); "
+                                  "it is truncated or corrupt — export it again", code="invalid_image") from e
+        raise InvalidDocument(f"{label} is not a readable PDF ({_why(e, path, label)}); "
                               "it cannot be recovered — check the source or re-export it") from e
     if doc.needs_pass:
         if not password:
@@ -115,7 +119,8 @@ def open_document(path: Path, kind: Kind, password: str | None, max_pages: int, 
     try:
         n = doc.page_count
     except Exception as e:
-        raise InvalidDocument(f"{label}: the page tree cannot be read ({_why(e, path, label)})") from e
+        raise InvalidDocument(f"{label}: the page tree cannot be read ({_why(e, path, label)})",
+                              code="invalid_pdf" if kind == "pdf" else "invalid_image") from e
     if n == 0:
         if kind == "pdf" and not _has_pdf_header(path):  # MuPDF "repairs" garbage into an empty document
             raise InvalidDocument(f"{label} is not a PDF (no %PDF header) and nothing in it can be "

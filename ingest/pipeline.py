@@ -50,6 +50,7 @@ ProgressFn = Callable[[Progress], None]
 @dataclass
 class _Plan:
     path: Path
+    name: str  # the file as the user knows it (the catalog's name, the report's path)
     doc_id: str
     kind: Literal["pdf", "image"]
     mode: Literal["full", "render"]
@@ -88,6 +89,7 @@ class Ingestor:
         self._vlm_provider = vlm
         self._vlm: VlmBackend | None = None
         self._vlm_error: str | None = None
+        self._names: dict[Path, str] = {}
 
     # -- versions ---------------------------------------------------------------------------------
     def words_version(self) -> str:
@@ -199,7 +201,7 @@ class Ingestor:
         self.files.delete(doc_id)
 
     # -- planning ---------------------------------------------------------------------------------
-    def _plan(self, path: Path, collection: str) -> _Plan | FileOutcome:
+    def _plan(self, path: Path, name: str, collection: str) -> _Plan | FileOutcome:
         size = path.stat().st_size
         limit = self.s.ingest.max_file_mb * 1024 * 1024
         if size > limit:
@@ -211,13 +213,13 @@ class Ingestor:
         if doc is None or doc.status != "complete" or doc.stages.get("words") != self.words_version() \
                 or doc.stages.get("index") != bm25.VERSION \
                 or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != SPLITTER_VERSION):
-            return _Plan(path, doc_id, kind, "full", previously_complete=False)
+            return _Plan(path, name, doc_id, kind, "full", previously_complete=False)
         if self.index.count(doc_id) < doc.page_count:
             # the catalog says complete but this vector store lacks its points (a catalog shared by two embedded
             # stores, or a store restored from another time): read it again rather than report "unchanged"
             log.warning("%s: the vector store lacks %s's pages; reading it again", path.name, doc_id[:12])
-            return _Plan(path, doc_id, kind, "full", previously_complete=False)
-        self.catalog.add_name(doc_id, str(path))
+            return _Plan(path, name, doc_id, kind, "full", previously_complete=False)
+        self.catalog.add_name(doc_id, name)
         moved = doc.collection != collection
         notes = [f"moved from collection '{doc.collection}' to '{collection}'"] if moved else []
         if moved:
@@ -225,26 +227,34 @@ class Ingestor:
             self.index.flush()
             self.catalog.set_collection(doc_id, collection)
         if doc.stages.get("embed") != self.embed_version():
-            return _Plan(path, doc_id, kind, "render", previously_complete=True, notes=notes)
-        return FileOutcome(path=str(path), doc_id=doc_id, status="ingested" if moved else "unchanged",
+            return _Plan(path, name, doc_id, kind, "render", previously_complete=True, notes=notes)
+        return FileOutcome(path=name, doc_id=doc_id, status="ingested" if moved else "unchanged",
                            pages=doc.page_count, pending=doc.pending, warnings=notes)
 
     # -- run --------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path], *, collection: str | None = None, password: str | None = None,
-               on_progress: ProgressFn | None = None, workers: int = 1) -> IngestReport:
+               on_progress: ProgressFn | None = None, workers: int = 1,
+               names: dict[Path, str] | None = None) -> IngestReport:
         """Ingest ``paths`` (files). Never raises for a bad file: each gets its FileOutcome. When a store fails
         mid-run (the catalog database is gone), the run stops: finished files keep their outcome, the rest are
-        reported failed with the store's error, and the next run reconciles what was half-written."""
+        reported failed with the store's error, and the next run reconciles what was half-written.
+
+        ``names``: how the user knows a file when that is not its path (an upload is saved under a server folder
+        but catalogued and reported under the client's file name)."""
         t0 = time.perf_counter()
         outcomes: dict[Path, FileOutcome] = {}
+        self._names = names or {}
         try:
             return self._run(paths, outcomes, collection, password, on_progress, workers, t0)
         except StoreError as e:
             log.error("ingest stopped: %s", e.message)
             err = ErrorInfo(code=e.code, message=f"not ingested: {e.message}")
-            files = [outcomes.get(p) or FileOutcome(path=str(p), doc_id=None, status="failed", error=err)
+            files = [outcomes.get(p) or FileOutcome(path=self._name(p), doc_id=None, status="failed", error=err)
                      for p in paths]
             return IngestReport(files=files, seconds=time.perf_counter() - t0)
+
+    def _name(self, path: Path) -> str:
+        return self._names.get(path, str(path))
 
     def _run(self, paths: Sequence[Path], outcomes: dict[Path, FileOutcome], collection: str | None,
              password: str | None, on_progress: ProgressFn | None, workers: int, t0: float) -> IngestReport:
@@ -259,18 +269,19 @@ class Ingestor:
 
         for path in paths:
             try:
-                plan = self._plan(path, coll)
+                plan = self._plan(path, self._name(path), coll)
             except StoreError:
                 raise
             except PageLensError as e:
-                outcomes[path] = FileOutcome(path=str(path), doc_id=None, status="failed",
+                outcomes[path] = FileOutcome(path=self._name(path), doc_id=None, status="failed",
                                              error=ErrorInfo(code=e.code, message=e.message))
                 report(path.name)
                 continue
             except OSError as e:
-                outcomes[path] = FileOutcome(path=str(path), doc_id=None, status="failed",
+                outcomes[path] = FileOutcome(path=self._name(path), doc_id=None, status="failed",
                                              error=ErrorInfo(code="unreadable_file",
-                                                             message=f"{path} cannot be read: {e.strerror}"))
+                                                             message=f"{self._name(path)} cannot be read: "
+                                                                     f"{e.strerror}"))
                 report(path.name)
                 continue
             if isinstance(plan, FileOutcome):
@@ -289,15 +300,20 @@ class Ingestor:
         for plan in [p for p in plans if p.mode == "render" and encoder is None]:
             # a pending embed stage that still cannot run: nothing to read, nothing new written
             doc = self.catalog.get_document(plan.doc_id)
-            outcomes[plan.path] = FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="unchanged",
-                                              pages=doc.page_count if doc else 0, pending=doc.pending if doc else [])
+            outcomes[plan.path] = FileOutcome(path=plan.name, doc_id=plan.doc_id,
+                                              status="ingested" if plan.notes else "unchanged",  # moved
+                                              pages=doc.page_count if doc else 0, pending=doc.pending if doc else [],
+                                              warnings=plan.notes)
             plans.remove(plan)
         for plan in plans:
             if plan.mode == "full":
                 self.files.put(plan.doc_id, plan.path)
         # read the stored copy (what the catalog describes); the original when an older run did not keep one
+        # an encrypted PDF opened with the password is stored decrypted, so its pages render later without it
+        # (encryption at rest is the storage's job: see README "Encrypted PDFs")
         jobs = [ReadJob(job_id=n, path=self.files.path_of(p.doc_id) if self.files.has(p.doc_id) else p.path,
-                        kind=p.kind, password=password, mode=p.mode, render=encoder is not None, name=p.path.name)
+                        kind=p.kind, password=password, mode=p.mode, render=encoder is not None, name=p.path.name,
+                        keep_decrypted=p.mode == "full" and self.files.has(p.doc_id))
                 for n, p in enumerate(plans)]
 
         i = self.s.ingest
@@ -324,7 +340,7 @@ class Ingestor:
                     code, message = ev.payload
                     outcomes[plan.path] = self._failed(plan, code, message)
             except StoreError as e:  # the catalog is gone: stop (nothing can be recorded); the next run reconciles
-                outcomes[plan.path] = FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="failed",
+                outcomes[plan.path] = FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",
                                                   error=ErrorInfo(code=e.code, message=e.message))
                 raise
             except PageLensError as e:  # an error on one file: record it, abandon the file, go on
@@ -339,10 +355,10 @@ class Ingestor:
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate
             first = next(o for o in outcomes.values() if o.doc_id == doc_id)
             if first.status == "failed":
-                outcomes[path] = first.model_copy(update={"path": str(path), "seconds": 0.0})
+                outcomes[path] = first.model_copy(update={"path": self._name(path), "seconds": 0.0})
                 continue
-            self.catalog.add_name(doc_id, str(path))
-            outcomes[path] = FileOutcome(path=str(path), doc_id=doc_id, status="unchanged", pages=first.pages,
+            self.catalog.add_name(doc_id, self._name(path))
+            outcomes[path] = FileOutcome(path=self._name(path), doc_id=doc_id, status="unchanged", pages=first.pages,
                                          pending=first.pending)
         ordered = [outcomes[p] for p in paths if p in outcomes]
         return IngestReport(files=ordered, seconds=time.perf_counter() - t0,
@@ -377,7 +393,7 @@ class Ingestor:
     # -- event handlers ---------------------------------------------------------------------------
     def _opened(self, plan: _Plan, collection: str) -> None:
         if plan.mode == "full":
-            self.catalog.begin_document(doc_id=plan.doc_id, name=str(plan.path), kind=plan.kind,
+            self.catalog.begin_document(doc_id=plan.doc_id, name=plan.name, kind=plan.kind,
                                         collection=collection, size_bytes=plan.path.stat().st_size,
                                         page_count=plan.page_count)
 
@@ -439,12 +455,12 @@ class Ingestor:
         self.catalog.complete_document(plan.doc_id, stages=stages, pending=pending, collection=collection)
         for w in plan.warnings[:5]:
             log.warning("%s: %s", plan.path.name, w)
-        return FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="ingested", pages=plan.pages,
+        return FileOutcome(path=plan.name, doc_id=plan.doc_id, status="ingested", pages=plan.pages,
                            pending=pending, seconds=time.perf_counter() - plan.started,
                            warnings=plan.notes + plan.words_failed[:10])
 
     def _failed(self, plan: _Plan, code: str, message: str) -> FileOutcome:
         if not plan.previously_complete:
             self.remove(plan.doc_id)
-        return FileOutcome(path=str(plan.path), doc_id=plan.doc_id, status="failed",
+        return FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",
                            seconds=time.perf_counter() - plan.started, error=ErrorInfo(code=code, message=message))

@@ -49,6 +49,7 @@ class ReadJob:
     mode: Mode = "full"
     render: bool = True
     name: str = ""  # the file as the user named it, for messages (``path`` may be the stored copy)
+    keep_decrypted: bool = False  # ``path`` is the stored copy: replace it by a decrypted one if it is encrypted
 
     @property
     def label(self) -> str:
@@ -151,6 +152,8 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
         _finish(conn, job, "failed", (e.code, e.message))
         return
     try:
+        if job.keep_decrypted and doc.needs_pass:  # opened with the password: keep the copy pages render from
+            _store_decrypted(doc, job.path)
         conn.send(("opened", job.job_id, doc.page_count))
         batch: list[PageOut] = []
         for i in range(doc.page_count):
@@ -163,6 +166,20 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
         _finish(conn, job, "done")
     finally:
         doc.close()
+
+
+def _store_decrypted(doc: Any, path: Path) -> None:
+    """Replace the stored copy ``path`` of an authenticated encrypted PDF by a decrypted one (atomically)."""
+    import os
+
+    import pymupdf
+
+    tmp = path.with_name(f".incoming-{path.name}.decrypted")
+    try:
+        doc.save(str(tmp), encryption=pymupdf.PDF_ENCRYPT_NONE)  # type: ignore[attr-defined]
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def worker_main(conn: Connection, opts: ReadOptions) -> None:
@@ -193,7 +210,8 @@ def _serve(conn: Connection, opts: ReadOptions) -> None:
                                            "enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB"))
         except Exception as e:
             why = str(e).replace(str(job.path), job.label)  # the user's name, not the stored copy's
-            _finish(conn, job, "failed", ("invalid_pdf", f"{job.label} cannot be read: {why}"))
+            code = "invalid_pdf" if job.kind == "pdf" else "invalid_image"
+            _finish(conn, job, "failed", (code, f"{job.label} cannot be read: {why}"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -250,7 +268,12 @@ class ReaderPool:
                     w.job = queue.pop()
                     # until the worker acknowledges the job, only a start-up grace period runs
                     w.started, w.busy_at_start = time.monotonic() + STARTUP_GRACE_S, self._busy
-                    w.conn.send(w.job)
+                    try:
+                        w.conn.send(w.job)
+                    except OSError:  # an idle reader was killed from outside (OOM killer, a user): use a new one
+                        queue.append(w.job)
+                        w.job = None
+                        self._kill(w)
                 yield from self._poll()
         finally:
             self.close()

@@ -15,10 +15,12 @@ Source spaces (one function each, all pure math; nothing here imports PyMuPDF):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:  # numpy is imported by the array converters only: read-only commands start faster
+    import numpy as np
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 # A 2x3 affine matrix as PyMuPDF writes it: (a, b, c, d, e, f) maps (x, y) -> (a*x + c*y + e, b*x + d*y + f).
@@ -95,6 +97,8 @@ def boxes_from_points(rects: np.ndarray, rotation_matrix: Matrix, page_width: fl
 
     ``rotation_matrix`` is ``page.rotation_matrix``; ``page_width``/``page_height`` the *displayed* size
     (``page.rect``)."""
+    import numpy as np
+
     r = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
     a, b, c, d, e, f = rotation_matrix
     xs = np.stack([a * r[:, i] + c * r[:, j] + e for i, j in ((0, 1), (2, 1), (0, 3), (2, 3))], axis=1)
@@ -105,6 +109,8 @@ def boxes_from_points(rects: np.ndarray, rotation_matrix: Matrix, page_width: fl
 
 
 def _clip(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     out = np.clip(boxes, 0.0, 1.0).astype(np.float32)
     keep = ((out[:, 2] - out[:, 0]) > _EPS) & ((out[:, 3] - out[:, 1]) > _EPS)
     return out, keep
@@ -114,6 +120,8 @@ def bbox_from_points(rect: Sequence[float], rotation_matrix: Matrix, page_width:
                      page_height: float) -> BBox | None:
     """One PyMuPDF rect (points, unrotated page, top-left) → BBox, or None when off the page or degenerate.
     See ``boxes_from_points``."""
+    import numpy as np
+
     boxes, keep = boxes_from_points(np.asarray([rect[:4]]), rotation_matrix, page_width, page_height)
     return BBox.of(boxes[0].astype(float).tolist()) if keep[0] else None
 
@@ -125,6 +133,8 @@ def bbox_to_points(box: BBox, page_width: float, page_height: float) -> tuple[fl
 
 def boxes_from_pixels(boxes: np.ndarray, image_width: int, image_height: int) -> tuple[np.ndarray, np.ndarray]:
     """Many pixel boxes (n, 4) of a rendered displayed page → (BBox-contract boxes float32, keep mask)."""
+    import numpy as np
+
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scale = np.array([image_width, image_height, image_width, image_height], dtype=np.float64)
     return _clip(b / scale)

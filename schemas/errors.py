@@ -40,11 +40,19 @@ class WrongPassword(InputError):
 
 
 class InvalidDocument(InputError):
+    """A PDF that cannot be parsed (``invalid_pdf``); an image file that cannot be decoded gets ``invalid_image``."""
+
     code = "invalid_pdf"
 
 
 class EmptyDocument(InputError):
     code = "empty_document"
+
+
+class EmptyFile(InputError):
+    """A file of zero bytes (whatever its name): nothing is stored."""
+
+    code = "empty_file"
 
 
 class TooLarge(InputError):

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -35,7 +35,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from schemas.answers import Extraction
 from schemas.documents import Document, Page, PageWordsSource, Word
 from schemas.errors import ConfigError, NotFound, StoreError
-from schemas.wordtable import WordTable
+
+if TYPE_CHECKING:  # word tables (numpy) are decoded on the page paths only: listing documents stays light
+    from schemas.wordtable import WordTable
 
 metadata = MetaData()
 
@@ -328,7 +330,7 @@ class Catalog:
             for doc_id in {k[0] for k in keys}:
                 nos = [k[1] for k in keys if k[0] == doc_id]
                 for row in c.execute(select(pages).where(pages.c.doc_id == doc_id, pages.c.page_no.in_(nos))):
-                    found[(doc_id, row.page_no)] = PageRecord(self._page(row), WordTable.decode(row.words))
+                    found[(doc_id, row.page_no)] = PageRecord(self._page(row), _decode(row.words))
         return [found[k] for k in keys if k in found]
 
     def iter_pages(self, doc_id: str, batch: int = 64) -> Iterator[PageRecord]:
@@ -341,7 +343,7 @@ class Catalog:
             if not rows:
                 return
             for row in rows:
-                yield PageRecord(self._page(row), WordTable.decode(row.words))
+                yield PageRecord(self._page(row), _decode(row.words))
             last = rows[-1].page_no
 
 
@@ -377,3 +379,9 @@ def _store_errors(fn: Any) -> Any:
 for _name, _fn in list(vars(Catalog).items()):
     if not _name.startswith("_") and callable(_fn) and _name != "close":
         setattr(Catalog, _name, _store_errors(_fn))
+
+
+def _decode(blob: bytes) -> WordTable:
+    from schemas.wordtable import WordTable
+
+    return WordTable.decode(blob)

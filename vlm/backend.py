@@ -71,10 +71,8 @@ def _transformers(s: Settings) -> VlmBackend:
 
 BACKENDS: dict[str, Callable[[Settings], VlmBackend]] = {"openai": _openai, "transformers": _transformers}
 
-HOW_TO_CONFIGURE = ("no VLM is configured. Point PageLens at a vLLM (OpenAI-compatible) server with "
-                    "PAGELENS_VLM_URL=http://host:8000/v1 (and PAGELENS_VLM__MODEL=<served model>), or run one "
-                    "in-process with PAGELENS_VLM__BACKEND=transformers PAGELENS_VLM__MODEL=<hub id or local dir> "
-                    "(a GPU is strongly advised). Search works without one.")
+HOW_TO_CONFIGURE = ("no VLM configured: set PAGELENS_VLM_URL=http://host:8000/v1 (a vLLM server) or "
+                    "PAGELENS_VLM__BACKEND=transformers (README, \"A VLM\"); search works without one")
 
 
 def backend_name(s: Settings) -> str:

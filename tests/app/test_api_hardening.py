@@ -412,3 +412,21 @@ def test_create_app_opens_the_stores_and_fails_fast_when_locked(tmp_path: Path) 
         create_app(service=other)
     other.close()
     svc.close()
+
+
+def test_uploads_keep_the_clients_file_name(client: TestClient, tmp_path: Path) -> None:
+    f = _upload(client, ("liboctave.pdf", _pdf(tmp_path / "x.pdf").read_bytes())).json()["files"][0]
+    assert f["status"] == "ingested" and f["path"] == "liboctave.pdf"
+    r = client.get("/documents/liboctave.pdf", headers=KEY)
+    assert r.status_code == 200 and r.json()["name"] == "liboctave.pdf" and r.json()["names"] == ["liboctave.pdf"]
+    hits = client.post("/search", json={"question": "hardening"}, headers=KEY).json()
+    assert [h["path"] for h in hits] == ["liboctave.pdf"]
+
+
+@pytest.mark.corpus
+def test_an_encrypted_upload_renders_with_its_password_given_once(client: TestClient) -> None:
+    enc = BADPDF / "files/pypdf/encryption__r4-aes-user-password.pdf"
+    f = _upload(client, (enc.name, enc.read_bytes()), password="asdfzxcv").json()["files"][0]
+    assert f["status"] == "ingested", f
+    r = client.get(f"/documents/{f['doc_id']}/pages/1.png?width=200", headers=KEY)
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG")

@@ -178,3 +178,39 @@ def test_bad_schema_is_reported(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -
         at.text_area[0].input("{not json").run()
         assert any("not valid JSON" in e.value for e in at.error)
 
+
+
+def _two_page_pdfs(tmp_path: Path) -> list[Path]:
+    import pymupdf
+
+    out = []
+    for name in ("alpha.pdf", "beta.pdf"):
+        doc = pymupdf.open()
+        doc.new_page(width=300, height=400).insert_text((20, 40), f"quarterly hardening report {name}")
+        doc.save(str(tmp_path / name))
+        out.append(tmp_path / name)
+    return out
+
+
+def test_a_page_that_cannot_be_drawn_never_hides_the_other_hits(ui_env: Path) -> None:
+    at = _upload(_app(), *_two_page_pdfs(ui_env))
+    # one document's stored file is gone (a disk fault, a restore): its page cannot be drawn
+    from app.service import Service
+
+    svc = Service()
+    doc = svc.get_document("beta.pdf")
+    svc.files.path_of(doc.doc_id).unlink()
+    svc.close()
+    at = _goto(at, "Search")
+    at.text_input[0].input("quarterly hardening")
+    _button(at, "Search").click().run()
+    assert not at.exception, at.exception
+    assert len(_images(at)) == 1, "the other document's page is still shown"
+    assert "**alpha.pdf**" in _text(at) and "**beta.pdf**" in _text(at), "both hits are listed"
+    assert [w.value for w in at.warning if "cannot be shown" in w.value], "the missing page says why"
+
+
+def test_a_pipeline_notice_is_shown_once_per_upload(ui_env: Path) -> None:
+    at = _upload(_app(), *_two_page_pdfs(ui_env))
+    notes = [c.value for c in at.caption if "not embedded" in c.value]
+    assert len(notes) == 1, notes

@@ -31,6 +31,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PageLens: ingest PDFs and page images, search them, ask grounded questions.")
 docs_app = typer.Typer(no_args_is_help=True, help="List, show and delete ingested documents.")
 app.add_typer(docs_app, name="docs")
+eval_app = typer.Typer(no_args_is_help=True, help="Score PageLens against gold JSONL files; compare with an "
+                                                  "earlier report.")
+app.add_typer(eval_app, name="eval")
 out = Console()
 err = Console(stderr=True)
 
@@ -331,6 +334,96 @@ def locate(
     with _session(read_only=True) as svc:
         failed = _run_batch(queries, ("id", "doc_id", "page", "value"), answer)
     raise typer.Exit(1 if failed else 0)
+
+
+GoldOpt = Annotated[Path, typer.Option("--gold", help="gold JSONL file")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="write the JSON report here")]
+CompareOpt = Annotated[Path | None, typer.Option("--compare", help="an earlier JSON report: show what changed")]
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(gold: GoldOpt, k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+                   collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+                   out_path: OutOpt = None, compare_to: CompareOpt = None) -> None:
+    """Search every gold question ({"id","question","doc","pages":[...]}): hit@k, recall@k, MRR, nDCG@k, misses."""
+    from app import evaluation as ev
+
+    with _session(read_only=True) as svc:
+        items, bad = ev.load_gold(gold, ev.RetrievalGold)
+        with _item_bar(len(items), "searching") as tick:
+            report = ev.eval_retrieval(svc, items, k=k, collection=collection, on_item=tick)
+    _finish_eval(report, bad, out_path, compare_to,
+                 miss_row=lambda i: (i["id"], i["question"][:40], f"{i['doc']} p.{i['pages'][0]}",
+                                     "; ".join(i["got"])), miss_cols=("id", "question", "expected", "got (top 3)"))
+
+
+@eval_app.command("locate")
+def eval_locate(gold: GoldOpt, out_path: OutOpt = None, compare_to: CompareOpt = None) -> None:
+    """Run the verifier on every gold value ({"id","doc","page","value","box"}): hit rate at IoU ≥ 0.5, status
+    rates, absent values (box null) that must come back unverified."""
+    from app import evaluation as ev
+
+    with _session(read_only=True) as svc:
+        items, bad = ev.load_gold(gold, ev.LocateGold)
+        with _item_bar(len(items), "locating") as tick:
+            report = ev.eval_locate(svc, items, on_item=tick)
+    _finish_eval(report, bad, out_path, compare_to,
+                 miss_row=lambda i: (i["id"], i["value"][:40], i["status"], f"{i['iou']:.2f}", i["note"] or ""),
+                 miss_cols=("id", "value", "status", "IoU", "note"))
+
+
+@contextmanager
+def _item_bar(total: int, what: str) -> Iterator[Callable[[], None]]:
+    with Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda: bar.advance(task)
+
+
+def _finish_eval(report: dict[str, Any], bad: list[dict[str, Any]], out_path: Path | None,
+                 compare_to: Path | None, *, miss_row: Callable[[dict[str, Any]], tuple[str, ...]],
+                 miss_cols: tuple[str, ...], max_misses: int = 30) -> None:
+    """Print the figures, the misses and the errors; write the report; compare with an earlier one."""
+    from app import evaluation as ev
+
+    report["errors"] = bad + report["errors"]
+    t = Table(box=box.SIMPLE_HEAD, title=f"{report['kind']} evaluation")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for name, value in report["metrics"].items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                t.add_row(f"{name}[{sub}]", f"{v:.3f}")
+        else:
+            t.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    out.print(t)
+    misses = [i for i in report["items"] if not i["hit"]]
+    if misses:
+        m = Table(box=box.SIMPLE_HEAD, title=f"misses ({len(misses)}"
+                                               f"{f', first {max_misses}' if len(misses) > max_misses else ''})")
+        for c in miss_cols:
+            m.add_column(c, overflow="fold")
+        for i in misses[:max_misses]:
+            m.add_row(*(escape(str(x)) for x in miss_row(i)))
+        out.print(m)
+    for e in report["errors"]:
+        err.print(f"[yellow]gold[/] {escape(json.dumps(e))}", soft_wrap=True)
+    if compare_to is not None:
+        try:
+            old = json.loads(compare_to.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise _fail(InputError(f"cannot read the report to compare with ({compare_to}): {e}")) from e
+        try:
+            diff = ev.compare(old, report)
+        except InputError as e:
+            raise _fail(e) from e
+        report["compared_to"] = {"path": str(compare_to), **diff}
+        deltas = ", ".join(f"{k} {v:+.3f}" for k, v in diff["deltas"].items() if v)
+        out.print(f"vs {compare_to.name}: {deltas or 'no metric changed'}; {len(diff['better'])} better "
+                  f"({', '.join(diff['better'][:10])}), {len(diff['worse'])} worse ({', '.join(diff['worse'][:10])})")
+    if out_path is not None:
+        out_path.write_text(json.dumps(report, indent=1))
+        out.print(f"report: {out_path}")
 
 
 @app.command()

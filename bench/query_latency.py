@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pymupdf
 
-from ingest.pdf import text_words
+from ingest.pdf import font_headings, outline_by_page, text_words
 from retrieval.search import Searcher
 from schemas.documents import Page
 from schemas.ids import point_id
@@ -37,15 +37,20 @@ DIM = 768
 PAGES_PER_DOC = 100
 
 
-def load_pages(pdf: Path) -> list:
+def load_pages(pdf: Path) -> tuple[list, list[list[str]]]:
+    """The words and headings (outline titles, larger-font lines) of each page, as ingest reads them."""
     doc = pymupdf.open(pdf)
-    return [text_words(doc[i]) for i in range(doc.page_count)]
+    outline = outline_by_page(doc)
+    return ([text_words(doc[i]) for i in range(doc.page_count)],
+            [[*outline.get(i + 1, []), *font_headings(doc[i])] for i in range(doc.page_count)])
 
 
-def build(root: Path, n: int, tables: list, rng: np.random.Generator) -> tuple[EdgeIndex, Catalog, float]:
+def build(root: Path, n: int, tables: list, headings: list[list[str]],
+          rng: np.random.Generator) -> tuple[EdgeIndex, Catalog, float]:
     index, catalog = EdgeIndex(root / "qdrant"), Catalog(f"sqlite:///{root / 'catalog.db'}")
     index.ensure_dense("image", DIM)
-    sparse = [bm25.embed_document(" ".join(t.texts)) for t in tables]
+    sparse = [bm25.embed_document(" ".join(t.texts), h) for t, h in zip(tables, headings, strict=True)]
+    nnz = np.mean([len(v.indices) for v in sparse])
     t0 = time.perf_counter()
     for start in range(0, n, 1000):
         pts, recs = [], []
@@ -70,7 +75,8 @@ def build(root: Path, n: int, tables: list, rng: np.random.Generator) -> tuple[E
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     index.optimize()
-    print(f"  built {n} pages in {build_s:.1f}s; optimize (HNSW) {time.perf_counter() - t1:.1f}s")
+    print(f"  built {n} pages in {build_s:.1f}s; optimize (HNSW) {time.perf_counter() - t1:.1f}s; "
+          f"{nnz:.0f} sparse terms a page")
     return index, catalog, build_s
 
 
@@ -85,13 +91,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--pdf", default=str(HERE / "out" / "octave.pdf"))
     args = ap.parse_args()
-    tables = load_pages(Path(args.pdf))
+    tables, headings = load_pages(Path(args.pdf))
     vocab = sorted({w for t in tables for w in t.texts if w.isalpha() and len(w) > 3})
     rng = np.random.default_rng(0)
     for n in args.sizes:
         root = Path(tempfile.mkdtemp(prefix="pagelens-q-"))
         print(f"{n} pages:")
-        index, catalog, _ = build(root, n, tables, rng)
+        index, catalog, _ = build(root, n, tables, headings, rng)
         questions = [" ".join(rng.choice(vocab, size=rng.integers(2, 5))) for _ in range(args.queries)]
         qv = rng.standard_normal((args.queries, DIM)).astype(np.float32)
         qv /= np.linalg.norm(qv, axis=1, keepdims=True)

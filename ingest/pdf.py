@@ -166,6 +166,50 @@ def text_words(page: pymupdf.Page) -> WordTable:
                      np.ones(int(keep.sum()), np.float32), "text_layer", lines[keep])
 
 
+HEADING_SIZE = 1.08  # a line in a font this much larger than the page's body text is a heading
+MAX_HEADING_CHARS = 150
+MAX_HEADINGS = 40  # per page
+
+
+def outline_by_page(doc: pymupdf.Document) -> dict[int, list[str]]:
+    """The document's outline (bookmarks) as page number (1-based) → titles pointing there, in outline order.
+    An unreadable outline is no outline."""
+    try:
+        toc = doc.get_toc(simple=True)
+    except Exception:
+        return {}
+    out: dict[int, list[str]] = {}
+    for _level, title, page in toc:
+        title = " ".join(str(title).split())[:MAX_HEADING_CHARS]
+        if title and isinstance(page, int) and page >= 1:
+            out.setdefault(page, []).append(title)
+    return out
+
+
+def font_headings(page: pymupdf.Page) -> list[str]:
+    """Lines of the text layer set in a font at least HEADING_SIZE times the page's body size (the size most of
+    its characters use): section titles, and in manuals the signatures of the functions they document."""
+    blocks = page.get_text("dict", flags=0).get("blocks", [])
+    lines = []
+    weight: dict[float, int] = {}
+    for b in blocks:
+        for line in b.get("lines", []):
+            spans = line.get("spans", [])
+            text = "".join(s.get("text", "") for s in spans).strip()
+            if not text:
+                continue
+            size = max(float(s.get("size", 0.0)) for s in spans)
+            lines.append((size, text))
+            for s in spans:
+                key = round(float(s.get("size", 0.0)), 1)
+                weight[key] = weight.get(key, 0) + len(s.get("text", "").strip())
+    if not weight:
+        return []
+    body = max(weight, key=lambda k: weight[k])
+    return [" ".join(t.split())[:MAX_HEADING_CHARS] for size, t in lines
+            if size >= body * HEADING_SIZE and any(c.isalpha() for c in t)][:MAX_HEADINGS]
+
+
 def render(page: pymupdf.Page, dpi: float, max_pixels: int) -> np.ndarray:
     """Render the displayed page to RGB uint8 (H, W, 3) at ``dpi``, scaled down to at most ``max_pixels``."""
     w, h, _ = page_geometry(page)

@@ -94,7 +94,8 @@ class Ingestor:
     # -- versions ---------------------------------------------------------------------------------
     def words_version(self) -> str:
         i = self.s.ingest
-        return f"{pdf.library_version()}+{engine_version()}@{i.ocr_dpi:g}dpi,min{i.ocr_min_words}"
+        headings = "" if i.outline_headings else ",no-outline"
+        return f"{pdf.library_version()}+{engine_version()}@{i.ocr_dpi:g}dpi,min{i.ocr_min_words}{headings}"
 
     def embed_version(self) -> str:
         return f"open_clip:{self.s.encoder.model}@{self.s.ingest.render_dpi:g}dpi"
@@ -163,8 +164,8 @@ class Ingestor:
             dense = encoder.encode_texts([caps[r.page.page_no] for r in batch]) if encoder is not None else None
             self.index.update_vectors([
                 PagePoint(id=point_id(doc_id, r.page.page_no), doc_id=doc_id, page=r.page.page_no,
-                          collection=collection, text=bm25.embed_document(page_text(r.table.texts,
-                                                                                    caps[r.page.page_no])),
+                          collection=collection,
+                          text=bm25.embed_document(page_text(r.table.texts, caps[r.page.page_no]), r.page.headings),
                           dense={"caption": dense[k].tolist()} if dense is not None else {})
                 for k, r in enumerate(batch)])
         self.index.flush()
@@ -319,7 +320,7 @@ class Ingestor:
         i = self.s.ingest
         opts = ReadOptions(render_dpi=i.render_dpi, ocr_dpi=i.ocr_dpi, max_render_pixels=i.max_render_pixels,
                            ocr_min_words=i.ocr_min_words, max_pages=i.max_pages, memory_mb=i.worker_memory_mb,
-                           batch_pages=i.batch_pages)
+                           batch_pages=i.batch_pages, outline_headings=i.outline_headings)
         pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
         for ev in pool.run(jobs):
             plan = plans[ev.job.job_id]
@@ -401,7 +402,7 @@ class Ingestor:
         if plan.mode == "full":
             records = [PageRecord(Page(doc_id=plan.doc_id, page_no=p.page_no, width_pt=p.width_pt,
                                        height_pt=p.height_pt, rotation=p.rotation, words_source=p.words_source,
-                                       word_count=len(p.words)), p.words) for p in batch]
+                                       word_count=len(p.words), headings=p.headings), p.words) for p in batch]
         else:
             records = self.catalog.get_pages([(plan.doc_id, p.page_no) for p in batch])
             if len(records) != len(batch):
@@ -428,7 +429,7 @@ class Ingestor:
                 plan.words_failed.append(p.words_failed)
         points = [PagePoint(id=point_id(plan.doc_id, r.page.page_no), doc_id=plan.doc_id, page=r.page.page_no,
                             collection=collection,
-                            text=bm25.embed_document(page_text(r.table.texts, r.page.caption)),
+                            text=bm25.embed_document(page_text(r.table.texts, r.page.caption), r.page.headings),
                             dense=dense[r.page.page_no])
                   for r in records]
         self.index.upsert(points)

@@ -35,6 +35,7 @@ class ReadOptions:
     max_pages: int
     memory_mb: int
     batch_pages: int
+    outline_headings: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class PageOut:
     rotation: int
     words_source: PageWordsSource
     words: WordTable
+    headings: list[str] = field(default_factory=list)  # outline titles pointing here, larger-font lines
     image: np.ndarray | None = None  # RGB uint8 (H, W, 3) at render_dpi, for the encoder
     warnings: list[str] = field(default_factory=list)
     words_failed: str | None = None  # why this page's words could not be read (OCR failed): retried next ingest
@@ -103,7 +105,7 @@ def _limit_memory(mb: int) -> None:
                                               else resource.RLIM_INFINITY))
 
 
-def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
+def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions, outline: dict[int, list[str]]) -> PageOut:
     from ingest import pdf
 
     page = doc[i]
@@ -116,6 +118,14 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions) -> PageOut:
             out.words_source = "text_layer" if out.words else "none"
         except Exception as e:  # a broken content stream costs this page's words only
             out.warnings.append(f"page {i + 1}: text layer unreadable ({e})")
+        if out.words:
+            try:
+                found = pdf.font_headings(page)
+            except Exception:  # headings are a ranking hint; a page that cannot give them still has its words
+                found = []
+            out.headings = list(dict.fromkeys([*outline.get(i + 1, []), *found]))
+        else:
+            out.headings = list(outline.get(i + 1, []))
         if len(out.words) < opts.ocr_min_words and (job.kind == "image" or page.get_images(full=False)):
             try:
                 from ingest.ocr import ocr_words
@@ -155,9 +165,11 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
         if job.keep_decrypted and doc.needs_pass:  # opened with the password: keep the copy pages render from
             _store_decrypted(doc, job.path)
         conn.send(("opened", job.job_id, doc.page_count))
+        outline = (pdf.outline_by_page(doc) if opts.outline_headings and job.kind == "pdf" and job.mode == "full"
+                   else {})
         batch: list[PageOut] = []
         for i in range(doc.page_count):
-            batch.append(_read_page(doc, i, job, opts))
+            batch.append(_read_page(doc, i, job, opts, outline))
             if len(batch) >= opts.batch_pages:
                 conn.send(("pages", job.job_id, batch))
                 batch = []

@@ -41,6 +41,7 @@ class Page(Frozen):
     words_source: PageWordsSource
     word_count: int = Field(ge=0)
     caption: str | None = None
+    headings: list[str] = []  # the page's section titles: outline entries pointing here, lines in a larger font
 
 
 class Document(Frozen):

@@ -32,6 +32,8 @@ class IngestSettings(_Group):
     file_timeout_s: float = Field(600.0, gt=0, description="per-file time limit for reading pages")
     worker_memory_mb: int = Field(3072, ge=256, description="address-space cap of the page-reading worker")
     batch_pages: int = Field(32, ge=1, description="pages per store write / encoder batch")
+    outline_headings: bool = Field(True, description="index the PDF outline's titles as headings of the pages "
+                                                     "they point to (larger-font lines are headings either way)")
 
 
 class EncoderSettings(_Group):

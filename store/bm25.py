@@ -1,12 +1,28 @@
-"""BM25 sparse vectors with Qdrant's own BM25 (qdrant-edge-py ``Bm25``): Qdrant's word tokenizer, English
-Snowball stemmer, English stop-words, lowercasing and ASCII folding ("Café" matches "cafe"). No tokenizer of
-ours. Document vectors carry BM25 term-frequency weights (k, b, avg_len below); the collection's IDF modifier
-supplies the inverse document frequency at query time, so the weights stay valid as the corpus grows.
+"""The page's lexical index: one sparse vector per page holding three fields in disjoint term spaces, so one
+dot product (with the collection's IDF modifier) scores them all, BM25F-style:
 
-The same vectors work against a Qdrant server (same tokenizer, same hashing)."""
+- ``words``: Qdrant's own BM25 (qdrant-edge-py ``Bm25``): word tokenizer, English Snowball stemmer, stop-words,
+  lowercasing, ASCII folding ("Café" matches "cafe", "running" matches "runs"). Body text and caption.
+- ``raw``: the text's whitespace tokens as written, lowercased, outer punctuation stripped: identifiers,
+  section numbers and code keep their shape (``plot.default``, ``get_text``, ``13.1``, ``R-intro``), and
+  stop-words count (``while``; "What is R?"). Exact forms thus score above stemmed look-alikes.
+- ``heading``: the stemmed terms of the page's headings (outline titles pointing at it, larger-font lines),
+  weighted low: a word shared with a heading is a hint, not a match;
+- ``title``: each heading as one term (its set of stemmed terms), so a question that *is* a section title
+  ranks the page that section starts on above pages that merely mention it.
+
+Document vectors carry BM25 term-frequency weights (k, b, avg_len below); the IDF comes from the collection at
+query time, so the weights stay valid as the corpus grows. The query vector weighs the fields (``RAW_WEIGHT``,
+``HEADING_WEIGHT``, ``TITLE_WEIGHT``): measured with ``pagelens eval retrieval`` (BENCHMARKS.md). The same
+vectors work against a Qdrant server (same tokenizer, same hashing)."""
 
 from __future__ import annotations
 
+import itertools
+import re
+import zlib
+from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 
 import qdrant_edge as qe
@@ -17,7 +33,14 @@ K1 = 1.2
 B = 0.75
 AVG_LEN = 300.0  # words on a typical page of the corpus (octave.pdf: ~320, R-intro: ~290)
 LANGUAGE = "english"
-VERSION = f"qdrant-edge-bm25:{LANGUAGE}:k{K1}:b{B}:avg{AVG_LEN:g}"
+RAW_WEIGHT = 0.5
+HEADING_WEIGHT = 0.1
+TITLE_WEIGHT = 2.0
+PAIR_WEIGHT = 1.0
+VERSION = f"qdrant-edge-bm25:{LANGUAGE}:k{K1}:b{B}:avg{AVG_LEN:g}+raw+pairs+heading+title"
+_SECTION_LABEL = re.compile(r"^\s*(?:[A-Z]\.)?\d+(?:\.\d+)*\.?\s+")  # "13.6 ", "A.2 ", "2. "
+_PUNCT = "\"'`.,;:!?()[]{}<>«»“”‘’*"
+_U32 = 0xFFFFFFFF
 
 
 @lru_cache(maxsize=1)
@@ -26,16 +49,83 @@ def _model() -> qe.Bm25:
                                  ascii_folding=True))
 
 
-def embed_document(text: str) -> SparseVec:
-    """BM25 document vector of a page's text (words + caption)."""
+def raw_tokens(text: str) -> list[str]:
+    """Whitespace tokens, lowercased, outer punctuation stripped; kept when they hold a letter or digit."""
+    out = []
+    for tok in text.lower().split():
+        tok = tok.strip(_PUNCT)
+        if tok and any(c.isalnum() for c in tok):
+            out.append(tok)
+    return out
+
+
+def _raw_index(token: str) -> int:
+    return zlib.crc32(b"raw\0" + token.encode("utf-8")) & _U32
+
+
+def _pair_index(a: str, b: str) -> int:
+    return zlib.crc32(b"pair\0" + a.encode("utf-8") + b"\0" + b.encode("utf-8")) & _U32
+
+
+def _heading_index(word_index: int) -> int:
+    """The heading field's copy of a word term: a bijection of u32 (xor, then an odd multiplier), so heading
+    terms never share an index with body terms (nor their IDF)."""
+    return ((word_index ^ 0x5BD1E995) * 0x9E3779B1) & _U32
+
+
+def _title_index(text: str) -> int | None:
+    """One term for a whole heading: its set of stemmed terms (section number dropped), so a question that *is*
+    a heading ("Profiling", "How do I convert factors to numeric?") matches the page it heads and nothing
+    else, while a question that merely shares a word with a heading gets nothing from it."""
+    terms = sorted(int(i) for i in _model().embed_query(_SECTION_LABEL.sub("", text, count=1)).indices)
+    if not terms:
+        return None
+    return zlib.crc32(b"title\0" + b",".join(str(t).encode() for t in terms)) & _U32
+
+
+def _tf(counts: Counter[int], length: int) -> dict[int, float]:
+    norm = K1 * (1 - B + B * length / AVG_LEN)
+    return {i: n * (K1 + 1) / (n + norm) for i, n in counts.items()}
+
+
+def _merge(*parts: dict[int, float]) -> SparseVec:
+    out: dict[int, float] = {}
+    for part in parts:
+        for i, v in part.items():
+            out[i] = out.get(i, 0.0) + v
+    keys = sorted(out)
+    return SparseVec(indices=keys, values=[out[i] for i in keys])
+
+
+def embed_document(text: str, headings: Sequence[str] = ()) -> SparseVec:
+    """A page's sparse vector: ``text`` (words + caption) in the words and raw fields, ``headings`` in the
+    heading field."""
     v = _model().embed_document(text)
-    return SparseVec(indices=list(v.indices), values=[float(x) for x in v.values])
+    words = {int(i): float(x) for i, x in zip(v.indices, v.values, strict=True)}
+    raw = raw_tokens(text)
+    raw_tf = _tf(Counter(_raw_index(t) for t in raw), len(raw))
+    pair_tf = _tf(Counter(_pair_index(a, b) for a, b in itertools.pairwise(raw)), len(raw))
+    head: dict[int, float] = {}
+    titles: dict[int, float] = {}
+    if headings:
+        h = _model().embed_document("\n".join(headings))
+        head = {_heading_index(int(i)): float(x) for i, x in zip(h.indices, h.values, strict=True)}
+        titles = {t: 1.0 for t in map(_title_index, headings) if t is not None}
+    return _merge(words, raw_tf, pair_tf, head, titles)
 
 
 def embed_query(text: str) -> SparseVec:
-    """BM25 query vector: the question's distinct stemmed non-stop-word terms, weight 1."""
+    """The query vector: the question's distinct stemmed non-stop-word terms (weight 1) and their heading-field
+    copies (HEADING_WEIGHT), its distinct raw tokens (RAW_WEIGHT), and the whole question as a title
+    (TITLE_WEIGHT)."""
     v = _model().embed_query(text)
-    return SparseVec(indices=list(v.indices), values=[float(x) for x in v.values])
+    words = {int(i): 1.0 for i in v.indices}
+    head = {_heading_index(i): HEADING_WEIGHT for i in words}
+    tokens = raw_tokens(text)
+    raw = {_raw_index(t): RAW_WEIGHT for t in dict.fromkeys(tokens)}
+    pairs = {_pair_index(a, b): PAIR_WEIGHT for a, b in itertools.pairwise(tokens)}
+    title = _title_index(text)
+    return _merge(words, head, raw, pairs, {title: TITLE_WEIGHT} if title is not None else {})
 
 
 @lru_cache(maxsize=65536)

@@ -73,6 +73,7 @@ pages = Table(
     Column("word_count", Integer, nullable=False),
     Column("words", LargeBinary, nullable=False),
     Column("caption", Text, nullable=True),
+    Column("headings", Text, nullable=True),  # JSON list of the page's headings (added in 0.2: nullable)
 )
 
 
@@ -114,6 +115,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a catalog made by an older PageLens up to this schema: columns added since are nullable, so they
+    are added in place (``ALTER TABLE ... ADD COLUMN``, SQLite and PostgreSQL alike); nothing is rewritten."""
+    from sqlalchemy import inspect as sa_inspect
+
+    insp = sa_inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have and col.nullable:
+                kind = col.type.compile(dialect=engine.dialect)
+                with engine.begin() as c:
+                    c.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
+
+
 class Catalog:
     """Documents, names and pages in a SQL database at ``url``."""
 
@@ -123,6 +139,7 @@ class Catalog:
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except ModuleNotFoundError as e:
             raise ConfigError(f"the database driver for {url.split(':')[0]} is not installed ({e.name}); for "
                               "PostgreSQL install it with: pip install 'pagelens[postgres]'") from e
@@ -295,7 +312,8 @@ class Catalog:
             c.execute(insert(pages), [
                 {"doc_id": r.page.doc_id, "page_no": r.page.page_no, "width_pt": r.page.width_pt,
                  "height_pt": r.page.height_pt, "rotation": r.page.rotation, "words_source": r.page.words_source,
-                 "word_count": r.page.word_count, "words": r.table.encode(), "caption": r.page.caption}
+                 "word_count": r.page.word_count, "words": r.table.encode(), "caption": r.page.caption,
+                 "headings": json.dumps(r.page.headings) if r.page.headings else None}
                 for r in recs])
 
     def set_captions(self, doc_id: str, captions: dict[int, str]) -> None:
@@ -308,7 +326,8 @@ class Catalog:
     def _page(row: Any) -> Page:
         src: PageWordsSource = row.words_source
         return Page(doc_id=row.doc_id, page_no=row.page_no, width_pt=row.width_pt, height_pt=row.height_pt,
-                    rotation=row.rotation, words_source=src, word_count=row.word_count, caption=row.caption)
+                    rotation=row.rotation, words_source=src, word_count=row.word_count, caption=row.caption,
+                    headings=json.loads(row.headings) if row.headings else [])
 
     def page_count_stored(self, doc_id: str) -> int:
         with self.engine.connect() as c:

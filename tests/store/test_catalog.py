@@ -86,3 +86,26 @@ def test_document_lifecycle(catalog: Catalog) -> None:
     assert catalog.get_document(doc_id) is None and catalog.page_count_stored(doc_id) == 0
     with pytest.raises(NotFound, match="pagelens docs list"):
         catalog.find_document("nope.pdf")
+
+
+def test_a_catalog_from_before_headings_is_upgraded_in_place(catalog: Catalog) -> None:
+    """A catalog made before pages had headings (no ``headings`` column) opens, gains the column, keeps its rows
+    and stores headings from then on — on SQLite and PostgreSQL alike."""
+    doc_id = uuid.uuid4().hex * 2
+    catalog.begin_document(doc_id=doc_id, name="old.pdf", kind="pdf", collection="c", size_bytes=1, page_count=2)
+    old = PageRecord(Page(doc_id=doc_id, page_no=1, width_pt=612, height_pt=792, words_source="text_layer",
+                          word_count=5), WordTable.from_words(_words(5), "text_layer"))
+    catalog.put_pages([old])
+    with catalog.engine.begin() as c:
+        c.exec_driver_sql("ALTER TABLE pages DROP COLUMN headings")
+    url = catalog.engine.url.render_as_string(hide_password=False)
+    reopened = Catalog(url)
+    try:
+        assert reopened.get_page(doc_id, 1).page.headings == []
+        new = PageRecord(Page(doc_id=doc_id, page_no=2, width_pt=612, height_pt=792, words_source="text_layer",
+                              word_count=5, headings=["2.4 Command Line Editing", "Profiling"]),
+                         WordTable.from_words(_words(5), "text_layer"))
+        reopened.put_pages([new])
+        assert reopened.get_page(doc_id, 2).page.headings == ["2.4 Command Line Editing", "Profiling"]
+    finally:
+        reopened.close()

@@ -1,0 +1,173 @@
+"""The ``words`` backend: an offline, deterministic stand-in for a VLM that answers from the words of the pages
+it is shown (like pydantic-ai's FunctionModel), so extraction, ``pagelens eval extract`` and the tests run here
+without a GPU. Not a model: it reads labels.
+
+For each field of the schema it looks for a printed line carrying the field's name as a label ("Total", "Invoice
+number:", "DATE") and answers with what follows it — the last amount on that line for amount-like fields, a date
+for date fields, the rest of the line (or the next line) otherwise. Without a label, a date field takes the first
+date on the pages and a name-like field (company, vendor, merchant, seller, issuer, title, name) the first printed
+line of the first page; anything else is null. Arrays answer empty. Boxes are the words used, on the 0–1000 scale
+(Qwen2-VL convention). Enable with ``PAGELENS_VLM__BACKEND=words``."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.coords import BBox, bbox_to_rel1000
+from vlm.backend import VlmRequest, VlmResponse
+
+NAME_LIKE = {"company", "vendor", "merchant", "seller", "issuer", "title", "name", "supplier", "store", "shop"}
+AMOUNT_LIKE = {"total", "amount", "price", "sum", "tax", "cost", "balance", "due", "subtotal", "vat", "gst"}
+_AMOUNT = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
+_DATE = re.compile(r"\b(\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{2,4}|"
+                   r"[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+\d{4})\b")
+LABEL_PROB = 0.9  # what the backend reports as its confidence (a constant: it is not a model)
+
+
+def _label_tokens(key: str) -> list[str]:
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", key).replace("_", " ").replace("-", " ")
+    return [t for t in spaced.lower().split() if t]
+
+
+class _Line:
+    def __init__(self, page: int, words: list[tuple[str, BBox]]) -> None:
+        self.page = page
+        self.words = words
+        self.text = " ".join(w for w, _ in words)
+        self.norm = [re.sub(r"[^0-9a-z]", "", w.lower()) for w, _ in words]
+
+    def box(self, start: int = 0, end: int | None = None) -> BBox | None:
+        ws = self.words[start:end]
+        if not ws:
+            return None
+        return BBox.of([min(b.x0 for _, b in ws), min(b.y0 for _, b in ws), max(b.x1 for _, b in ws),
+                        max(b.y1 for _, b in ws)])
+
+
+def _lines(pages: Sequence[Any]) -> list[_Line]:
+    out = []
+    for n, p in enumerate(pages, 1):
+        table = p.words
+        words = table.words()
+        ids = table.lines if getattr(table, "lines", None) is not None else range(len(words))
+        current: list[tuple[str, BBox]] = []
+        last = None
+        for w, lid in zip(words, ids, strict=True):
+            if last is not None and lid != last and current:
+                out.append(_Line(n, current))
+                current = []
+            current.append((w.text, w.bbox))
+            last = lid
+        if current:
+            out.append(_Line(n, current))
+    return out
+
+
+class WordsBackend:
+    family = "qwen2-vl"
+
+    def __init__(self, model: str = "pagelens-words") -> None:
+        self.model = model
+
+    def generate(self, request: VlmRequest) -> VlmResponse:
+        lines = _lines(request.pages)
+        if request.json_schema is None:  # free text (captions): the first printed lines
+            text = " ".join(line.text for line in lines[:3])[:300] or "an empty page"
+            return VlmResponse(text=text, model=self.model, token_logprobs=[math.log(LABEL_PROB)])
+        data = self._fill(request.json_schema, "", lines)
+        return VlmResponse(text=json.dumps(data), model=self.model, token_logprobs=[math.log(LABEL_PROB)])
+
+    # -- schema walk ------------------------------------------------------------------------------------------
+    def _fill(self, schema: dict[str, Any], key: str, lines: list[_Line]) -> Any:
+        props = schema.get("properties", {})
+        if set(props) == {"value", "page", "bbox_2d"}:  # a grounded leaf
+            value, line, span = self._answer(key, props["value"], lines)
+            box = line.box(*span) if line is not None else None
+            return {"value": value, "page": line.page if line is not None else 1,
+                    "bbox_2d": bbox_to_rel1000(box) if box is not None else None}
+        if schema.get("type") == "object" or props:
+            return {k: self._fill(v, k, lines) for k, v in props.items()}
+        if schema.get("type") == "array":
+            return []
+        value, _, _ = self._answer(key, schema, lines)
+        return value
+
+    def _answer(self, key: str, leaf: dict[str, Any], lines: list[_Line]
+                ) -> tuple[Any, _Line | None, tuple[int, int | None]]:
+        """(value, the line it came from, the word span used) for one leaf."""
+        label = _label_tokens(key)
+        kinds = _types(leaf)
+        is_date = leaf.get("format") == "date" or "date" in label
+        is_amount = bool(kinds & {"number", "integer"}) or bool(set(label) & AMOUNT_LIKE)
+        for line in self._labelled(label, lines):
+            start = self._after_label(line, label)
+            if is_date:
+                m = _DATE.search(" ".join(w for w, _ in line.words[start:]))
+                if m:
+                    return self._span(line, m.group(0), start, kinds)
+            elif is_amount:
+                for i in range(len(line.words) - 1, start - 1, -1):
+                    if _AMOUNT.fullmatch(line.words[i][0].strip("$€£:RM")):
+                        return _typed(line.words[i][0].strip("$€£:RM"), kinds), line, (i, i + 1)
+            elif start < len(line.words):
+                return _typed(" ".join(w for w, _ in line.words[start:]).strip(" :"), kinds), line, (start, None)
+        if is_date:
+            for line in lines:
+                m = _DATE.search(line.text)
+                if m:
+                    return self._span(line, m.group(0), 0, kinds)
+        if set(label) & NAME_LIKE and lines:
+            return _typed(lines[0].text, kinds), lines[0], (0, None)
+        return _empty(leaf), None, (0, None)
+
+    @staticmethod
+    def _labelled(label: list[str], lines: list[_Line]) -> list[_Line]:
+        """Lines holding every label token as the start of a word; a line that starts with the label first."""
+        if not label:
+            return []
+        hits = [line for line in lines if all(any(n.startswith(t) for n in line.norm) for t in label)]
+        return sorted(hits, key=lambda line: 0 if line.norm and line.norm[0].startswith(label[0]) else 1)
+
+    @staticmethod
+    def _after_label(line: _Line, label: list[str]) -> int:
+        last = max((i for i, n in enumerate(line.norm) if any(n.startswith(t) for t in label)), default=-1)
+        return last + 1
+
+    @staticmethod
+    def _span(line: _Line, found: str, start: int, kinds: set[str]) -> tuple[Any, _Line, tuple[int, int | None]]:
+        first = found.split()[0]
+        i = next((k for k in range(start, len(line.words)) if first in line.words[k][0]), start)
+        return _typed(found, kinds), line, (i, i + len(found.split()))
+
+
+def _types(leaf: dict[str, Any]) -> set[str]:
+    t = leaf.get("type")
+    out = set(t) if isinstance(t, list) else {t} if t else set()
+    for alt in leaf.get("anyOf", []):
+        out |= _types(alt)
+    return out
+
+
+def _typed(text: str, kinds: set[str]) -> Any:
+    if kinds & {"number", "integer"} and "string" not in kinds:
+        try:
+            x = float(text.replace(",", ""))
+            return int(x) if "integer" in kinds and "number" not in kinds else x
+        except ValueError:
+            return None if "null" in kinds else 0
+    return text
+
+
+def _empty(leaf: dict[str, Any]) -> Any:
+    kinds = _types(leaf)
+    if "null" in kinds:
+        return None
+    if "boolean" in kinds:
+        return False
+    if kinds & {"number", "integer"}:
+        return 0
+    return ""

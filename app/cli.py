@@ -372,6 +372,39 @@ def eval_locate(gold: GoldOpt, out_path: OutOpt = None, compare_to: CompareOpt =
                  miss_cols=("id", "value", "status", "IoU", "note"))
 
 
+@eval_app.command("extract")
+def eval_extract(gold: GoldOpt,
+                 schema: Annotated[str, typer.Option("--schema", help="JSON Schema file or module:Model")],
+                 max_pages: Annotated[int, typer.Option("--max-pages", min=1, max=64)] = 8,
+                 plot: Annotated[Path | None, typer.Option("--plot", help="reliability diagram (PNG) here")] = None,
+                 out_path: OutOpt = None, compare_to: CompareOpt = None) -> None:
+    """Extract every gold document ({"id","doc","data",["boxes"]}): per-field exact match and ANLS, document
+    ANLS*, box IoU, status rates, and calibration — accuracy per confidence bucket, ECE, a reliability plot."""
+    from app import evaluation as ev
+
+    with _session(read_only=True) as svc:
+        items, bad = ev.load_gold(gold, ev.ExtractGold)
+        svc.vlm()  # no VLM configured: say how before reading anything
+        with _item_bar(len(items), "extracting") as tick:
+            report = ev.eval_extract(svc, items, schema, max_pages=max_pages, on_item=tick)
+    if plot is not None:
+        from app.reliability import reliability_png
+
+        report["plot"] = str(reliability_png(report["calibration"], plot))
+        out.print(f"reliability plot: {plot}")
+    cal = Table(box=box.SIMPLE_HEAD, title="calibration: does a 0.9 mean 90 %?")
+    for c in ("confidence bucket", "fields", "mean confidence", "accuracy"):
+        cal.add_column(c, justify="right")
+    for r in report["calibration"]["buckets"]:
+        if r["n"]:
+            cal.add_row(f"{r['lo']:.1f}–{r['hi']:.1f}", str(r["n"]), f"{r['confidence']:.2f}", f"{r['accuracy']:.2f}")
+    out.print(cal)
+    _finish_eval(report, bad, out_path, compare_to,
+                 miss_row=lambda i: (i["id"], str(i["gold"])[:30], str(i["value"])[:30], i["status"],
+                                     f"{i['anls']:.2f}"),
+                 miss_cols=("id", "gold", "extracted", "status", "ANLS"))
+
+
 @contextmanager
 def _item_bar(total: int, what: str) -> Iterator[Callable[[], None]]:
     with Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -393,7 +426,7 @@ def _finish_eval(report: dict[str, Any], bad: list[dict[str, Any]], out_path: Pa
     for name, value in report["metrics"].items():
         if isinstance(value, dict):
             for sub, v in value.items():
-                t.add_row(f"{name}[{sub}]", f"{v:.3f}")
+                t.add_row(escape(f"{name}[{sub}]"), f"{v:.3f}")
         else:
             t.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
     out.print(t)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas.errors import InputError, PageLensError
 
 IOU_HIT = 0.5
+STATUSES = ("verified", "approximate", "unverified")
 
 G = TypeVar("G", bound=BaseModel)
 
@@ -234,3 +236,115 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def _mean(xs: Iterable[float | bool]) -> float:
     vals = [float(x) for x in xs]
     return round(sum(vals) / len(vals), 4) if vals else 0.0
+
+
+# -- extract ------------------------------------------------------------------------------------------------
+
+
+class GoldBox(BaseModel):
+    page: int = Field(ge=1)
+    box: list[float] = Field(min_length=4, max_length=4)
+
+
+class ExtractGold(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    doc: str = Field(min_length=1, description="the document to extract from (name, id or id prefix)")
+    data: dict[str, Any] = Field(description="the expected values, shaped like the schema")
+    boxes: dict[str, GoldBox] = Field(default_factory=dict, description="gold boxes by field path (optional)")
+
+
+def leaves(data: Any, path: str = "") -> dict[str, Any]:
+    """Flatten nested data to ``{path: value}`` with the paths extraction uses (``items[0].price``)."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(leaves(v, f"{path}.{k}" if path else k))
+        return out
+    if isinstance(data, list):
+        out = {}
+        for i, v in enumerate(data):
+            out.update(leaves(v, f"{path}[{i}]"))
+        return out
+    return {path or "$": data}
+
+
+def _anls(gold: Any, got: Any) -> float:
+    """ANLS (strings) / ANLS* (nested values: dicts, lists) from the ``anls_star`` package."""
+    from anls_star import anls_score
+
+    score = anls_score(gold, got)
+    return float(score[0] if isinstance(score, tuple) else score)
+
+
+def same_value(gold: Any, got: Any) -> bool:
+    """Exact match after trivial normalisation: case, spacing; numbers by value."""
+    if gold is None or got is None:
+        return gold is None and got is None
+    try:
+        return abs(float(str(gold).replace(",", "")) - float(str(got).replace(",", ""))) < 1e-6
+    except ValueError:
+        return " ".join(str(gold).split()).casefold() == " ".join(str(got).split()).casefold()
+
+
+def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_pages: int = 8,
+                 on_item: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Extract every gold document with ``schema`` and score each field: exact match, ANLS (``anls_star``),
+    box IoU where a gold box is given, status; and the calibration of the confidences (accuracy per bucket)."""
+    from app.reliability import calibration
+
+    resolve = _resolver(svc.catalog.find_document)
+    errors = _unknown_docs((g.doc for g in gold), resolve)
+    docs: list[dict[str, Any]] = []
+    fields: list[dict[str, Any]] = []
+    for g in gold:
+        doc_id = resolve(g.doc)
+        if doc_id is None:
+            if on_item:
+                on_item()
+            continue
+        try:
+            ex = svc.extract(schema, [doc_id], max_pages=max_pages, save=False)
+        except PageLensError as e:
+            errors.append({"id": g.id, "error": f"{e.code}: {e.message}"})
+            if on_item:
+                on_item()
+            continue
+        got = {f.path: f for f in ex.fields}
+        for path, want in leaves(g.data).items():
+            f = got.get(path)
+            value = f.value if f is not None else None
+            row: dict[str, Any] = {
+                "id": f"{g.id}/{path}", "doc": g.doc, "field": re.sub(r"\[\d+\]", "[]", path), "gold": want,
+                "value": value, "exact": same_value(want, value),
+                "anls": round(_anls(str(want), "" if value is None else str(value)), 4),
+                "status": f.status if f is not None else "missing",
+                "confidence": f.confidence if f is not None else 0.0, "iou": None}
+            gb = g.boxes.get(path)
+            if gb is not None:
+                row["iou"] = round(max((iou(b.bbox.as_list(), gb.box) for b in (f.boxes if f else [])
+                                        if b.bbox is not None and b.page == gb.page), default=0.0), 3)
+            row["hit"] = row["exact"]
+            fields.append(row)
+        docs.append({"id": g.id, "anls_star": round(_anls(g.data, ex.data), 4)})
+        if on_item:
+            on_item()
+    names = sorted({r["field"] for r in fields})
+    boxed = [r for r in fields if r["iou"] is not None]
+    cal = calibration([(float(r["confidence"]), bool(r["exact"])) for r in fields])
+    metrics: dict[str, Any] = {
+        "documents": len(docs), "fields": len(fields),
+        "exact": _mean(r["exact"] for r in fields), "anls": _mean(r["anls"] for r in fields),
+        "anls_star_documents": _mean(d["anls_star"] for d in docs),
+        **{f"{s}_rate": _mean(r["status"] == s for r in fields) for s in ("verified", "approximate", "unverified")},
+        "box_iou_hit_rate": _mean(r["iou"] >= IOU_HIT for r in boxed) if boxed else None,
+        "ece": cal["ece"],
+        "exact_by_field": {n: _mean(r["exact"] for r in fields if r["field"] == n) for n in names},
+        "anls_by_field": {n: _mean(r["anls"] for r in fields if r["field"] == n) for n in names},
+        "exact_by_status": {s: _mean(r["exact"] for r in fields if r["status"] == s) for s in STATUSES
+                            if any(r["status"] == s for r in fields)},
+    }
+    if metrics["box_iou_hit_rate"] is None:
+        del metrics["box_iou_hit_rate"]
+    return {"kind": "extract", "metrics": metrics, "items": fields, "documents": docs, "calibration": cal,
+            "errors": errors, "misses": [r["id"] for r in fields if not r["exact"]]}

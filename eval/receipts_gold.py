@@ -4,6 +4,8 @@ centre, since their gold boxes are whole OCR lines). ``--absent`` adds, per rece
 name with ``box: null``: a value that is not on the page, which must come back unverified.
 
     python eval/receipts_gold.py [--set ../shared/corpus/receipts] [--limit N] [--absent] > receipts.jsonl
+    python eval/receipts_gold.py --extract [--limit N] > receipts_extract.jsonl   # for `pagelens eval extract`
+                                                                                  # --schema eval/receipt.schema.json
 
 The receipts are not redistributed with PageLens: the gold is built from the local copy when needed."""
 
@@ -45,13 +47,27 @@ def receipts_gold(root: Path, limit: int | None = None, absent: bool = False) ->
     return out
 
 
+def receipts_extract_gold(root: Path, limit: int | None = None) -> list[dict]:
+    """One line per receipt: the four key fields as ``data`` and their gold boxes (page 1, fractions)."""
+    by_receipt: dict[str, dict] = {}
+    for row in receipts_gold(root, limit):
+        rid, name = row["id"].split("/")
+        g = by_receipt.setdefault(rid, {"id": rid, "doc": row["doc"], "data": {}, "boxes": {}})
+        g["data"][name] = row["value"]
+        g["boxes"][name] = {"page": 1, "box": row["box"]}
+    return list(by_receipt.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", type=Path, default=DEFAULT_SET)
     ap.add_argument("--limit", type=int)
     ap.add_argument("--absent", action="store_true")
+    ap.add_argument("--extract", action="store_true", help="gold for `pagelens eval extract` (one line a receipt)")
     args = ap.parse_args()
-    for item in receipts_gold(args.set, args.limit, args.absent):
+    rows = receipts_extract_gold(args.set, args.limit) if args.extract else receipts_gold(args.set, args.limit,
+                                                                                         args.absent)
+    for item in rows:
         sys.stdout.write(json.dumps(item) + "\n")
 
 

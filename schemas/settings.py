@@ -48,9 +48,10 @@ class EncoderSettings(_Group):
 
 
 class VlmSettings(_Group):
-    backend: Literal["auto", "none", "openai", "transformers"] = Field(
+    backend: Literal["auto", "none", "openai", "transformers", "words"] = Field(
         "auto", description="auto: openai when PAGELENS_VLM_URL is set, transformers when vlm.model is a local "
-                            "dir, else none")
+                            "dir, else none; words: the offline stand-in that answers from the pages' words "
+                            "(tests, `pagelens eval extract` without a GPU)")
     model: str = Field("Qwen/Qwen2.5-VL-3B-Instruct", description="model id (server or hub) or local dir")
     family: Literal["auto", "qwen2.5-vl", "qwen2-vl", "qwen3-vl"] = "auto"
     structured_outputs: Literal["response_format", "structured_outputs"] = Field(

@@ -65,7 +65,8 @@ def ask(backend: VlmBackend, question: str, pages: Sequence[PageInput], *, max_a
         return out
 
     out, resp, _ = generate_validated(backend, [Message("system", [prompts.SYSTEM]), _images_message(pages, text)],
-                                      schema, validate, max_attempts=max_attempts, max_tokens=max_tokens)
+                                      schema, validate, max_attempts=max_attempts, max_tokens=max_tokens,
+                                      pages=pages)
     evidence = []
     for e in out.evidence:
         page = pages[e.page - 1]
@@ -92,7 +93,7 @@ def caption(backend: VlmBackend, page: PageInput, *, max_attempts: int = 2, max_
     out, _, _ = generate_validated(backend, [Message("system", [prompts.SYSTEM]),
                                              _images_message([page], prompts.CAPTION)],
                                    _CaptionOut.model_json_schema(), _CaptionOut.model_validate,
-                                   max_attempts=max_attempts, max_tokens=max_tokens)
+                                   max_attempts=max_attempts, max_tokens=max_tokens, pages=[page])
     text = f"{out.kind.strip()}: {out.title.strip()}. {out.summary.strip()}"
     if out.entities:
         text += " Entities: " + ", ".join(e.strip() for e in out.entities if e.strip()) + "."

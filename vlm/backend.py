@@ -28,6 +28,8 @@ class VlmRequest:
     json_schema: dict[str, Any] | None = None
     max_tokens: int = 768
     temperature: float = 0.0
+    pages: Sequence[Any] = ()  # the PageInputs shown (image + words): models see the images in ``messages``; the
+    #                            offline ``words`` backend answers from the words
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,14 @@ def _transformers(s: Settings) -> VlmBackend:
     return TransformersBackend(s.vlm)
 
 
-BACKENDS: dict[str, Callable[[Settings], VlmBackend]] = {"openai": _openai, "transformers": _transformers}
+def _words(s: Settings) -> VlmBackend:
+    from vlm.words_backend import WordsBackend
+
+    return WordsBackend()
+
+
+BACKENDS: dict[str, Callable[[Settings], VlmBackend]] = {"openai": _openai, "transformers": _transformers,
+                                                         "words": _words}
 
 HOW_TO_CONFIGURE = ("no VLM configured: set PAGELENS_VLM_URL=http://host:8000/v1 (a vLLM server) or "
                     "PAGELENS_VLM__BACKEND=transformers (README, \"A VLM\"); search works without one")

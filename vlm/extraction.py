@@ -224,7 +224,7 @@ def extract(backend: VlmBackend, schema: dict[str, Any], validate: Validator, pa
         parts += [f"Page image {i}:", p.image]
     (data, leaves), resp, attempts = generate_validated(
         backend, [Message("system", [prompts.SYSTEM]), Message("user", [*parts, text])], model_schema, check,
-        max_attempts=max_attempts, max_tokens=max_tokens)
+        max_attempts=max_attempts, max_tokens=max_tokens, pages=pages)
     fields = [ground_field(leaf, pages, backend.family, resp.mean_token_prob) for leaf in leaves]
     return Extraction(id=uuid.uuid4().hex, data=data if isinstance(data, dict) else {"value": data}, fields=fields,
                       model=resp.model, schema_hash=schema_hash(plain),

@@ -169,7 +169,7 @@ def ungrounded(data: Any, schema: dict[str, Any], path: str = "") -> tuple[Any, 
 
 def generate_validated(backend: VlmBackend, messages: Sequence[Message], schema: dict[str, Any],
                        validate: Callable[[Any], T], *, max_attempts: int,
-                       max_tokens: int) -> tuple[T, VlmResponse, int]:
+                       max_tokens: int, pages: Sequence[Any] = ()) -> tuple[T, VlmResponse, int]:
     """Generate JSON under ``schema`` and ``validate`` it (raises ValueError-like on failure). On failure the
     output and the error go back to the model, up to ``max_attempts`` tries. Raises ModelBehaviorError with the
     last raw output."""
@@ -177,7 +177,8 @@ def generate_validated(backend: VlmBackend, messages: Sequence[Message], schema:
     decode_schema = bounded(inline_refs(schema))
     last_text, last_err = "", ""
     for attempt in range(1, max_attempts + 1):
-        resp = backend.generate(VlmRequest(messages=convo, json_schema=decode_schema, max_tokens=max_tokens))
+        resp = backend.generate(VlmRequest(messages=convo, json_schema=decode_schema, max_tokens=max_tokens,
+                                           pages=pages))
         last_text = resp.text
         try:
             return validate(json.loads(resp.text)), resp, attempt

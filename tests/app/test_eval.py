@@ -124,3 +124,78 @@ def test_gold_builders_run(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 5 and all(r["doc"] == "R-intro.pdf" and r["pages"] for r in rows)
     assert rows[0]["question"] == "Preface"
+
+
+def _invoice(path: Path) -> Path:
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for i, line in enumerate(["ACME Tools Ltd", "12 Harbour Road, Leith", "Invoice number: 4711",
+                              "Date: 2024-03-01", "Widgets 3 x 10.00 30.00", "Total: 99.00"]):
+        page.insert_text((72, 72 + 20 * i), line, fontsize=11)
+    doc.save(str(path))
+    return path
+
+
+INVOICE_SCHEMA = {"type": "object", "properties": {
+    "vendor": {"type": "string"}, "invoice_number": {"type": "string"}, "date": {"type": "string"},
+    "total": {"type": "number"}, "iban": {"type": ["string", "null"]}}}
+
+
+def test_words_backend_answers_from_the_page_and_values_are_verified(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "data", None)
+    s.vlm.backend = "words"
+    svc = Service(s)
+    try:
+        svc.ingest([_invoice(tmp_path / "inv.pdf")])
+        ex = svc.extract(INVOICE_SCHEMA, ["inv.pdf"])
+    finally:
+        svc.close()
+    assert ex.data == {"vendor": "ACME Tools Ltd", "invoice_number": "4711", "date": "2024-03-01", "total": 99.0,
+                       "iban": None}
+    status = {f.path: f.status for f in ex.fields}
+    assert status == {"vendor": "verified", "invoice_number": "verified", "date": "verified", "total": "verified",
+                      "iban": "unverified"}
+    total = next(f for f in ex.fields if f.path == "total")
+    assert total.boxes and total.boxes[0].bbox is not None and total.boxes[0].bbox.y0 > 0.15  # the Total line
+
+
+@pytest.mark.corpus
+def test_eval_extract_on_receipts_with_the_offline_backend(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "eval"))
+    from receipts_gold import receipts_extract_gold  # type: ignore[import-not-found]
+
+    gold = [ev.ExtractGold.model_validate(r) for r in receipts_extract_gold(CORPUS / "receipts", limit=2)]
+    s = make_settings(tmp_path / "data", None)
+    s.vlm.backend = "words"
+    svc = Service(s)
+    try:
+        svc.ingest([CORPUS / "receipts" / "img" / g.doc for g in gold])
+        report = ev.eval_extract(svc, gold, str(ROOT / "eval" / "receipt.schema.json"))
+    finally:
+        svc.close()
+    m = report["metrics"]
+    assert m["documents"] == 2 and m["fields"] == 8 and not report["errors"]
+    assert set(m["exact_by_field"]) == {"company", "address", "date", "total"}
+    assert m["exact_by_field"]["date"] == 1.0, report["items"]  # the dates are printed as they are asked for
+    assert 0 <= m["anls"] <= 1 and m["exact"] <= m["anls"] + 1e-9  # an exact match scores ANLS 1
+    assert sum(m[f"{s}_rate"] for s in ev.STATUSES) == pytest.approx(1.0)
+    cal = report["calibration"]
+    assert cal["n"] == 8 and sum(b["n"] for b in cal["buckets"]) == 8 and 0 <= cal["ece"] <= 1
+    from app.reliability import reliability_png
+
+    png = reliability_png(cal, tmp_path / "rel.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibration_buckets() -> None:
+    from app.reliability import calibration
+
+    cal = calibration([(0.95, True), (0.91, False), (0.15, False), (1.0, True), (0.5, True)])
+    rows = {round(b["lo"], 1): b for b in cal["buckets"] if b["n"]}
+    assert rows[0.9]["n"] == 3 and rows[0.9]["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert rows[0.1]["accuracy"] == 0.0 and rows[0.5]["accuracy"] == 1.0
+    # ECE: |acc - conf| weighted by bucket size
+    expected = (3 * abs(2 / 3 - (0.95 + 0.91 + 1.0) / 3) + abs(0 - 0.15) + abs(1 - 0.5)) / 5
+    assert cal["ece"] == pytest.approx(expected, abs=1e-3)

@@ -149,11 +149,28 @@ def search(
     doc: Annotated[list[str] | None, typer.Option("--doc", help="restrict to these documents (id or name)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     queries: Annotated[Path | None, typer.Option("--queries", help='JSONL of {"id", "question"}')] = None,
+    documents: Annotated[bool, typer.Option("--documents", help="rank documents (by their best page) instead of "
+                                                                "pages")] = False,
 ) -> None:
     """Search pages: hybrid SigLIP + BM25 with RRF; shows the matching words of each page."""
     if (question is None) == (queries is None):
         err.print("give either a QUESTION or --queries FILE.jsonl")
         raise typer.Exit(2)
+    if documents:
+        if question is None or doc:
+            err.print("--documents ranks the whole store (or --collection) for one QUESTION")
+            raise typer.Exit(2)
+        with _session(read_only=True) as svc:
+            ranked = svc.search_documents(question, k=k, collection=collection)
+        if as_json:
+            print(json.dumps(ranked, indent=2))
+            return
+        if not ranked:
+            out.print("no matching documents (is anything ingested? see: pagelens docs list)")
+        for rank, d in enumerate(ranked, 1):
+            pages = ", ".join(map(str, d["pages"][:8])) + (" …" if len(d["pages"]) > 8 else "")
+            out.print(f"[bold]{rank}.[/] {escape(Path(d['name']).name)}  [dim]{d['doc_id'][:12]} · pages {pages}[/]")
+        return
     with _session(read_only=True) as svc:
         doc_ids = [svc.get_document(d).doc_id for d in doc] if doc else None
         if queries is not None:

@@ -135,6 +135,14 @@ class Service:
         resolved = self.resolve_docs(doc_ids) if doc_ids is not None else None
         return self.searcher.search(question, k=k, collection=collection, doc_ids=resolved)
 
+    def search_documents(self, question: str, *, k: int = 5, collection: str | None = None
+                         ) -> list[dict[str, Any]]:
+        """The documents most about ``question``, best first: ``doc_id``, ``name``, ``score`` (its best page's)
+        and ``pages`` (its matching pages, best first)."""
+        ranked = self.searcher.search_documents(question, k=k, collection=collection)
+        names = self.catalog.document_names([d for d, _, _ in ranked], complete_only=True)
+        return [{"doc_id": d, "name": names[d], "score": score, "pages": pages} for d, score, pages in ranked]
+
     def resolve_docs(self, refs: list[str]) -> list[str]:
         """Full document ids of ``refs`` (ids, unique id prefixes ≥ 6 chars, file names), each once, in order.
         Raises NotFound naming the first ref that matches no document or several."""

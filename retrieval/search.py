@@ -12,12 +12,25 @@ from schemas.results import Hit
 from schemas.wordtable import WordTable
 from store import bm25
 from store.catalog import Catalog
-from store.vectors import PageQuery, VectorIndex
+from store.vectors import PageQuery, ScoredPage, VectorIndex
 from vlm.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
 
 MAX_HIT_WORDS = 40
+POOL = 50  # candidate pages documents are ranked over
+
+
+def rank_documents(scored: Sequence[ScoredPage]) -> list[tuple[str, float, list[int]]]:
+    """Documents ranked by their best candidate page (ties: more candidate pages first): (doc_id, best score,
+    its candidate pages best first). Summing page scores instead favours the longest documents (measured: the
+    right manual first for 0.40 of outline titles by sum, 0.93 by best page; BENCHMARKS.md, issue 8)."""
+    docs: dict[str, list[ScoredPage]] = {}
+    for s in scored:
+        docs.setdefault(s.doc_id, []).append(s)
+    ranked = sorted(docs.items(), key=lambda kv: (-max(p.score for p in kv[1]), -len(kv[1])))
+    return [(d, max(p.score for p in ps), [p.page for p in sorted(ps, key=lambda p: -p.score)])
+            for d, ps in ranked]
 
 
 def matching_words(table: WordTable, question_terms: frozenset[int]) -> list[Word]:
@@ -62,10 +75,26 @@ class Searcher:
             raise InputError("the question is empty; ask something, e.g. pagelens search \"linear models\"")
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, got {k}")
-        q = PageQuery(dense=self._dense(question), sparse=bm25.embed_query(question), limit=k,
+        return self._hits(question, self._candidates(question, k, collection, doc_ids))
+
+    def _candidates(self, question: str, limit: int, collection: str | None,
+                    doc_ids: Sequence[str] | None) -> list[ScoredPage]:
+        q = PageQuery(dense=self._dense(question), sparse=bm25.embed_query(question), limit=limit,
                       collection=collection, doc_ids=list(doc_ids) if doc_ids is not None else None,
-                      prefetch_limit=max(50, 4 * k))
-        scored = self.index.query(q)
+                      prefetch_limit=max(50, 4 * limit))
+        return self.index.query(q)
+
+    def search_documents(self, question: str, *, k: int = 5, collection: str | None = None
+                         ) -> list[tuple[str, float, list[int]]]:
+        """The documents most about ``question``: (doc_id, score, their best pages), from the top POOL pages."""
+        question = question.strip()
+        if not question:
+            raise InputError("the question is empty; ask something, e.g. pagelens search \"linear models\"")
+        pool = self._candidates(question, POOL, collection, None)
+        names = self.catalog.document_names([s.doc_id for s in pool], complete_only=True)
+        return [r for r in rank_documents(pool) if r[0] in names][:k]
+
+    def _hits(self, question: str, scored: Sequence[ScoredPage]) -> list[Hit]:
         records = {(r.page.doc_id, r.page.page_no): r
                    for r in self.catalog.get_pages([(s.doc_id, s.page) for s in scored])}
         names = self.catalog.document_names([s.doc_id for s in scored], complete_only=True)

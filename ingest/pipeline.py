@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -68,10 +70,6 @@ def page_text(words: Sequence[str], caption: str | None = None) -> str:
     """The text BM25 indexes for a page: its words, then its caption."""
     text = " ".join(words)
     return f"{text}\n{caption}" if caption else text
-
-
-def _chunks(items: list, n: int) -> list[list]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
 
 
 class Ingestor:
@@ -153,27 +151,51 @@ class Ingestor:
         encoder = self.encoder()
         if encoder is not None:
             self.index.ensure_dense("caption", encoder.dim)
-        for batch in _chunks(list(self.catalog.iter_pages(doc_id)), self.s.ingest.batch_pages):
-            caps = {}
-            for rec in batch:
+        # vlm.concurrency requests in flight (the server batches them) while the next pages render here; at most
+        # twice that many page images exist at once, whatever the document's length
+        concurrency = self.s.vlm.concurrency
+        in_flight: deque[tuple[PageRecord, Future[str]]] = deque()
+        ready: list[tuple[PageRecord, str]] = []
+
+        def collect(block: bool) -> None:
+            while in_flight and (block or in_flight[0][1].done() or len(in_flight) > 2 * concurrency):
+                rec, fut = in_flight.popleft()
+                ready.append((rec, fut.result()))  # a failed caption raises here: the document stays pending
+                if len(ready) >= self.s.ingest.batch_pages:
+                    self._caption_batch(doc_id, collection, ready, encoder)
+                    ready.clear()
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="caption") as pool:
+            for rec in self.catalog.iter_pages(doc_id):
                 img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
                                        min_pixels=self.s.vlm.min_pixels)
-                caps[rec.page.page_no] = caption(backend, PageInput(doc_id, rec.page.page_no, img, rec.table),
-                                                 max_attempts=self.s.vlm.max_attempts)
-            self.catalog.set_captions(doc_id, caps)
-            dense = encoder.encode_texts([caps[r.page.page_no] for r in batch]) if encoder is not None else None
-            self.index.update_vectors([
-                PagePoint(id=point_id(doc_id, r.page.page_no), doc_id=doc_id, page=r.page.page_no,
-                          collection=collection,
-                          text=bm25.embed_document(page_text(r.table.texts, caps[r.page.page_no]), r.page.headings),
-                          dense={"caption": dense[k].tolist()} if dense is not None else {})
-                for k, r in enumerate(batch)])
+                in_flight.append((rec, pool.submit(caption, backend, PageInput(doc_id, rec.page.page_no, img,
+                                                                                rec.table),
+                                                   max_attempts=self.s.vlm.max_attempts)))
+                collect(block=False)
+            collect(block=True)
+        if ready:
+            self._caption_batch(doc_id, collection, ready, encoder)
         self.index.flush()
         doc = self.catalog.get_document(doc_id)
         if doc is not None:
             stages = {**doc.stages, "caption": self.caption_version()}
             self.catalog.complete_document(doc_id, stages=stages, pending=[p for p in doc.pending if p != "caption"])
         return True
+
+    def _caption_batch(self, doc_id: str, collection: str, done: list[tuple[PageRecord, str]],
+                       encoder: SiglipEncoder | None) -> None:
+        """Store a batch's captions and re-index its pages (BM25 text with the caption, the caption vector)."""
+        batch = [rec for rec, _ in done]
+        caps = {rec.page.page_no: text for rec, text in done}
+        self.catalog.set_captions(doc_id, caps)
+        dense = encoder.encode_texts([caps[r.page.page_no] for r in batch]) if encoder is not None else None
+        self.index.update_vectors([
+            PagePoint(id=point_id(doc_id, r.page.page_no), doc_id=doc_id, page=r.page.page_no,
+                      collection=collection,
+                      text=bm25.embed_document(page_text(r.table.texts, caps[r.page.page_no]), r.page.headings),
+                      dense={"caption": dense[k].tolist()} if dense is not None else {})
+            for k, r in enumerate(batch)])
 
     # -- reconcile --------------------------------------------------------------------------------
     def reconcile(self, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:

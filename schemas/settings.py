@@ -63,7 +63,8 @@ class VlmSettings(_Group):
     api_key: str | None = None
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(2, ge=0)
-    concurrency: int = Field(4, ge=1)
+    concurrency: int = Field(16, ge=1, le=256, description="VLM requests in flight at once (captions): the "
+                                                          "server batches them")
     max_pixels: int = Field(1024 * 1320, gt=0, description="pixel budget per page image sent to the VLM")
     min_pixels: int = Field(56 * 56, gt=0)
     captions: bool = True

@@ -1,4 +1,4 @@
-"""Any OpenAI-compatible chat-completions server; vLLM is the production one. Images go as PNG data URLs (the
+"""Any OpenAI-compatible chat-completions server; vLLM is the production one. Images go as JPEG data URLs (the
 caller renders them at the pixel budget, at sizes the model keeps unchanged); the JSON Schema goes as
 ``response_format`` json_schema, or as vLLM's ``structured_outputs`` (>= 0.10.2). Timeouts, bounded retries with
 exponential backoff on transport errors, 408/429/5xx, a concurrency limit, and token log-probabilities when the
@@ -25,12 +25,17 @@ log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
+JPEG_QUALITY = 90
+
+
 def image_data_url(image: np.ndarray) -> str:
+    """A page image as a JPEG data URL: several times faster to encode than PNG and a fraction of its size; at
+    quality 90 the text of a page at the pixel budget stays as legible to the model."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    Image.fromarray(image).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def to_openai_messages(messages: list[Message] | tuple[Message, ...] | Any) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ def test_captions_pending_then_done_and_searchable(tmp_path: Path, tiny_siglip: 
     with chat_server() as srv:
         s = make_settings(data, str(tiny_siglip), captions=True)
         s.vlm_url = srv.url
+        s.vlm.concurrency = 1  # the script answers in arrival order: one page at a time keeps page i ↔ reply i
         srv.script = [ok(_caption(i)) for i in range(1, 4)]
         svc = Service(s)
         r = svc.ingest([PDFS / "refcard-a4.pdf"])
@@ -66,6 +67,7 @@ def test_reembedding_keeps_caption_vectors_current(tmp_path: Path, tiny_siglip: 
     with chat_server() as srv:
         s = make_settings(data, str(tiny_siglip), captions=True)
         s.vlm_url = srv.url
+        s.vlm.concurrency = 1  # the script answers in arrival order: one page at a time keeps page i ↔ reply i
         srv.script = [ok(_caption(i)) for i in range(1, 4)]
         svc = Service(s)
         svc.ingest([PDFS / "refcard-a4.pdf"])
@@ -82,3 +84,42 @@ def test_reembedding_keeps_caption_vectors_current(tmp_path: Path, tiny_siglip: 
         top = svc.index.query(PageQuery(dense={"caption": q}, sparse=None, limit=1))
         assert [(h.doc_id, h.page) for h in top] == [(doc.doc_id, 2)], "caption vectors present, from the new encoder"
         svc.close()
+
+
+def test_captions_are_requested_concurrently(tmp_path: Path) -> None:
+    """The caption pass keeps vlm.concurrency requests in flight (never more), sends JPEG page images, and
+    stores every page's caption."""
+    import threading
+    import time
+
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+    answer = ok(_caption(1))
+
+    def slow_reply(body: dict) -> object:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return answer(body)
+
+    with chat_server() as srv:
+        s = make_settings(tmp_path / "data", None, captions=True)
+        s.vlm_url = srv.url
+        s.vlm.concurrency = 4
+        srv.script = [slow_reply] * 41
+        svc = Service(s)
+        try:
+            r = svc.ingest([PDFS / "R-data.pdf"])
+            assert r.files[0].status == "ingested" and r.files[0].pending == ["embed"], r.files[0]  # no SigLIP
+            doc = svc.get_document("R-data.pdf")
+            caps = [rec.page.caption for rec in svc.catalog.iter_pages(doc.doc_id)]
+            assert len(caps) == 41 and all(c and "Zanzibar" in c for c in caps)
+        finally:
+            svc.close()
+    assert len(srv.requests) == 41
+    assert state["peak"] == 4, state
+    url = srv.requests[0]["messages"][1]["content"][1]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")

@@ -35,7 +35,7 @@ def test_request_shape_images_schema_logprobs() -> None:
     assert body["messages"][0] == {"role": "system", "content": "be brief"}
     parts = body["messages"][1]["content"]
     assert [p["type"] for p in parts] == ["text", "image_url", "text"]
-    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert parts[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert body["response_format"] == {"type": "json_schema", "json_schema": {
         "name": "pagelens_output", "schema": SCHEMA, "strict": True}}
     assert body["logprobs"] is True

@@ -1,0 +1,86 @@
+"""Captions at ingest against a stand-in for vLLM: a loopback OpenAI-compatible server that answers every request
+after ``--latency`` seconds and serves up to 40 at once (issue 10: one request at a time gave 0.8 captions/s
+on ../shared/corpus/pdfs, 157 pages, against a 1.0 s server).
+
+    python bench/captions_concurrency.py [--latency 1.0] [--concurrency 1 4 16 32]
+
+Ingests the corpus once per concurrency setting (SigLIP off, captions on) and prints captions/s of the caption
+pass (pages / its wall time), the most requests the server saw in flight, and the mean image payload size."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.vlm.chat_server import chat_server, ok  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus" / "pdfs"
+CAPTION = json.dumps({"kind": "text page", "title": "A manual page", "summary": "Prose about R.", "entities": []})
+
+
+class Gauge:
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def reply(self, latency: float):  # type: ignore[no-untyped-def]
+        answer = ok(CAPTION)
+
+        def run(body: dict) -> object:
+            with self.lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+                self.bytes += sum(len(c["image_url"]["url"]) for m in body["messages"] if isinstance(m["content"], list)
+                                  for c in m["content"] if c["type"] == "image_url")
+            time.sleep(latency)
+            with self.lock:
+                self.now -= 1
+            return answer(body)
+
+        return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency", type=float, default=1.0)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])
+    args = ap.parse_args()
+    pdfs = sorted(CORPUS.glob("*.pdf"))
+    print(f"{'concurrency':>11} {'pages':>6} {'caption pass s':>15} {'captions/s':>11} {'peak in flight':>15} "
+          f"{'KB/image':>9}")
+    for n in args.concurrency:
+        with chat_server() as srv, tempfile.TemporaryDirectory() as tmp:
+            gauge = Gauge()
+            srv.script = [gauge.reply(args.latency)] * 2000
+            os.environ.update({"PAGELENS_DATA_DIR": tmp, "PAGELENS_ENCODER__ENABLED": "false",
+                               "PAGELENS_VLM_URL": srv.url, "PAGELENS_VLM__MODEL": "served-model",
+                               "PAGELENS_VLM__CONCURRENCY": str(n), "PAGELENS_VLM__CAPTIONS": "false"})
+            from app.service import Service
+
+            svc = Service()
+            svc.ingest(pdfs)  # words first, without captions
+            svc.close()
+            os.environ["PAGELENS_VLM__CAPTIONS"] = "true"
+            svc = Service()
+            t0 = time.perf_counter()
+            report = svc.ingest(pdfs)  # the caption pass alone (words are unchanged)
+            dt = time.perf_counter() - t0
+            svc.close()
+            pages = sum(f.pages for f in report.files)
+            done = len(srv.requests)
+            print(f"{n:11d} {pages:6d} {dt:15.1f} {done / dt:11.2f} {gauge.peak:15d} "
+                  f"{gauge.bytes / max(1, done) / 1024:9.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -309,10 +309,23 @@ def extract(
     doc: Annotated[list[str] | None, typer.Option("--doc", help="ingested documents (id or name)")] = None,
     max_pages: Annotated[int, typer.Option("--max-pages", min=1, max=64)] = 8,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    each: Annotated[bool, typer.Option("--each", help="one extraction per document (FILE... may be folders)")] = False,
+    out_path: Annotated[Path | None, typer.Option("--out", help="--each: results as JSONL, a line each")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="--each: results as CSV, one row a document")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=256,
+                                                    help="--each: extractions in flight (default: "
+                                                         "PAGELENS_VLM__CONCURRENCY)")] = None,
 ) -> None:
-    """Extract the schema's fields, each with its value, boxes, confidence and verification status."""
+    """Extract the schema's fields, each with its value, boxes, confidence and verification status. With --each,
+    one extraction per document, several at once, resumable: documents already extracted with the same schema,
+    model and prompt are skipped."""
     if not files and not doc:
         err.print("give FILE... or --doc ID...")
+        raise typer.Exit(2)
+    if each:
+        raise typer.Exit(_extract_each(schema, files or [], doc or [], max_pages, out_path, csv_path, concurrency))
+    if out_path or csv_path or concurrency:
+        err.print("--out, --csv and --concurrency go with --each")
         raise typer.Exit(2)
     with _session() as svc:
         refs = list(doc or [])
@@ -335,6 +348,59 @@ def extract(
         pages = ",".join(str(b.page) for b in f.boxes)
         table.add_row(f.path, str(f.value), f"[{color}]{f.status}[/]", f"{f.confidence:.2f}", pages)
     out.print(table)
+
+
+def _extract_each(schema: str, files: list[Path], docs: list[str], max_pages: int, out_path: Path | None,
+                  csv_path: Path | None, concurrency: int | None) -> int:
+    """``extract --each``: ingest what is new, then one extraction per document with a progress bar; results
+    stream to --out as they finish. Returns the exit code (1 when a document failed)."""
+    from app.batch import BatchResult, extract_each, to_csv
+
+    failed: list[BatchResult] = []
+    with _session() as svc:
+        svc.vlm()  # no VLM: say how before ingesting anything
+        targets = [(d.doc_id, d.name) for d in (svc.get_document(r) for r in docs)]
+        if files:
+            bar, on_progress = _progress_bar()
+            with bar:
+                report = svc.ingest(list(files), on_progress=on_progress)
+            for f in report.files:
+                if f.status == "failed" or f.doc_id is None:
+                    failed.append(BatchResult(doc_id=f.doc_id, path=f.path, status="failed",
+                                              error={"code": f.error.code if f.error else "failed",
+                                                     "message": f.error.message if f.error else "not ingested"}))
+                else:
+                    targets.append((f.doc_id, f.path))
+        targets = list(dict.fromkeys(targets))
+        sink = out_path.open("w", encoding="utf-8") if out_path else None
+        try:
+            for r in failed:
+                if sink:
+                    sink.write(r.model_dump_json() + "\n")
+            with Progress(TextColumn("[bold]extracting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          TimeRemainingColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("extract", total=len(targets))
+
+                def done(r: BatchResult) -> None:
+                    bar.advance(task)
+                    if sink:
+                        sink.write(r.model_dump_json() + "\n")
+                        sink.flush()
+
+                results = failed + extract_each(svc, schema, targets, max_pages=max_pages, concurrency=concurrency,
+                                                on_result=done)
+        finally:
+            if sink:
+                sink.close()
+    if csv_path:
+        csv_path.write_text(to_csv(results), encoding="utf-8")
+    counts = {s: sum(r.status == s for r in results) for s in ("extracted", "skipped", "failed")}
+    for r in results:
+        if r.status == "failed" and r.error:
+            err.print(f"[red]failed[/] {escape(Path(r.path).name)}: {escape(r.error['message'])}", soft_wrap=True)
+    out.print(f"{counts['extracted']} extracted, {counts['skipped']} already done (same schema, model and "
+              f"prompt), {counts['failed']} failed" + (f"; results: {out_path}" if out_path else ""))
+    return 1 if counts["failed"] else 0
 
 
 @app.command()

@@ -284,6 +284,15 @@ class Catalog:
                 prompt_hash=ex.prompt_hash, doc_ids=json.dumps(sorted({p.doc_id for p in ex.pages_used})),
                 result=ex.model_dump_json(), corrections="{}"))
 
+    def find_extraction(self, doc_id: str, model: str, schema_hash: str, prompt_hash: str) -> Extraction | None:
+        """The newest extraction of exactly this one document with this model, schema and prompt, if any."""
+        with self.engine.connect() as c:
+            row = c.execute(select(extractions.c.result).where(
+                extractions.c.doc_ids == json.dumps([doc_id]), extractions.c.model == model,
+                extractions.c.schema_hash == schema_hash, extractions.c.prompt_hash == prompt_hash)
+                .order_by(extractions.c.created_at.desc()).limit(1)).first()
+        return Extraction.model_validate_json(row.result) if row is not None else None
+
     def get_extraction(self, ex_id: str) -> tuple[Extraction, dict[str, Any]]:
         """The extraction and its hand corrections (path -> value). Raises NotFound."""
         with self.engine.connect() as c:

@@ -5,10 +5,13 @@ budget), so a model's pixel boxes map back to the page exactly. ``render_png`` d
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pymupdf
@@ -25,6 +28,20 @@ MAX_BOXES = 200  # boxes drawn on one image
 # status -> (outline RGB, fill RGBA) ; verified green, approximate amber, unverified red (dashed in the UI legend)
 STYLES = {"verified": ((22, 163, 74), (22, 163, 74, 50)), "approximate": ((217, 119, 6), (217, 119, 6, 50)),
           "unverified": ((220, 38, 38), (220, 38, 38, 40)), "match": ((37, 99, 235), (250, 204, 21, 90))}
+
+
+# MuPDF is not thread-safe: page renders from concurrent callers (batch extraction, API requests) take turns.
+RENDER_LOCK = threading.RLock()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _serialised(fn: F) -> F:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with RENDER_LOCK:
+            return fn(*args, **kwargs)
+
+    return cast(F, run)
 
 
 def _open(path: Path, page_no: int) -> tuple[pymupdf.Document, pymupdf.Page]:
@@ -60,6 +77,7 @@ def _pixmap(page: pymupdf.Page, page_no: int, matrix: pymupdf.Matrix) -> pymupdf
                            ) from e
 
 
+@_serialised
 def render_for_model(path: Path, page_no: int, *, max_pixels: int, min_pixels: int = 56 * 56,
                      dpi: float = 144.0) -> np.ndarray:
     """RGB uint8 (H, W, 3) with H, W multiples of 28 and min_pixels ≤ H·W ≤ max_pixels, the page stretched to
@@ -81,6 +99,7 @@ def render_for_model(path: Path, page_no: int, *, max_pixels: int, min_pixels: i
         doc.close()
 
 
+@_serialised
 def render_png(path: Path, page_no: int, *, width: int = 1000, boxes: Sequence[tuple[BBox, str]] = (),
                crop: BBox | None = None) -> bytes:
     """PNG of a page ``width`` pixels wide, with ``boxes`` drawn (each with a STYLES key); ``crop`` zooms to a

@@ -1,0 +1,108 @@
+"""``pagelens extract --each``: one extraction per document, several in flight, resumable, failures recorded."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pymupdf
+
+from app.batch import extract_each
+from app.service import Service
+from tests.conftest import make_settings
+from tests.ingest.clirun import cli_env, pagelens
+from tests.vlm.chat_server import chat_server, ok
+
+SCHEMA = {"type": "object", "properties": {"invoice_number": {"type": "string"}, "date": {"type": "string"},
+                                           "total": {"type": "number"}}}
+
+
+def _invoice(path: Path, i: int, pages: int = 1) -> Path:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for j, line in enumerate([f"Vendor {i} Ltd", f"Invoice number: INV-{100 + i}", f"Date: 2024-03-0{i % 9 + 1}",
+                              f"Total: {10 * i + 9}.50"]):
+        page.insert_text((72, 72 + 20 * j), line, fontsize=11)
+    for _ in range(pages - 1):
+        doc.new_page().insert_text((72, 72), "terms and conditions", fontsize=11)
+    doc.save(str(path))
+    return path
+
+
+def _extractions(data: Path) -> int:
+    svc = Service(make_settings(data, None))
+    try:
+        with svc.catalog.engine.connect() as c:
+            return int(c.exec_driver_sql("select count(*) from extractions").scalar_one())
+    finally:
+        svc.close()
+
+
+def test_extract_each_resumes_and_records_failures(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        _invoice(folder / f"inv{i}.pdf", i)
+    _invoice(folder / "long.pdf", 7, pages=10)  # over --max-pages 8: this document fails, the others go on
+    (folder / "broken.pdf").write_bytes(b"not a pdf " * 50)  # fails at ingest
+    (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
+    env = cli_env(tmp_path / "data", None, PAGELENS_VLM__BACKEND="words")
+    args = ["extract", "--schema", str(tmp_path / "s.json"), "--each", str(folder)]
+    first = pagelens(*args, "--out", str(tmp_path / "r.jsonl"), "--csv", str(tmp_path / "r.csv"), env=env)
+    assert first.returncode == 1, first.stderr  # some document failed
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    by = {Path(r["path"]).name: r for r in lines}
+    assert {n: r["status"] for n, r in by.items()} == {"inv0.pdf": "extracted", "inv1.pdf": "extracted",
+                                                       "inv2.pdf": "extracted", "long.pdf": "failed",
+                                                       "broken.pdf": "failed"}
+    assert by["inv1.pdf"]["data"] == {"invoice_number": "INV-101", "date": "2024-03-02", "total": 19.5}
+    assert all(f["status"] == "verified" and f["boxes"] for f in by["inv1.pdf"]["fields"])
+    assert by["long.pdf"]["error"]["code"] == "invalid_input" and "10 pages" in by["long.pdf"]["error"]["message"]
+    assert by["broken.pdf"]["error"]["code"] == "invalid_pdf"
+    csv_rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert csv_rows[0] == "path,doc_id,status,error,invoice_number,date,total" and len(csv_rows) == 6
+    assert _extractions(tmp_path / "data") == 3
+
+    _invoice(folder / "inv3.pdf", 3)  # a new document: only it is extracted on the next run
+    again = pagelens(*args, "--out", str(tmp_path / "r2.jsonl"), env=env)
+    assert "1 extracted, 3 already done" in again.stdout, again.stdout
+    statuses = {Path(r["path"]).name: r["status"]
+                for r in map(json.loads, (tmp_path / "r2.jsonl").read_text().splitlines())}
+    assert statuses["inv3.pdf"] == "extracted" and statuses["inv0.pdf"] == "skipped"
+    assert _extractions(tmp_path / "data") == 4
+    skipped = next(r for r in map(json.loads, (tmp_path / "r2.jsonl").read_text().splitlines())
+                   if Path(r["path"]).name == "inv0.pdf")
+    assert skipped["data"] == by["inv0.pdf"]["data"], "a skipped document still reports its stored result"
+
+
+def test_extract_each_keeps_concurrency_requests_in_flight(tmp_path: Path) -> None:
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+    answer = ok(json.dumps({k: {"value": "x" if k != "total" else 1.0, "page": 1, "bbox_2d": None}
+                            for k in SCHEMA["properties"]}))
+
+    def slow(body: dict) -> object:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return answer(body)
+
+    with chat_server() as srv:
+        s = make_settings(tmp_path / "data", None)
+        s.vlm_url, s.vlm.concurrency = srv.url, 3
+        srv.script = [slow] * 7
+        svc = Service(s)
+        try:
+            report = svc.ingest([_invoice(tmp_path / f"inv{i}.pdf", i) for i in range(7)])
+            docs = [(f.doc_id or "", f.path) for f in report.files]
+            results = extract_each(svc, SCHEMA, docs)
+        finally:
+            svc.close()
+    assert [r.status for r in results] == ["extracted"] * 7
+    assert [r.doc_id for r in results] == [d for d, _ in docs], "results in the order of the documents"
+    assert state["peak"] == 3, state

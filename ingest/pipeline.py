@@ -16,7 +16,7 @@ from typing import Literal
 from ingest import pdf
 from ingest.ocr import SPLITTER_VERSION, engine_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
-from schemas.documents import Page
+from schemas.documents import Document, Page
 from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError, TooLarge
 from schemas.ids import doc_id_of_file, point_id
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
@@ -137,51 +137,70 @@ class Ingestor:
         model = backend.model if backend else "none"
         return f"{model}:{prompts.prompt_hash(prompts.SYSTEM, prompts.CAPTION)}@{self.s.vlm.max_pixels}px"
 
-    def caption_document(self, doc_id: str, collection: str) -> bool:
-        """Caption every page of a complete document and index the captions (BM25 text + the ``caption``
-        vector when the encoder is loaded). Returns False when no VLM is available."""
+    def caption_documents(self, docs: Sequence[Document]) -> dict[str, str]:
+        """Caption every page of complete documents and index the captions (BM25 text + the ``caption`` vector
+        when the encoder is loaded). One window of ``vlm.concurrency`` requests runs across all the documents (no
+        drain between them) while the next pages render here; at most twice that many page images exist at once,
+        whatever the documents' lengths. Each document's stage is recorded when its last caption is stored.
+        Returns {doc_id: why} for the documents whose captions failed (their stage stays pending)."""
         from store.pages import render_for_model
         from vlm.answering import caption
         from vlm.pages import PageInput
 
         backend = self.vlm()
         if backend is None:
-            return False
-        path = self.files.open_path(doc_id)
+            return {d.doc_id: self._vlm_error or "no VLM" for d in docs}
         encoder = self.encoder()
         if encoder is not None:
             self.index.ensure_dense("caption", encoder.dim)
-        # vlm.concurrency requests in flight (the server batches them) while the next pages render here; at most
-        # twice that many page images exist at once, whatever the document's length
         concurrency = self.s.vlm.concurrency
-        in_flight: deque[tuple[PageRecord, Future[str]]] = deque()
-        ready: list[tuple[PageRecord, str]] = []
+        in_flight: deque[tuple[Document, PageRecord, Future[str]]] = deque()
+        ready: dict[str, list[tuple[PageRecord, str]]] = {}
+        left = {d.doc_id: d.page_count for d in docs}
+        failed: dict[str, str] = {}
 
-        def collect(block: bool) -> None:
-            while in_flight and (block or in_flight[0][1].done() or len(in_flight) > 2 * concurrency):
-                rec, fut = in_flight.popleft()
-                ready.append((rec, fut.result()))  # a failed caption raises here: the document stays pending
-                if len(ready) >= self.s.ingest.batch_pages:
-                    self._caption_batch(doc_id, collection, ready, encoder)
-                    ready.clear()
+        def settle(block: bool) -> None:
+            while in_flight and (block or in_flight[0][2].done() or len(in_flight) > 2 * concurrency):
+                doc, rec, fut = in_flight.popleft()
+                if doc.doc_id in failed:
+                    continue
+                try:
+                    text = fut.result()
+                except PageLensError as e:
+                    failed[doc.doc_id] = e.message
+                    ready.pop(doc.doc_id, None)
+                    continue
+                buf = ready.setdefault(doc.doc_id, [])
+                buf.append((rec, text))
+                left[doc.doc_id] -= 1
+                if len(buf) >= self.s.ingest.batch_pages or left[doc.doc_id] == 0:
+                    self._caption_batch(doc.doc_id, doc.collection, buf, encoder)
+                    buf.clear()
+                if left[doc.doc_id] == 0:
+                    self._captioned(doc.doc_id)
 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="caption") as pool:
-            for rec in self.catalog.iter_pages(doc_id):
-                img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
-                                       min_pixels=self.s.vlm.min_pixels)
-                in_flight.append((rec, pool.submit(caption, backend, PageInput(doc_id, rec.page.page_no, img,
-                                                                                rec.table),
-                                                   max_attempts=self.s.vlm.max_attempts)))
-                collect(block=False)
-            collect(block=True)
-        if ready:
-            self._caption_batch(doc_id, collection, ready, encoder)
+            for doc in docs:
+                path = self.files.open_path(doc.doc_id)
+                for rec in self.catalog.iter_pages(doc.doc_id):
+                    if doc.doc_id in failed:
+                        break
+                    img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
+                                           min_pixels=self.s.vlm.min_pixels)
+                    in_flight.append((doc, rec, pool.submit(caption, backend, PageInput(doc.doc_id, rec.page.page_no,
+                                                                                         img, rec.table),
+                                                            max_attempts=self.s.vlm.max_attempts)))
+                    settle(block=False)
+            settle(block=True)
+        return failed
+
+    def _captioned(self, doc_id: str) -> None:
+        """A document's last caption is stored: vectors durable, then the caption stage recorded."""
         self.index.flush()
         doc = self.catalog.get_document(doc_id)
         if doc is not None:
             stages = {**doc.stages, "caption": self.caption_version()}
             self.catalog.complete_document(doc_id, stages=stages, pending=[p for p in doc.pending if p != "caption"])
-        return True
 
     def _caption_batch(self, doc_id: str, collection: str, done: list[tuple[PageRecord, str]],
                        encoder: SiglipEncoder | None) -> None:
@@ -392,6 +411,7 @@ class Ingestor:
         configured; otherwise leave the stage pending (said once)."""
         version = self.caption_version()
         said = False
+        todo: list[tuple[Path, FileOutcome, Document]] = []
         for path, o in list(outcomes.items()):
             doc = self.catalog.get_document(o.doc_id) if o.doc_id and o.status != "failed" else None
             if doc is None or doc.status != "complete" or doc.stages.get("caption") == version:
@@ -404,11 +424,16 @@ class Ingestor:
                     said = True
                 outcomes[path] = o.model_copy(update={"pending": sorted({*o.pending, "caption"})})
                 continue
-            report(path.name, notice=f"captioning {doc.page_count} pages of {path.name}")
-            try:
-                self.caption_document(doc.doc_id, doc.collection)
-            except PageLensError as e:
-                log.warning("captions of %s failed, left pending: %s", path.name, e.message)
+            todo.append((path, o, doc))
+        if not todo:
+            return
+        pages = sum(d.page_count for _, _, d in todo)
+        report(todo[0][0].name, notice=f"captioning {pages} pages of {len(todo)} documents, "
+                                       f"{self.s.vlm.concurrency} requests at a time")
+        failed = self.caption_documents([d for _, _, d in todo])
+        for path, o, doc in todo:
+            if doc.doc_id in failed:
+                log.warning("captions of %s failed, left pending: %s", path.name, failed[doc.doc_id])
                 continue
             outcomes[path] = o.model_copy(update={"status": "ingested",
                                                   "pending": [p for p in o.pending if p != "caption"]})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -117,6 +117,18 @@ def _resolver(find: Callable[[str], Any]) -> Callable[[str], str | None]:
     return resolve
 
 
+def _resolved(gold: Sequence[G], resolve: Callable[[str], str | None],
+              on_item: Callable[[], None] | None) -> Iterator[tuple[G, str]]:
+    """(item, doc_id) for each gold item whose document is ingested; ``on_item`` ticks after every item, run or
+    skipped (progress)."""
+    for g in gold:
+        doc_id = resolve(g.doc)  # type: ignore[attr-defined]
+        if doc_id is not None:
+            yield g, doc_id
+        if on_item:
+            on_item()
+
+
 def _unknown_docs(refs: Iterable[str], resolve: Callable[[str], str | None]) -> list[dict[str, Any]]:
     missing = sorted({r for r in refs if resolve(r) is None})
     return [{"doc": r, "error": f"document '{r}' is not ingested; ingest it first (pagelens ingest ...)"}
@@ -133,12 +145,7 @@ def eval_retrieval(svc: Any, gold: Sequence[RetrievalGold], *, k: int = 5, colle
     errors = _unknown_docs((g.doc for g in gold), resolve)
     names: dict[str, str] = {}
     items: list[dict[str, Any]] = []
-    for g in gold:
-        doc_id = resolve(g.doc)
-        if doc_id is None:
-            if on_item:
-                on_item()
-            continue
+    for g, doc_id in _resolved(gold, resolve, on_item):
         hits = svc.search(g.question, k=k, collection=collection)
         ranked = [(h.doc_id, h.page) for h in hits]
         for h in hits:
@@ -152,8 +159,6 @@ def eval_retrieval(svc: Any, gold: Sequence[RetrievalGold], *, k: int = 5, colle
             "ndcg": ndcg(ranks, len(relevant), k),
             "got": [f"{names.get(d, d[:12])} p.{p}" for d, p in ranked[:3]],
         })
-        if on_item:
-            on_item()
     n = len(items)
     metrics = {
         "questions": n, "k": k,
@@ -175,18 +180,11 @@ def eval_locate(svc: Any, gold: Sequence[LocateGold], *,
     resolve = _resolver(svc.catalog.find_document)
     errors = _unknown_docs((g.doc for g in gold), resolve)
     items: list[dict[str, Any]] = []
-    for g in gold:
-        doc_id = resolve(g.doc)
-        if doc_id is None:
-            if on_item:
-                on_item()
-            continue
+    for g, doc_id in _resolved(gold, resolve, on_item):
         try:
             r = svc.locate(doc_id, g.page, g.value)
         except PageLensError as e:
             errors.append({"id": g.id, "error": e.message})
-            if on_item:
-                on_item()
             continue
         boxes = list(r.boxes or ([r.bbox] if r.bbox else []))
         if len(boxes) > 1:  # a value over several lines: its lines, or all of it
@@ -200,8 +198,6 @@ def eval_locate(svc: Any, gold: Sequence[LocateGold], *,
         items.append({"id": g.id, "field": g.field, "value": str(g.value), "absent": g.box is None,
                       "status": r.status, "iou": round(best, 3), "hit": hit, "ambiguous": r.ambiguous,
                       "note": r.note})
-        if on_item:
-            on_item()
     present = [i for i in items if not i["absent"]]
     absent = [i for i in items if i["absent"]]
     metrics: dict[str, Any] = {
@@ -297,18 +293,11 @@ def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_page
     errors = _unknown_docs((g.doc for g in gold), resolve)
     docs: list[dict[str, Any]] = []
     fields: list[dict[str, Any]] = []
-    for g in gold:
-        doc_id = resolve(g.doc)
-        if doc_id is None:
-            if on_item:
-                on_item()
-            continue
+    for g, doc_id in _resolved(gold, resolve, on_item):
         try:
             ex = svc.extract(schema, [doc_id], max_pages=max_pages, save=False)
         except PageLensError as e:
             errors.append({"id": g.id, "error": f"{e.code}: {e.message}"})
-            if on_item:
-                on_item()
             continue
         got = {f.path: f for f in ex.fields}
         for path, want in leaves(g.data).items():
@@ -327,8 +316,6 @@ def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_page
             row["hit"] = row["exact"]
             fields.append(row)
         docs.append({"id": g.id, "anls_star": round(_anls(g.data, ex.data), 4)})
-        if on_item:
-            on_item()
     names = sorted({r["field"] for r in fields})
     boxed = [r for r in fields if r["iou"] is not None]
     cal = calibration([(float(r["confidence"]), bool(r["exact"])) for r in fields])

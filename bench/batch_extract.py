@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import pymupdf  # noqa: E402
 
-from tests.vlm.chat_server import chat_server, ok  # noqa: E402
+from tests.vlm.chat_server import Gauge, chat_server, ok  # noqa: E402
 
 SCHEMA = {"type": "object", "properties": {"invoice_number": {"type": "string"}, "total": {"type": "number"}}}
 
@@ -36,18 +35,6 @@ def main() -> None:
     args = ap.parse_args()
     answer = ok(json.dumps({"invoice_number": {"value": "INV-1", "page": 1, "bbox_2d": None},
                             "total": {"value": 9.5, "page": 1, "bbox_2d": None}}))
-    state = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-
-    def reply(body: dict) -> object:
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(args.latency)
-        with lock:
-            state["now"] -= 1
-        return answer(body)
-
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i in range(args.docs):
@@ -65,19 +52,19 @@ def main() -> None:
         print(f"{'concurrency':>11} {'documents':>9} {'wall s':>7} {'documents/s':>12} {'peak in flight':>15}")
         for n in args.concurrency:
             with chat_server() as srv:
-                srv.script = [reply] * (args.docs + 10)
+                gauge = Gauge(args.latency, answer)
+                srv.script = [gauge] * (args.docs + 10)
                 os.environ.update({"PAGELENS_VLM_URL": srv.url, "PAGELENS_VLM__MODEL": f"served-{n}",
                                    "PAGELENS_VLM__CONCURRENCY": str(n)})
                 svc = Service()
                 report = svc.ingest(files)
                 docs = [(f.doc_id or "", f.path) for f in report.files]
-                state["peak"] = 0
                 t0 = time.perf_counter()
                 results = extract_each(svc, SCHEMA, docs)
                 dt = time.perf_counter() - t0
                 svc.close()
             assert all(r.status == "extracted" for r in results), [r for r in results if r.status != "extracted"][:2]
-            print(f"{n:11d} {len(docs):9d} {dt:7.1f} {len(docs) / dt:12.1f} {state['peak']:15d}")
+            print(f"{n:11d} {len(docs):9d} {dt:7.1f} {len(docs) / dt:12.1f} {gauge.peak:15d}")
 
 
 if __name__ == "__main__":

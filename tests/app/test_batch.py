@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import pymupdf
@@ -13,7 +11,7 @@ from app.batch import extract_each
 from app.service import Service
 from tests.conftest import make_settings
 from tests.ingest.clirun import cli_env, pagelens
-from tests.vlm.chat_server import chat_server, ok
+from tests.vlm.chat_server import Gauge, chat_server, ok
 
 SCHEMA = {"type": "object", "properties": {"invoice_number": {"type": "string"}, "date": {"type": "string"},
                                            "total": {"type": "number"}}}
@@ -78,24 +76,13 @@ def test_extract_each_resumes_and_records_failures(tmp_path: Path) -> None:
 
 
 def test_extract_each_keeps_concurrency_requests_in_flight(tmp_path: Path) -> None:
-    state = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-    answer = ok(json.dumps({k: {"value": "x" if k != "total" else 1.0, "page": 1, "bbox_2d": None}
-                            for k in SCHEMA["properties"]}))
-
-    def slow(body: dict) -> object:
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.3)
-        with lock:
-            state["now"] -= 1
-        return answer(body)
+    gauge = Gauge(0.3, ok(json.dumps({k: {"value": "x" if k != "total" else 1.0, "page": 1, "bbox_2d": None}
+                                      for k in SCHEMA["properties"]})))
 
     with chat_server() as srv:
         s = make_settings(tmp_path / "data", None)
         s.vlm_url, s.vlm.concurrency = srv.url, 3
-        srv.script = [slow] * 7
+        srv.script = [gauge] * 7
         svc = Service(s)
         try:
             report = svc.ingest([_invoice(tmp_path / f"inv{i}.pdf", i) for i in range(7)])
@@ -105,4 +92,4 @@ def test_extract_each_keeps_concurrency_requests_in_flight(tmp_path: Path) -> No
             svc.close()
     assert [r.status for r in results] == ["extracted"] * 7
     assert [r.doc_id for r in results] == [d for d, _ in docs], "results in the order of the documents"
-    assert state["peak"] == 3, state
+    assert gauge.peak == 3, gauge

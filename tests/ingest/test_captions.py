@@ -9,7 +9,7 @@ import pytest
 
 from app.service import Service
 from tests.conftest import PDFS, make_settings
-from tests.vlm.chat_server import chat_server, ok
+from tests.vlm.chat_server import Gauge, chat_server, ok
 
 pytestmark = pytest.mark.corpus
 
@@ -89,27 +89,13 @@ def test_reembedding_keeps_caption_vectors_current(tmp_path: Path, tiny_siglip: 
 def test_captions_are_requested_concurrently(tmp_path: Path) -> None:
     """The caption pass keeps vlm.concurrency requests in flight (never more), sends JPEG page images, and
     stores every page's caption."""
-    import threading
-    import time
-
-    state = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-    answer = ok(_caption(1))
-
-    def slow_reply(body: dict) -> object:
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.3)
-        with lock:
-            state["now"] -= 1
-        return answer(body)
+    gauge = Gauge(0.3, ok(_caption(1)))
 
     with chat_server() as srv:
         s = make_settings(tmp_path / "data", None, captions=True)
         s.vlm_url = srv.url
         s.vlm.concurrency = 4
-        srv.script = [slow_reply] * 41
+        srv.script = [gauge] * 41
         svc = Service(s)
         try:
             r = svc.ingest([PDFS / "R-data.pdf"])
@@ -120,6 +106,6 @@ def test_captions_are_requested_concurrently(tmp_path: Path) -> None:
         finally:
             svc.close()
     assert len(srv.requests) == 41
-    assert state["peak"] == 4, state
+    assert gauge.peak == 4, gauge
     url = srv.requests[0]["messages"][1]["content"][1]["image_url"]["url"]
     assert url.startswith("data:image/jpeg;base64,")

@@ -48,6 +48,26 @@ def slow(seconds: float, then: Reply) -> Reply:
 
 
 @dataclass
+class Gauge:
+    """Requests in flight on a server that answers after ``latency`` seconds: ``peak`` is the most at once."""
+
+    latency: float
+    then: Reply
+    now: int = 0
+    peak: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, body: dict[str, Any]) -> Response:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(self.latency)
+        with self.lock:
+            self.now -= 1
+        return self.then(body)
+
+
+@dataclass
 class ChatServer:
     script: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)

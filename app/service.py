@@ -273,7 +273,9 @@ class Service:
 
     def extract(self, schema: str | dict[str, Any] | type, doc_refs: list[str], *, max_pages: int = 8,
                 save: bool = True) -> Extraction:
-        """Extract ``schema`` from the first ``max_pages`` pages of the given documents; stored with provenance."""
+        """Extract ``schema`` from the given documents; stored with provenance. Up to ``max_pages`` pages in all:
+        one VLM call over every page; longer documents: field by field over the pages search ranks highest for
+        each (``_extract_long``)."""
         from vlm.extraction import extract, load_schema, read_schema
 
         given = read_schema(schema)  # cheap: a missing file or a bad import is reported first
@@ -281,18 +283,49 @@ class Service:
         user_schema, validate = load_schema(given)
         if not doc_refs:
             raise InputError("give the documents to extract from (ids, names or files)")
-        keys: list[tuple[str, int]] = []
-        for d in self._find_docs(doc_refs):
-            keys += [(d.doc_id, p) for p in range(1, d.page_count + 1)]
-        if len(keys) > max_pages:
-            raise InputError(f"the documents have {len(keys)} pages; extraction reads at most {max_pages} at once. "
-                             "Extract from fewer documents, or raise --max-pages (the model's context must fit).")
+        docs = self._find_docs(doc_refs)
+        keys = [(d.doc_id, p) for d in docs for p in range(1, d.page_count + 1)]
         v = self.settings.vlm
-        result = extract(backend, user_schema, validate, self.page_inputs(keys), max_attempts=v.max_attempts,
-                         max_tokens=max(v.max_new_tokens, 1024))
+        if len(keys) <= max_pages:
+            result = extract(backend, user_schema, validate, self.page_inputs(keys), max_attempts=v.max_attempts,
+                             max_tokens=max(v.max_new_tokens, 1024))
+        else:
+            result = self._extract_long(backend, user_schema, validate, docs, max_pages)
         if save:
             self.catalog.save_extraction(result)
         return result
+
+    def _extract_long(self, backend: Any, user_schema: dict[str, Any], validate: Any, docs: list[Any],
+                      max_pages: int) -> Extraction:
+        """Documents longer than the page budget: each top-level field reads the pages the hybrid search ranks
+        highest for it (its name and description as the question, within these documents) plus the first page,
+        ``max_pages`` at most; fields that read the same pages share one VLM call. So a document of any length
+        costs at most one call per top-level field (usually fewer)."""
+        from vlm.extraction import extract_windows
+        from vlm.structured import inline_refs
+
+        props = inline_refs(user_schema)["properties"]  # load_schema accepts object schemas with properties only
+        ids = [d.doc_id for d in docs]
+        first = (docs[0].doc_id, 1)
+        windows: dict[tuple[tuple[str, int], ...], list[str]] = {}
+        for name, sub in props.items():
+            words = name.replace("_", " ").replace("-", " ")
+            question = " ".join(filter(None, [words, str(sub.get("title") or ""), str(sub.get("description") or "")]))
+            hits = self.searcher.search(question, k=max(1, max_pages - 1), doc_ids=ids)
+            pages = sorted({first, *((h.doc_id, h.page) for h in hits)}, key=lambda k: (ids.index(k[0]), k[1]))
+            windows.setdefault(tuple(pages[:max_pages]), []).append(name)
+        cache: dict[tuple[str, int], Any] = {}
+
+        def inputs(keys: tuple[tuple[str, int], ...]) -> list[Any]:
+            missing = [k for k in keys if k not in cache]
+            cache.update(zip(missing, self.page_inputs(missing), strict=True))
+            return [cache[k] for k in keys]
+
+        v = self.settings.vlm
+        log.info("long extraction: %d fields in %d VLM calls", len(props), len(windows))
+        return extract_windows(backend, user_schema, validate,
+                               [(names, inputs(keys)) for keys, names in windows.items()],
+                               max_attempts=v.max_attempts, max_tokens=max(v.max_new_tokens, 1024))
 
     def locate(self, ref: str, page: int, value: object, near: list[float] | None = None) -> LocateResult:
         """Where on this page is this value? The verifier alone, no model."""

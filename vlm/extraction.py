@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from schemas.answers import Extraction, FieldBox, FieldResult, PageRef, Usage
-from schemas.errors import InputError
+from schemas.errors import InputError, ModelBehaviorError
 from vlm import prompts
 from vlm.backend import Message, VlmBackend
 from vlm.families import box_bounds, box_instructions, to_bbox
@@ -232,6 +232,44 @@ def extract(backend: VlmBackend, schema: dict[str, Any], validate: Validator, pa
                       pages_used=[PageRef(doc_id=p.doc_id, page=p.page) for p in pages], attempts=attempts,
                       created_at=datetime.now(UTC),
                       usage=Usage(prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens))
+
+
+def extract_windows(backend: VlmBackend, schema: dict[str, Any], validate: Validator,
+                    windows: Sequence[tuple[list[str], Sequence[PageInput]]], *, max_attempts: int = 3,
+                    max_tokens: int = 1024) -> Extraction:
+    """Extract a top-level object schema from a long document in windows: each window is (the properties it
+    answers, the pages it shows), one VLM call each; the answers are merged and validated against the whole
+    schema. Every value is verified on the pages of its own window."""
+    plain = inline_refs(schema)
+    props, required = plain.get("properties", {}), set(plain.get("required", []))
+    data: dict[str, Any] = {}
+    fields: list[FieldResult] = []
+    used: dict[tuple[str, int], PageRef] = {}
+    attempts = prompt_tokens = completion_tokens = 0
+    model = ""
+    for names, pages in windows:
+        sub = {"type": "object", "properties": {n: props[n] for n in names},
+               "required": [n for n in names if n in required]}
+        part = extract(backend, sub, _jsonschema_validator(sub), pages, max_attempts=max_attempts,
+                       max_tokens=max_tokens)
+        data.update(part.data)
+        fields += part.fields
+        used.update({(p.doc_id, p.page): p for p in part.pages_used})
+        attempts += part.attempts
+        prompt_tokens += part.usage.prompt_tokens
+        completion_tokens += part.usage.completion_tokens
+        model = part.model
+    try:
+        data = validate(data)
+    except (PydanticValidationError, ValueError) as e:
+        raise ModelBehaviorError(f"the merged answer does not validate against the schema ({str(e)[:300]})",
+                                 raw_output=json.dumps(data)[:4000], attempts=attempts) from e
+    return Extraction(id=uuid.uuid4().hex, data=data if isinstance(data, dict) else {"value": data}, fields=fields,
+                      model=model, schema_hash=schema_hash(plain),
+                      prompt_hash=prompts.prompt_hash(prompts.SYSTEM, prompts.EXTRACT),
+                      pages_used=sorted(used.values(), key=lambda p: (p.doc_id, p.page)), attempts=attempts,
+                      created_at=datetime.now(UTC),
+                      usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
 
 
 def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob: float | None) -> FieldResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import random
 import threading
 import time
 from typing import Any
@@ -26,6 +27,18 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 JPEG_QUALITY = 90
+
+
+def backoff(attempt: int, retry_after: str | None = None) -> float:
+    """Seconds to wait before retry ``attempt + 1``: the server's Retry-After when it gives one in seconds (at most
+    30), else exponential from 0.5 s (at most 8) with full jitter, so requests refused together do not come back
+    together."""
+    if retry_after:
+        try:
+            return min(30.0, max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+    return random.uniform(0.5, 1.0) * min(8.0, 0.5 * 2 ** attempt)
 
 
 def image_data_url(image: np.ndarray) -> str:
@@ -87,22 +100,26 @@ class OpenAIBackend:
     def _generate(self, request: VlmRequest) -> VlmResponse:
         url = f"{self.base_url}/chat/completions"
         last = ""
+        wait = 0.0
         for attempt in range(self.s.max_retries + 1):
             if attempt:
-                time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+                time.sleep(wait)
             try:
                 r = self._client.post(url, json=self.body(request))
             except httpx.TimeoutException as e:
                 last = f"timed out after {self.s.timeout_s:g} s ({e.__class__.__name__})"
+                wait = backoff(attempt)
                 continue
             except httpx.TransportError as e:
                 last = f"cannot reach {self.base_url} ({e})"
+                wait = backoff(attempt)
                 continue
             if r.status_code == 400 and self._logprobs and "logprob" in r.text.lower():
                 self._logprobs = False  # this server does not do log-probabilities: ask without them
                 return self._generate(request)
             if r.status_code in RETRY_STATUS:
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
+                wait = backoff(attempt, r.headers.get("retry-after"))
                 continue
             if r.status_code >= 400:
                 raise ModelHTTPError(f"the VLM server refused the request: HTTP {r.status_code}: {r.text[:300]}",

@@ -109,3 +109,30 @@ def test_captions_are_requested_concurrently(tmp_path: Path) -> None:
     assert gauge.peak == 4, gauge
     url = srv.requests[0]["messages"][1]["content"][1]["image_url"]["url"]
     assert url.startswith("data:image/jpeg;base64,")
+
+
+def test_a_full_server_is_retried_until_every_page_is_captioned(tmp_path: Path) -> None:
+    """A server with 2 slots answers 429 (Retry-After) beyond them; 4 requests in flight back off and retry, and
+    no page is left without its caption."""
+    import pymupdf
+
+    pdf = tmp_path / "twelve.pdf"
+    doc = pymupdf.open()
+    for i in range(12):
+        doc.new_page().insert_text((72, 72), f"page {i + 1} of a dozen", fontsize=11)
+    doc.save(str(pdf))
+    gauge = Gauge(0.2, ok(_caption(2)), slots=2)
+    with chat_server() as srv:
+        s = make_settings(tmp_path / "data", None, captions=True)
+        s.vlm_url = srv.url
+        s.vlm.concurrency, s.vlm.max_retries = 4, 8
+        srv.script = [gauge] * 200
+        svc = Service(s)
+        try:
+            r = svc.ingest([pdf])
+            assert r.files[0].pending == ["embed"], r.files[0]  # captions done (no SigLIP here)
+            caps = [rec.page.caption for rec in svc.catalog.iter_pages(r.files[0].doc_id or "")]
+            assert len(caps) == 12 and all(c and "Kilimanjaro" in c for c in caps)
+        finally:
+            svc.close()
+    assert gauge.peak <= 2 and gauge.refused > 0, gauge

@@ -53,12 +53,17 @@ class Gauge:
 
     latency: float
     then: Reply
+    slots: int | None = None  # like vLLM's queue limit: beyond this many at once, 429 at once
     now: int = 0
     peak: int = 0
+    refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, body: dict[str, Any]) -> Response:
         with self.lock:
+            if self.slots is not None and self.now >= self.slots:
+                self.refused += 1
+                return PlainTextResponse("too many requests", status_code=429, headers={"Retry-After": "0.2"})
             self.now += 1
             self.peak = max(self.peak, self.now)
         time.sleep(self.latency)

@@ -57,8 +57,18 @@ def test_retries_with_backoff_then_success() -> None:
         backend = OpenAIBackend(srv.url, VlmSettings(model="m", max_retries=2))
         t = time.perf_counter()
         assert backend.generate(_req()).text == '{"a": "y"}'
-        assert time.perf_counter() - t >= 0.5 + 1.0 - 0.05, "exponential backoff between tries"
+        assert time.perf_counter() - t >= 0.25 + 0.5 - 0.05, "exponential backoff (with jitter) between tries"
     assert len(srv.requests) == 3
+
+
+def test_backoff_jitters_and_follows_retry_after() -> None:
+    from vlm.openai_backend import backoff
+
+    waits = [backoff(1) for _ in range(200)]
+    assert all(0.5 <= w <= 1.0 for w in waits) and len({round(w, 3) for w in waits}) > 50, "jittered, not in step"
+    assert all(backoff(10) <= 8.0 for _ in range(50))
+    assert backoff(0, "2.5") == 2.5 and backoff(0, "600") == 30.0
+    assert 0.25 <= backoff(0, "Wed, 21 Oct 2026 07:28:00 GMT") <= 0.5  # an HTTP date: fall back to backoff
 
 
 def test_gives_up_after_bounded_retries_and_on_client_errors() -> None:

@@ -65,15 +65,22 @@ def extract_each(svc: Any, schema: Any, docs: Sequence[tuple[str, str]], *, max_
             return BatchResult.of(name, svc.extract(given, [doc_id], max_pages=max_pages), "extracted")
         except PageLensError as e:
             return BatchResult(doc_id=doc_id, path=name, status="failed", error={"code": e.code, "message": e.message})
+        except Exception as e:  # a bug or an unexpected failure costs this document only; it is in the results
+            return BatchResult(doc_id=doc_id, path=name, status="failed",
+                               error={"code": "internal_error", "message": f"{e.__class__.__name__}: {e}"})
 
     results: dict[int, BatchResult] = {}
-    with ThreadPoolExecutor(max_workers=concurrency or svc.settings.vlm.concurrency,
-                            thread_name_prefix="extract") as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency or svc.settings.vlm.concurrency, thread_name_prefix="extract")
+    try:
         futures = {pool.submit(one, doc_id, name): i for i, (doc_id, name) in enumerate(docs)}
         for fut in as_completed(futures):
             results[futures[fut]] = r = fut.result()
             if on_result:
                 on_result(r)
+    except BaseException:  # Ctrl-C or a failing sink: stop now; what finished is stored, a re-run resumes
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return [results[i] for i in range(len(docs))]
 
 

@@ -371,7 +371,7 @@ def _extract_each(schema: str, files: list[Path], docs: list[str], max_pages: in
                                                      "message": f.error.message if f.error else "not ingested"}))
                 else:
                     targets.append((f.doc_id, f.path))
-        targets = list(dict.fromkeys(targets))
+        targets = list({doc_id: (doc_id, name) for doc_id, name in reversed(targets)}.values())[::-1]  # once each
         sink = out_path.open("w", encoding="utf-8") if out_path else None
         try:
             for r in failed:

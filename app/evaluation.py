@@ -146,7 +146,11 @@ def eval_retrieval(svc: Any, gold: Sequence[RetrievalGold], *, k: int = 5, colle
     names: dict[str, str] = {}
     items: list[dict[str, Any]] = []
     for g, doc_id in _resolved(gold, resolve, on_item):
-        hits = svc.search(g.question, k=k, collection=collection)
+        try:
+            hits = svc.search(g.question, k=k, collection=collection)
+        except PageLensError as e:
+            errors.append({"id": g.id, "error": e.message})
+            continue
         ranked = [(h.doc_id, h.page) for h in hits]
         for h in hits:
             names[h.doc_id] = Path(h.path).name

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -292,7 +293,7 @@ class Service:
         else:
             result = self._extract_long(backend, user_schema, validate, docs, max_pages)
         if save:
-            self.catalog.save_extraction(result)
+            self.catalog.save_extraction(result, model=backend.model, doc_ids=[d.doc_id for d in docs])
         return result
 
     def _extract_long(self, backend: Any, user_schema: dict[str, Any], validate: Any, docs: list[Any],
@@ -304,7 +305,11 @@ class Service:
         from vlm.extraction import extract_windows
         from vlm.structured import inline_refs
 
-        props = inline_refs(user_schema)["properties"]  # load_schema accepts object schemas with properties only
+        props = inline_refs(user_schema).get("properties")
+        if not props:
+            raise InputError(f"the documents have {sum(d.page_count for d in docs)} pages, over --max-pages "
+                             f"{max_pages}; a long document is read field by field, and this schema names no "
+                             "fields (properties). Name the fields, or extract from fewer pages.")
         ids = [d.doc_id for d in docs]
         first = (docs[0].doc_id, 1)
         windows: dict[tuple[tuple[str, int], ...], list[str]] = {}
@@ -314,17 +319,12 @@ class Service:
             hits = self.searcher.search(question, k=max(1, max_pages - 1), doc_ids=ids)
             pages = sorted({first, *((h.doc_id, h.page) for h in hits)}, key=lambda k: (ids.index(k[0]), k[1]))
             windows.setdefault(tuple(pages[:max_pages]), []).append(name)
-        cache: dict[tuple[str, int], Any] = {}
-
-        def inputs(keys: tuple[tuple[str, int], ...]) -> list[Any]:
-            missing = [k for k in keys if k not in cache]
-            cache.update(zip(missing, self.page_inputs(missing), strict=True))
-            return [cache[k] for k in keys]
-
         v = self.settings.vlm
         log.info("long extraction: %d fields in %d VLM calls", len(props), len(windows))
+        # each window's pages are rendered when its call comes, and dropped after it: one window in memory
         return extract_windows(backend, user_schema, validate,
-                               [(names, inputs(keys)) for keys, names in windows.items()],
+                               [(names, functools.partial(self.page_inputs, list(keys)))
+                                for keys, names in windows.items()],
                                max_attempts=v.max_attempts, max_tokens=max(v.max_new_tokens, 1024))
 
     def locate(self, ref: str, page: int, value: object, near: list[float] | None = None) -> LocateResult:

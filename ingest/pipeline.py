@@ -166,8 +166,8 @@ class Ingestor:
                     continue
                 try:
                     text = fut.result()
-                except PageLensError as e:
-                    failed[doc.doc_id] = e.message
+                except Exception as e:  # this document's captions failed; the others go on
+                    failed[doc.doc_id] = e.message if isinstance(e, PageLensError) else f"{e.__class__.__name__}: {e}"
                     ready.pop(doc.doc_id, None)
                     continue
                 buf = ready.setdefault(doc.doc_id, [])
@@ -181,12 +181,20 @@ class Ingestor:
 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="caption") as pool:
             for doc in docs:
-                path = self.files.open_path(doc.doc_id)
+                try:
+                    path = self.files.open_path(doc.doc_id)
+                except PageLensError as e:
+                    failed[doc.doc_id] = e.message
+                    continue
                 for rec in self.catalog.iter_pages(doc.doc_id):
                     if doc.doc_id in failed:
                         break
-                    img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
-                                           min_pixels=self.s.vlm.min_pixels)
+                    try:
+                        img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
+                                               min_pixels=self.s.vlm.min_pixels)
+                    except PageLensError as e:  # a page that cannot be drawn: this document stays pending
+                        failed[doc.doc_id] = e.message
+                        break
                     in_flight.append((doc, rec, pool.submit(caption, backend, PageInput(doc.doc_id, rec.page.page_no,
                                                                                          img, rec.table),
                                                             max_attempts=self.s.vlm.max_attempts)))
@@ -432,8 +440,13 @@ class Ingestor:
                                        f"{self.s.vlm.concurrency} requests at a time")
         failed = self.caption_documents([d for _, _, d in todo])
         for path, o, doc in todo:
-            if doc.doc_id in failed:
+            if doc.doc_id in failed:  # left pending, with the reason, for the next ingest to retry
                 log.warning("captions of %s failed, left pending: %s", path.name, failed[doc.doc_id])
+                if "caption" not in doc.pending:
+                    self.catalog.complete_document(doc.doc_id, stages=doc.stages, pending=[*doc.pending, "caption"])
+                outcomes[path] = o.model_copy(update={
+                    "pending": sorted({*o.pending, "caption"}),
+                    "warnings": [*o.warnings, f"captions failed: {failed[doc.doc_id]}"]})
                 continue
             outcomes[path] = o.model_copy(update={"status": "ingested",
                                                   "pending": [p for p in o.pending if p != "caption"]})

@@ -189,7 +189,14 @@ def _store_decrypted(doc: Any, path: Path) -> None:
     tmp = path.with_name(f".incoming-{path.name}.decrypted")
     try:
         doc.save(str(tmp), encryption=pymupdf.PDF_ENCRYPT_NONE)  # type: ignore[attr-defined]
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())  # durable before it replaces the stored copy
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
 

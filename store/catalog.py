@@ -126,8 +126,12 @@ def _add_missing_columns(engine: Engine) -> None:
         for col in table.columns:
             if col.name not in have and col.nullable:
                 kind = col.type.compile(dialect=engine.dialect)
-                with engine.begin() as c:
-                    c.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
+                try:
+                    with engine.begin() as c:
+                        c.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}')
+                except SQLAlchemyError:  # another process added it first: fine if it is there now
+                    if col.name not in {c["name"] for c in sa_inspect(engine).get_columns(table.name)}:
+                        raise
 
 
 class Catalog:
@@ -277,12 +281,15 @@ class Catalog:
             c.execute(delete(documents).where(documents.c.doc_id == doc_id))
 
     # -- extractions -------------------------------------------------------------------------------
-    def save_extraction(self, ex: Extraction) -> None:
+    def save_extraction(self, ex: Extraction, *, model: str | None = None, doc_ids: Sequence[str] = ()) -> None:
+        """Store an extraction. ``model``: the model name as configured (the key ``find_extraction`` matches;
+        a server may report another name in ``ex.model``); ``doc_ids``: the documents asked for (a long
+        document's extraction uses only some of their pages)."""
+        ids = sorted(set(doc_ids) or {p.doc_id for p in ex.pages_used})
         with self.engine.begin() as c:
             c.execute(insert(extractions).values(
-                id=ex.id, created_at=ex.created_at or _now(), model=ex.model, schema_hash=ex.schema_hash,
-                prompt_hash=ex.prompt_hash, doc_ids=json.dumps(sorted({p.doc_id for p in ex.pages_used})),
-                result=ex.model_dump_json(), corrections="{}"))
+                id=ex.id, created_at=ex.created_at or _now(), model=model or ex.model, schema_hash=ex.schema_hash,
+                prompt_hash=ex.prompt_hash, doc_ids=json.dumps(ids), result=ex.model_dump_json(), corrections="{}"))
 
     def find_extraction(self, doc_id: str, model: str, schema_hash: str, prompt_hash: str) -> Extraction | None:
         """The newest extraction of exactly this one document with this model, schema and prompt, if any."""

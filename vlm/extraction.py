@@ -235,11 +235,11 @@ def extract(backend: VlmBackend, schema: dict[str, Any], validate: Validator, pa
 
 
 def extract_windows(backend: VlmBackend, schema: dict[str, Any], validate: Validator,
-                    windows: Sequence[tuple[list[str], Sequence[PageInput]]], *, max_attempts: int = 3,
+                    windows: Sequence[tuple[list[str], Callable[[], Sequence[PageInput]]]], *, max_attempts: int = 3,
                     max_tokens: int = 1024) -> Extraction:
     """Extract a top-level object schema from a long document in windows: each window is (the properties it
-    answers, the pages it shows), one VLM call each; the answers are merged and validated against the whole
-    schema. Every value is verified on the pages of its own window."""
+    answers, a callable rendering the pages it shows), one VLM call each; the answers are merged and validated
+    against the whole schema. Every value is verified on the pages of its own window."""
     plain = inline_refs(schema)
     props, required = plain.get("properties", {}), set(plain.get("required", []))
     data: dict[str, Any] = {}
@@ -247,7 +247,8 @@ def extract_windows(backend: VlmBackend, schema: dict[str, Any], validate: Valid
     used: dict[tuple[str, int], PageRef] = {}
     attempts = prompt_tokens = completion_tokens = 0
     model = ""
-    for names, pages in windows:
+    for names, render in windows:
+        pages = render()  # rendered for this call only
         sub = {"type": "object", "properties": {n: props[n] for n in names},
                "required": [n for n in names if n in required]}
         part = extract(backend, sub, _jsonschema_validator(sub), pages, max_attempts=max_attempts,

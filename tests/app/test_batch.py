@@ -93,5 +93,13 @@ def test_extract_each_keeps_concurrency_requests_in_flight(tmp_path: Path) -> No
             svc.close()
     assert [r.status for r in results] == ["extracted"] * 5 + ["failed", "extracted"]
     assert results[5].error is not None and results[5].error["code"] == "not_found"
+    # the server names its model differently from the setting: a re-run still recognises what is done
+    assert {r.data and "x" for r in results if r.status == "extracted"} == {"x"}
+    svc = Service(s)
+    try:
+        again = extract_each(svc, SCHEMA, [d for i, d in enumerate(docs) if i != 5])
+    finally:
+        svc.close()
+    assert [r.status for r in again] == ["skipped"] * 6 and gauge.peak == 3
     assert [r.doc_id for r in results] == [d for d, _ in docs], "results in the order of the documents"
     assert gauge.peak == 3, gauge

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pymupdf
+import pytest
 
 from app.service import Service
+from schemas.errors import InputError
 from tests.conftest import make_settings
 
 TOPICS = ["delivery schedule", "warranty terms", "payment method", "shipping address", "liability clause",
@@ -38,6 +40,8 @@ def test_a_300_page_document_is_extracted_field_by_field(tmp_path: Path) -> None
                                                    "total": {"type": "number", "description": "total due"}},
                   "required": ["invoice_number", "total"]}
         ex = svc.extract(schema, ["contract.pdf"], max_pages=8)
+        with pytest.raises(InputError, match="names no fields"):  # nothing to look for page by page
+            svc.extract({"type": "object", "additionalProperties": {"type": "string"}}, ["contract.pdf"])
     finally:
         svc.close()
     assert ex.data == {"invoice_number": "4711", "total": 1234.56}

@@ -136,3 +136,35 @@ def test_a_full_server_is_retried_until_every_page_is_captioned(tmp_path: Path) 
         finally:
             svc.close()
     assert gauge.peak <= 2 and gauge.refused > 0, gauge
+
+
+def test_a_document_that_cannot_be_captioned_leaves_the_others_captioned(tmp_path: Path) -> None:
+    import pymupdf
+
+    pdfs = []
+    for name in ("good.pdf", "lost.pdf"):
+        doc = pymupdf.open()
+        doc.new_page().insert_text((72, 72), f"{name} body text", fontsize=11)
+        doc.save(str(tmp_path / name))
+        pdfs.append(tmp_path / name)
+    s = make_settings(tmp_path / "data", None)
+    svc = Service(s)
+    report = svc.ingest(pdfs)
+    lost = report.files[1].doc_id or ""
+    svc.files.path_of(lost).unlink()  # its stored file is gone: its pages cannot be rendered for the VLM
+    svc.close()
+    with chat_server() as srv:
+        s = make_settings(tmp_path / "data", None, captions=True)
+        s.vlm_url = srv.url
+        srv.script = [ok(_caption(1))] * 3
+        svc = Service(s)
+        try:
+            again = svc.ingest(pdfs)
+            by = {Path(f.path).name: f for f in again.files}
+            assert "caption" not in by["good.pdf"].pending and by["good.pdf"].status == "ingested"
+            assert "caption" in by["lost.pdf"].pending
+            assert svc.get_document("good.pdf").stages.get("caption")
+            assert "caption" not in svc.get_document("lost.pdf").stages
+        finally:
+            svc.close()
+    assert len(srv.requests) == 1

@@ -21,8 +21,8 @@ import numpy as np
 import pymupdf
 
 from ingest.pdf import text_words
-from schemas.coords import BBox, union
 from schemas.wordtable import WordTable
+from tests.vlm.spans import draw_span, sloppy, span_box
 from vlm.grounding import locate
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pdfs"
@@ -34,10 +34,6 @@ def tables() -> dict[str, list[WordTable]]:
         doc = pymupdf.open(pdf)
         out[pdf.name] = [t for t in (text_words(p) for p in doc) if len(t) >= 12]
     return out
-
-
-def truth(t: WordTable, i: int, n: int) -> BBox:
-    return union(BBox.of(b) for b in t.boxes[i:i + n].tolist())
 
 
 def main() -> None:
@@ -54,15 +50,13 @@ def main() -> None:
     while present < a.spans:
         name = names[rng.integers(len(names))]
         t = docs[name][rng.integers(len(docs[name]))]
-        n = int(rng.integers(3, 7))
-        i = int(rng.integers(len(t) - n))
-        value = " ".join(t.texts[i:i + n])
-        if sum(c.isalnum() for c in value) < 6:
+        span = draw_span(t, rng)
+        if span is None:
             continue
+        i, n, value = span
         present += 1
-        g = truth(t, i, n)
-        sloppy = BBox.clamped(g.x0 - 0.02, g.y0 - 0.01, g.x1 + 0.03, g.y1 + 0.01)
-        for label, near in (("no hint", None), ("hint", sloppy)):
+        g = span_box(t, i, n)
+        for label, near in (("no hint", None), ("hint", sloppy(g))):
             loc = locate(value, t, near)
             ok = loc.status != "unverified" and loc.bbox is not None
             hits[label][0] += ok and loc.bbox is not None and loc.bbox.iou(g) >= 0.5

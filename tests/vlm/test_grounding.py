@@ -14,6 +14,7 @@ from ingest.pdf import text_words
 from schemas.coords import BBox, union
 from schemas.wordtable import WordTable
 from tests.conftest import CORPUS, PDFS
+from tests.vlm.spans import draw_span, sloppy, span_box
 from vlm.grounding import locate
 from vlm.normalise import normalise, parse_dates
 
@@ -22,10 +23,6 @@ RECEIPTS = CORPUS / "receipts"
 
 def _page(name: str, page_no: int) -> WordTable:
     return text_words(pymupdf.open(PDFS / name)[page_no - 1])
-
-
-def _truth(table: WordTable, start: int, n: int) -> BBox:
-    return union(BBox.of(b) for b in table.boxes[start:start + n].tolist())
 
 
 def _table(rows: list[list[str]], source: str = "text_layer", x_step: float = 0.09) -> WordTable:
@@ -48,15 +45,13 @@ def test_random_spans_of_corpus_pdfs_snap_to_their_words() -> None:
     tried = 0
     while tried < 60:
         t = tables[rng.integers(len(tables))]
-        n = int(rng.integers(3, 7))
-        i = int(rng.integers(len(t) - n))
-        value = " ".join(t.texts[i:i + n])
-        if sum(c.isalnum() for c in value) < 6:
+        span = draw_span(t, rng)
+        if span is None:
             continue
+        i, n, value = span
         tried += 1
-        truth = _truth(t, i, n)
-        near = BBox.clamped(truth.x0 - 0.02, truth.y0 - 0.01, truth.x1 + 0.03, truth.y1 + 0.01)
-        loc = locate(value, t, near)
+        truth = span_box(t, i, n)
+        loc = locate(value, t, sloppy(truth))
         assert loc.status == "verified", value
         assert loc.bbox is not None and loc.bbox.iou(truth) >= 0.9, (value, loc.matched_text)
         # one box per printed line the span covers
@@ -79,7 +74,7 @@ def test_found_elsewhere_and_typos_are_approximate() -> None:
     table = _page("R-data.pdf", 5)
     i = next(i for i, t in enumerate(table.texts) if t.isalpha() and len(t) >= 9
              and sum(normalise(u) == normalise(t) for u in table.texts) == 1)
-    word, t = table.texts[i], _truth(table, i, 1)
+    word, t = table.texts[i], span_box(table, i, 1)
     far = BBox.clamped(1 - t.x1, 1 - t.y1, 1 - t.x0, 1 - t.y0)
     assert far is not None and far.iou(t) == 0
     loc = locate(word, table, far)

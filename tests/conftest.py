@@ -33,11 +33,13 @@ def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"))
 
 
-def make_settings(data_dir: Path, encoder_model: str | None, *, captions: bool = False, **ingest: object) -> Settings:
-    """Settings for in-process tests: captions off unless asked (the caption stage has its own tests)."""
+def make_settings(data_dir: Path, encoder_model: str | None, *, captions: bool = False, vlm_backend: str = "auto",
+                  **ingest: object) -> Settings:
+    """Settings for in-process tests: captions off unless asked (the caption stage has its own tests);
+    ``vlm_backend="words"`` for the offline VLM stand-in."""
     enc = EncoderSettings(model=encoder_model) if encoder_model else EncoderSettings(enabled=False)
     return Settings(data_dir=data_dir, encoder=enc, ingest=IngestSettings(**ingest),  # type: ignore[arg-type]
-                    vlm=VlmSettings(captions=captions))
+                    vlm=VlmSettings(captions=captions, backend=vlm_backend))  # type: ignore[arg-type]
 
 
 @pytest.fixture

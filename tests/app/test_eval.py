@@ -144,9 +144,7 @@ INVOICE_SCHEMA = {"type": "object", "properties": {
 
 
 def test_words_backend_answers_from_the_page_and_values_are_verified(tmp_path: Path) -> None:
-    s = make_settings(tmp_path / "data", None)
-    s.vlm.backend = "words"
-    svc = Service(s)
+    svc = Service(make_settings(tmp_path / "data", None, vlm_backend="words"))
     try:
         svc.ingest([_invoice(tmp_path / "inv.pdf")])
         ex = svc.extract(INVOICE_SCHEMA, ["inv.pdf"])
@@ -167,9 +165,7 @@ def test_eval_extract_on_receipts_with_the_offline_backend(tmp_path: Path) -> No
     from receipts_gold import receipts_extract_gold  # type: ignore[import-not-found]
 
     gold = [ev.ExtractGold.model_validate(r) for r in receipts_extract_gold(CORPUS / "receipts", limit=2)]
-    s = make_settings(tmp_path / "data", None)
-    s.vlm.backend = "words"
-    svc = Service(s)
+    svc = Service(make_settings(tmp_path / "data", None, vlm_backend="words"))
     try:
         svc.ingest([CORPUS / "receipts" / "img" / g.doc for g in gold])
         report = ev.eval_extract(svc, gold, str(ROOT / "eval" / "receipt.schema.json"))

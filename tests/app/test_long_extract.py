@@ -31,9 +31,7 @@ def _contract(path: Path, pages: int = 300) -> Path:
 
 
 def test_a_300_page_document_is_extracted_field_by_field(tmp_path: Path) -> None:
-    s = make_settings(tmp_path / "data", None)
-    s.vlm.backend = "words"
-    svc = Service(s)
+    svc = Service(make_settings(tmp_path / "data", None, vlm_backend="words"))
     try:
         svc.ingest([_contract(tmp_path / "contract.pdf")])
         schema = {"type": "object", "properties": {"invoice_number": {"type": "string"},

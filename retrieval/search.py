@@ -42,6 +42,14 @@ def matching_words(table: WordTable, question_terms: frozenset[int]) -> list[Wor
     return sub.words()
 
 
+def _question(question: str) -> str:
+    """The question stripped. Raises InputError when nothing is left."""
+    question = question.strip()
+    if not question:
+        raise InputError("the question is empty; ask something, e.g. pagelens search \"linear models\"")
+    return question
+
+
 class Searcher:
     def __init__(self, catalog: Catalog, index: VectorIndex,
                  encoder: Callable[[], SiglipEncoder] | None) -> None:
@@ -70,9 +78,7 @@ class Searcher:
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: Sequence[str] | None = None) -> list[Hit]:
         """Top ``k`` pages for ``question``. Raises InputError on an empty question or bad ``k``."""
-        question = question.strip()
-        if not question:
-            raise InputError("the question is empty; ask something, e.g. pagelens search \"linear models\"")
+        question = _question(question)
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, got {k}")
         return self._hits(question, self._candidates(question, k, collection, doc_ids))
@@ -87,9 +93,7 @@ class Searcher:
     def search_documents(self, question: str, *, k: int = 5, collection: str | None = None
                          ) -> list[tuple[str, float, list[int]]]:
         """The documents most about ``question``: (doc_id, score, their best pages), from the top POOL pages."""
-        question = question.strip()
-        if not question:
-            raise InputError("the question is empty; ask something, e.g. pagelens search \"linear models\"")
+        question = _question(question)
         pool = self._candidates(question, POOL, collection, None)
         names = self.catalog.document_names([s.doc_id for s in pool], complete_only=True)
         return [r for r in rank_documents(pool) if r[0] in names][:k]

@@ -77,10 +77,10 @@ def _title_index(text: str) -> int | None:
     """One term for a whole heading: its set of stemmed terms (section number dropped), so a question that *is*
     a heading ("Profiling", "How do I convert factors to numeric?") matches the page it heads and nothing
     else, while a question that merely shares a word with a heading gets nothing from it."""
-    terms = sorted(int(i) for i in _model().embed_query(_SECTION_LABEL.sub("", text, count=1)).indices)
-    if not terms:
+    found = sorted(terms(_SECTION_LABEL.sub("", text, count=1)))
+    if not found:
         return None
-    return zlib.crc32(b"title\0" + b",".join(str(t).encode() for t in terms)) & _U32
+    return zlib.crc32(b"title\0" + b",".join(str(t).encode() for t in found)) & _U32
 
 
 def _tf(counts: Counter[int], length: int) -> dict[int, float]:
@@ -118,8 +118,7 @@ def embed_query(text: str) -> SparseVec:
     """The query vector: the question's distinct stemmed non-stop-word terms (weight 1) and their heading-field
     copies (HEADING_WEIGHT), its distinct raw tokens (RAW_WEIGHT), and the whole question as a title
     (TITLE_WEIGHT)."""
-    v = _model().embed_query(text)
-    words = {int(i): 1.0 for i in v.indices}
+    words = {int(i): 1.0 for i in terms(text)}  # cached: the title term and the hit words reuse it
     head = {_heading_index(i): HEADING_WEIGHT for i in words}
     tokens = raw_tokens(text)
     raw = {_raw_index(t): RAW_WEIGHT for t in dict.fromkeys(tokens)}

@@ -14,40 +14,22 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.vlm.chat_server import chat_server, ok  # noqa: E402
+from tests.vlm.chat_server import Gauge, chat_server, ok  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "pdfs"
 CAPTION = json.dumps({"kind": "text page", "title": "A manual page", "summary": "Prose about R.", "entities": []})
 
 
-class Gauge:
-    def __init__(self) -> None:
-        self.now = self.peak = 0
-        self.bytes = 0
-        self.lock = threading.Lock()
-
-    def reply(self, latency: float):  # type: ignore[no-untyped-def]
-        answer = ok(CAPTION)
-
-        def run(body: dict) -> object:
-            with self.lock:
-                self.now += 1
-                self.peak = max(self.peak, self.now)
-                self.bytes += sum(len(c["image_url"]["url"]) for m in body["messages"] if isinstance(m["content"], list)
-                                  for c in m["content"] if c["type"] == "image_url")
-            time.sleep(latency)
-            with self.lock:
-                self.now -= 1
-            return answer(body)
-
-        return run
+def image_bytes(requests: list[dict]) -> int:
+    """Bytes of the page-image data URLs the server received."""
+    return sum(len(c["image_url"]["url"]) for body in requests for m in body["messages"]
+               if isinstance(m["content"], list) for c in m["content"] if c["type"] == "image_url")
 
 
 def main() -> None:
@@ -60,8 +42,8 @@ def main() -> None:
           f"{'KB/image':>9}")
     for n in args.concurrency:
         with chat_server() as srv, tempfile.TemporaryDirectory() as tmp:
-            gauge = Gauge()
-            srv.script = [gauge.reply(args.latency)] * 2000
+            gauge = Gauge(args.latency, ok(CAPTION))
+            srv.script = [gauge] * 2000
             os.environ.update({"PAGELENS_DATA_DIR": tmp, "PAGELENS_ENCODER__ENABLED": "false",
                                "PAGELENS_VLM_URL": srv.url, "PAGELENS_VLM__MODEL": "served-model",
                                "PAGELENS_VLM__CONCURRENCY": str(n), "PAGELENS_VLM__CAPTIONS": "false"})
@@ -79,7 +61,7 @@ def main() -> None:
             pages = sum(f.pages for f in report.files)
             done = len(srv.requests)
             print(f"{n:11d} {pages:6d} {dt:15.1f} {done / dt:11.2f} {gauge.peak:15d} "
-                  f"{gauge.bytes / max(1, done) / 1024:9.0f}")
+                  f"{image_bytes(srv.requests) / max(1, done) / 1024:9.0f}")
 
 
 if __name__ == "__main__":

@@ -340,13 +340,18 @@ def extract(
     if as_json:
         print(result.model_dump_json(indent=2))
         return
+    from app.service import also_found
+
     table = Table(title=f"extraction {result.id[:12]} · {result.model}")
     for col in ("field", "value", "status", "confidence", "page"):
         table.add_column(col, overflow="fold")
     for f in result.fields:
         color = {"verified": "green", "approximate": "yellow", "unverified": "red"}[f.status]
         pages = ",".join(str(b.page) for b in f.boxes)
-        table.add_row(f.path, str(f.value), f"[{color}]{f.status}[/]", f"{f.confidence:.2f}", pages)
+        value = escape(str(f.value))
+        if f.alternatives:  # other page windows of a long document said something else: shown, not dropped
+            value += f"\n[yellow]also found: {escape(also_found(f))}[/]"
+        table.add_row(f.path, value, f"[{color}]{f.status}[/]", f"{f.confidence:.2f}", pages)
     out.print(table)
 
 

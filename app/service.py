@@ -59,6 +59,26 @@ def check_data_dir(settings: Settings, *, create: bool) -> None:
                           "read); make it writable or set PAGELENS_DATA_DIR to another folder")
 
 
+def field_question(name: str, sub: dict[str, Any]) -> str:
+    """The search question for one top-level field of a schema: its name in words, title and description, and
+    for a list of objects its item fields' names (a line-item table's header words)."""
+    def words(key: str) -> str:
+        return key.replace("_", " ").replace("-", " ")
+
+    parts = [words(name), str(sub.get("title") or ""), str(sub.get("description") or "")]
+    items = sub.get("items")
+    parts += [words(k) for k in (items.get("properties") or {})] if isinstance(items, dict) else []
+    enum = sub.get("enum")
+    parts += [str(e) for e in enum[:10]] if isinstance(enum, list) else []
+    return " ".join(p for p in parts if p)
+
+
+def also_found(f: Any) -> str:
+    """A field's alternatives in one line: ``1300.0 (page 250, verified); …`` (empty when none)."""
+    return "; ".join(f"{a.value} (page {','.join(str(b.page) for b in a.boxes) or '?'}, {a.status})"
+                     for a in f.alternatives)
+
+
 class Service:
     """Everything PageLens does, for the shells. One per process (the embedded stores are single-process)."""
 
@@ -235,11 +255,12 @@ class Service:
                                names=names)
 
     def extraction_table(self, ex_id: str) -> list[dict[str, Any]]:
-        """One row per field: path, value (hand correction applied), model value, status, confidence, pages."""
+        """One row per field: path, value (hand correction applied), model value, status, confidence, pages, and
+        what other page windows of a long document said instead (``also_found``; empty when they agreed)."""
         ex, corrections = self.catalog.get_extraction(ex_id)
         return [{"field": f.path, "value": corrections.get(f.path, f.value), "model_value": f.value,
                  "corrected": f.path in corrections, "status": f.status, "confidence": round(f.confidence, 3),
-                 "pages": ",".join(f"{b.page}" for b in f.boxes)} for f in ex.fields]
+                 "pages": ",".join(f"{b.page}" for b in f.boxes), "also_found": also_found(f)} for f in ex.fields]
 
     def export_extraction(self, ex_id: str, fmt: str) -> str:
         """The extraction as JSON (data with corrections applied, fields, provenance) or CSV (one row a field)."""
@@ -299,10 +320,10 @@ class Service:
     def _extract_long(self, backend: Any, user_schema: dict[str, Any], validate: Any, docs: list[Any],
                       max_pages: int) -> Extraction:
         """Documents longer than the page budget: each top-level field reads the pages the hybrid search ranks
-        highest for it (its name and description as the question, within these documents) plus the first page,
-        ``max_pages`` at most; fields that read the same pages share one VLM call. So a document of any length
-        costs at most one call per top-level field (usually fewer)."""
-        from vlm.extraction import extract_windows
+        highest for it (its name, title, description, and for a list its item fields, as the question, within these
+        documents) in windows of ``max_pages`` (``vlm.extraction.plan_windows``); fields that read the same pages
+        share a call. At most ``vlm.windows_per_field`` calls per top-level field, whatever the length."""
+        from vlm.extraction import Window, extract_windows, plan_windows
         from vlm.structured import inline_refs
 
         props = inline_refs(user_schema).get("properties")
@@ -311,20 +332,21 @@ class Service:
                              f"{max_pages}; a long document is read field by field, and this schema names no "
                              "fields (properties). Name the fields, or extract from fewer pages.")
         ids = [d.doc_id for d in docs]
-        first = (docs[0].doc_id, 1)
-        windows: dict[tuple[tuple[str, int], ...], list[str]] = {}
+        per_field = self.settings.vlm.windows_per_field
+        ranked: dict[str, list[tuple[str, int]]] = {}
         for name, sub in props.items():
-            words = name.replace("_", " ").replace("-", " ")
-            question = " ".join(filter(None, [words, str(sub.get("title") or ""), str(sub.get("description") or "")]))
-            hits = self.searcher.search(question, k=max(1, max_pages - 1), doc_ids=ids)
-            pages = sorted({first, *((h.doc_id, h.page) for h in hits)}, key=lambda k: (ids.index(k[0]), k[1]))
-            windows.setdefault(tuple(pages[:max_pages]), []).append(name)
+            hits = self.searcher.search(field_question(name, sub), k=per_field * max_pages, doc_ids=ids)
+            ranked[name] = [(h.doc_id, h.page) for h in hits]
+        arrays = {n for n, sub in props.items() if sub.get("type") == "array"}
+        windows = plan_windows(ranked, arrays, first=(ids[0], 1), max_pages=max_pages, per_field=per_field,
+                               order=lambda k: (ids.index(k[0]), k[1]))
         v = self.settings.vlm
         log.info("long extraction: %d fields in %d VLM calls", len(props), len(windows))
-        # each window's pages are rendered when its call comes, and dropped after it: one window in memory
-        return extract_windows(backend, user_schema, validate,
-                               [(names, functools.partial(self.page_inputs, list(keys)))
-                                for keys, names in windows.items()],
+
+        def render(w: Window) -> Any:  # each window's pages are rendered when its call comes, dropped after it
+            return functools.partial(self.page_inputs, list(w.pages))
+
+        return extract_windows(backend, user_schema, validate, [(w, render(w)) for w in windows],
                                max_attempts=v.max_attempts, max_tokens=max(v.max_new_tokens, 1024))
 
     def locate(self, ref: str, page: int, value: object, near: list[float] | None = None) -> LocateResult:

@@ -275,7 +275,11 @@ def extract_page() -> None:
     legend()
     table = svc.extraction_table(ex_id)
     edited = st.data_editor(table, hide_index=True, width="stretch", key=f"fields-{ex_id}",
-                            disabled=["field", "model_value", "corrected", "status", "confidence", "pages"])
+                            disabled=["field", "model_value", "corrected", "status", "confidence", "pages",
+                                      "also_found"])
+    if ex.conflicts:
+        st.warning(f"{len(ex.conflicts)} field(s) read differently on other pages: see *also_found*. The value "
+                   "shown is the best verified one; check the others on their pages.", icon=":material/warning:")
     for before, after in zip(table, edited, strict=False):
         if str(after["value"]) != str(before["value"]):
             svc.catalog.correct_extraction(ex_id, before["field"], after["value"])

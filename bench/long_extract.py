@@ -1,5 +1,6 @@
 """Extraction of a generated 300-page document (issue 10): VLM calls used, pages read, wall time, fields verified.
-The invoice number is printed on page 217, the total on page 3, the rest is contract boilerplate. Runs the
+The invoice number is printed on page 217, the total on page 3, line items run over pages 40-41 (a table whose
+header repeats on page 41), the rest is contract boilerplate. Runs the
 offline ``words`` backend (no GPU here), so the wall time is PageLens's own work: page selection by hybrid
 search, rendering the chosen pages, verification.
 
@@ -17,11 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.app.test_long_extract import _contract
+from tests.app.test_long_extract import LINE_ITEMS, _contract
 
 SCHEMA = {"type": "object", "properties": {"invoice_number": {"type": "string"},
-                                           "total": {"type": "number", "description": "total due"}},
-          "required": ["invoice_number", "total"]}
+                                           "total": {"type": "number", "description": "total due"},
+                                           "line_items": LINE_ITEMS},
+          "required": ["invoice_number", "total", "line_items"]}
 
 
 def main() -> None:
@@ -41,8 +43,11 @@ def main() -> None:
         dt = time.perf_counter() - t0
         svc.close()
     verified = sum(f.status == "verified" for f in ex.fields)
-    print(f"{args.pages} pages, --max-pages {args.max_pages}: {ex.attempts} VLM calls, {len(ex.pages_used)} pages "
-          f"read, {dt:.2f} s, {verified}/{len(ex.fields)} fields verified: {ex.data}")
+    pages = sorted({p.page for p in ex.pages_used})
+    print(f"{args.pages} pages, --max-pages {args.max_pages}: {ex.attempts} VLM calls, {len(pages)} pages read "
+          f"({pages}), {dt:.2f} s, {verified}/{len(ex.fields)} values verified, {len(ex.conflicts)} conflicts")
+    print(f"invoice_number={ex.data['invoice_number']} total={ex.data['total']} "
+          f"line_items={len(ex.data['line_items'])}: {ex.data['line_items']}")
 
 
 if __name__ == "__main__":

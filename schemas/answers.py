@@ -56,8 +56,19 @@ class FieldBox(_Frozen):
     bbox: BBox | None
 
 
+class Alternative(_Frozen):
+    """Another value a long document gave for the same field (another page window), not chosen: a conflict the
+    user should see rather than a candidate silently dropped."""
+
+    value: Any
+    boxes: list[FieldBox]
+    confidence: float = Field(ge=0, le=1)
+    status: GroundingStatus
+
+
 class FieldResult(_Frozen):
-    """One leaf of the user's schema. ``path`` is a JSON path like ``line_items[0].amount``."""
+    """One leaf of the user's schema. ``path`` is a JSON path like ``line_items[0].amount``. ``alternatives``:
+    different values other page windows gave for it (long documents), best first."""
 
     path: str
     value: Any
@@ -66,6 +77,7 @@ class FieldResult(_Frozen):
     status: GroundingStatus
     matched_text: str | None = None
     corrected: bool = False
+    alternatives: list[Alternative] = []
 
 
 class Extraction(_Frozen):
@@ -81,6 +93,11 @@ class Extraction(_Frozen):
     attempts: int = 1
     created_at: datetime | None = None
     usage: Usage = Usage()
+
+    @property
+    def conflicts(self) -> list[FieldResult]:
+        """The fields for which page windows disagreed (each with its ``alternatives``)."""
+        return [f for f in self.fields if f.alternatives]
 
 
 class LocateResult(_Frozen):

@@ -65,6 +65,9 @@ class VlmSettings(_Group):
     max_retries: int = Field(2, ge=0)
     concurrency: int = Field(16, ge=1, le=256, description="VLM requests in flight at once (captions): the "
                                                           "server batches them")
+    windows_per_field: int = Field(2, ge=1, le=16, description="long documents (over --max-pages): page windows "
+                                                               "each top-level field reads; the best verified "
+                                                               "answer wins, disagreements are reported")
     max_pixels: int = Field(1024 * 1320, gt=0, description="pixel budget per page image sent to the VLM")
     min_pixels: int = Field(56 * 56, gt=0)
     captions: bool = True

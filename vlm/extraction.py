@@ -6,6 +6,7 @@ import importlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from schemas.answers import Extraction, FieldBox, FieldResult, PageRef, Usage
+from schemas.answers import Alternative, Extraction, FieldBox, FieldResult, PageRef, Usage
 from schemas.errors import InputError, ModelBehaviorError
 from vlm import prompts
 from vlm.backend import Message, VlmBackend
@@ -234,32 +235,72 @@ def extract(backend: VlmBackend, schema: dict[str, Any], validate: Validator, pa
                       usage=Usage(prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens))
 
 
+PageKey = tuple[str, int]  # (doc_id, page number)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One VLM call of a long extraction: the top-level fields it answers and the pages it shows."""
+
+    fields: tuple[str, ...]
+    pages: tuple[PageKey, ...]
+
+
+def plan_windows(ranked: dict[str, list[PageKey]], arrays: set[str], *, first: PageKey, max_pages: int,
+                 per_field: int, order: Callable[[PageKey], Any]) -> list[Window]:
+    """The calls a long extraction makes, from each top-level field's pages as search ranked them.
+
+    A scalar or object field reads ``per_field`` windows: the document's first page with its best-ranked pages,
+    then its next-best ``max_pages``; each is a candidate, and the merge keeps the best verified one and reports
+    the others that disagree. An array field (line items) reads its ``per_field * max_pages`` best pages in page
+    order, ``max_pages`` at a time, so rows running over consecutive pages are read in order. Fields that read the
+    same pages share a call: at most ``per_field`` calls per top-level field, whatever the document's length."""
+    grouped: dict[tuple[PageKey, ...], list[str]] = {}
+    for name, pages in ranked.items():
+        if name in arrays:
+            best = sorted(dict.fromkeys(pages[:per_field * max_pages]), key=order)
+            chunks = [best[i:i + max_pages] for i in range(0, len(best), max_pages)] or [[first]]
+        else:
+            rest = [p for p in dict.fromkeys(pages) if p != first]
+            chunks = [[first, *rest[:max_pages - 1]]]
+            rest = rest[max_pages - 1:]
+            while rest and len(chunks) < per_field:
+                chunks.append(rest[:max_pages])
+                rest = rest[max_pages:]
+        for chunk in chunks:
+            grouped.setdefault(tuple(sorted(chunk, key=order)), []).append(name)
+    windows = [Window(tuple(names), pages) for pages, names in grouped.items()]
+    return sorted(windows, key=lambda w: order(w.pages[0]))
+
+
 def extract_windows(backend: VlmBackend, schema: dict[str, Any], validate: Validator,
-                    windows: Sequence[tuple[list[str], Callable[[], Sequence[PageInput]]]], *, max_attempts: int = 3,
+                    windows: Sequence[tuple[Window, Callable[[], Sequence[PageInput]]]], *, max_attempts: int = 3,
                     max_tokens: int = 1024) -> Extraction:
-    """Extract a top-level object schema from a long document in windows: each window is (the properties it
-    answers, a callable rendering the pages it shows), one VLM call each; the answers are merged and validated
-    against the whole schema. Every value is verified on the pages of its own window."""
+    """Extract a top-level object schema from a long document in windows (``plan_windows``), one VLM call each,
+    the pages rendered only for their call; merge the answers (``_Merge``) and validate them against the whole
+    schema. Every value is verified on the pages of its own window."""
     plain = inline_refs(schema)
     props, required = plain.get("properties", {}), set(plain.get("required", []))
-    data: dict[str, Any] = {}
-    fields: list[FieldResult] = []
-    used: dict[tuple[str, int], PageRef] = {}
+    merge = _Merge({n for n, sub in props.items() if sub.get("type") == "array"})
+    used: dict[PageKey, PageRef] = {}
     attempts = prompt_tokens = completion_tokens = 0
     model = ""
-    for names, render in windows:
-        pages = render()  # rendered for this call only
+    for rank, (window, render) in enumerate(windows):
+        pages = render()
+        names = list(window.fields)
         sub = {"type": "object", "properties": {n: props[n] for n in names},
                "required": [n for n in names if n in required]}
         part = extract(backend, sub, _jsonschema_validator(sub), pages, max_attempts=max_attempts,
                        max_tokens=max_tokens)
-        data.update(part.data)
-        fields += part.fields
+        for n in names:
+            if n in part.data:
+                merge.add(n, rank, part.data[n], [f for f in part.fields if _under(f.path, n)])
         used.update({(p.doc_id, p.page): p for p in part.pages_used})
         attempts += part.attempts
         prompt_tokens += part.usage.prompt_tokens
         completion_tokens += part.usage.completion_tokens
         model = part.model
+    data, fields = merge.result()
     try:
         data = validate(data)
     except (PydanticValidationError, ValueError) as e:
@@ -271,6 +312,105 @@ def extract_windows(backend: VlmBackend, schema: dict[str, Any], validate: Valid
                       pages_used=sorted(used.values(), key=lambda p: (p.doc_id, p.page)), attempts=attempts,
                       created_at=datetime.now(UTC),
                       usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+
+
+def _under(path: str, name: str) -> bool:
+    return path == name or path.startswith((f"{name}.", f"{name}["))
+
+
+_STATUS_RANK = {"verified": 2, "approximate": 1, "unverified": 0}
+
+
+def _empty_value(v: Any) -> bool:
+    return v is None or v == "" or v == [] or v == {}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two answers are the same value (case, spacing and number formatting aside)."""
+    def norm(v: Any) -> str:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return f"{float(v):.6g}"
+        if isinstance(v, str):
+            return " ".join(v.lower().split())
+        return json.dumps(v, sort_keys=True, default=str)
+    return norm(a) == norm(b)
+
+
+@dataclass
+class _Candidate:
+    rank: int  # the window's position (windows are in page order)
+    value: Any
+    fields: list[FieldResult]
+
+    def score(self) -> tuple[int, int, int, float, int]:
+        """Answered, then verified leaves, then approximate ones, then confidence; the earlier window on ties."""
+        answered = [f for f in self.fields if not _empty_value(f.value)]
+        return (0 if _empty_value(self.value) else 1,
+                sum(1 for f in answered if f.status == "verified"),
+                sum(1 for f in answered if f.status == "approximate"),
+                sum(f.confidence for f in answered), -self.rank)
+
+
+class _Merge:
+    """Merges the windows' answers per top-level field. A scalar or object field takes its best candidate
+    (``_Candidate.score``); a different non-empty value another window gave for the same leaf is kept on that leaf
+    as an ``Alternative``. An array field concatenates its windows' items in page order; an item seen twice — the
+    same values at the same place (overlapping windows) — is kept once, while equal items on different pages (the
+    same article bought twice) both stay."""
+
+    def __init__(self, arrays: set[str]) -> None:
+        self.arrays = arrays
+        self.candidates: dict[str, list[_Candidate]] = {}
+
+    def add(self, name: str, rank: int, value: Any, fields: list[FieldResult]) -> None:
+        self.candidates.setdefault(name, []).append(_Candidate(rank, value, fields))
+
+    def result(self) -> tuple[dict[str, Any], list[FieldResult]]:
+        data: dict[str, Any] = {}
+        fields: list[FieldResult] = []
+        for name, cands in self.candidates.items():
+            value, leaves = (self._array(name, cands) if name in self.arrays and all(isinstance(c.value, list)
+                                                                                   for c in cands)
+                             else self._scalar(cands))
+            data[name] = value
+            fields += leaves
+        return data, fields
+
+    @staticmethod
+    def _scalar(cands: list[_Candidate]) -> tuple[Any, list[FieldResult]]:
+        best = max(cands, key=_Candidate.score)
+        others = sorted((c for c in cands if c is not best), key=_Candidate.score, reverse=True)
+        out = []
+        for leaf in best.fields:
+            alts: list[Alternative] = []
+            for c in others:
+                for f in c.fields:
+                    if f.path == leaf.path and not _empty_value(f.value) and not _same(f.value, leaf.value) \
+                            and not any(_same(f.value, a.value) for a in alts):
+                        alts.append(Alternative(value=f.value, boxes=f.boxes, confidence=f.confidence,
+                                                status=f.status))
+            out.append(leaf.model_copy(update={"alternatives": alts}) if alts else leaf)
+        return best.value, out
+
+    @staticmethod
+    def _array(name: str, cands: list[_Candidate]) -> tuple[list[Any], list[FieldResult]]:
+        items: list[Any] = []
+        fields: list[FieldResult] = []
+        seen: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
+        for c in sorted(cands, key=lambda c: c.rank):
+            for i, item in enumerate(c.value):
+                prefix = f"{name}[{i}]"
+                leaves = [f for f in c.fields if f.path == prefix or f.path.startswith((f"{prefix}.", f"{prefix}["))]
+                where = tuple(sorted({(b.doc_id, b.page) for f in leaves if f.status == "verified"
+                                      for b in f.boxes[:1]}))
+                key = (json.dumps(item, sort_keys=True, default=str), where)
+                if key in seen:
+                    continue
+                seen.add(key)
+                new = f"{name}[{len(items)}]"
+                items.append(item)
+                fields += [f.model_copy(update={"path": new + f.path[len(prefix):]}) for f in leaves]
+        return items, fields
 
 
 def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob: float | None) -> FieldResult:

@@ -6,11 +6,15 @@ For each field of the schema it looks for a printed line carrying the field's na
 number:", "DATE") and answers with what follows it — the last amount on that line for amount-like fields, a date
 for date fields, the rest of the line (or the next line) otherwise. Without a label, a date field takes the first
 date on the pages and a name-like field (company, vendor, merchant, seller, issuer, title, name) the first printed
-line of the first page; anything else is null. Arrays answer empty. Boxes are the words used, on the 0–1000 scale
-(Qwen2-VL convention). Enable with ``PAGELENS_VLM__BACKEND=words``."""
+line of the first page; anything else is null. An array of objects (invoice line items) is read as a table: a header
+line naming at least two of the item's fields ("Description  Qty  Amount") opens it, each following line is a row
+whose words fall into the header's columns by position, and a totals line ("Subtotal", "Total", ...) or a line
+without a number closes it; a header repeated on the next page continues the table. Other arrays answer empty. Boxes
+are the words used, on the 0–1000 scale (Qwen2-VL convention). Enable with ``PAGELENS_VLM__BACKEND=words``."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -25,6 +29,7 @@ AMOUNT_LIKE = {"total", "amount", "price", "sum", "tax", "cost", "balance", "due
 _AMOUNT = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
 _DATE = re.compile(r"\b(\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{2,4}|"
                    r"[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+\d{4})\b")
+TOTALS = {"total", "subtotal", "balance", "due", "tax", "vat", "gst", "sum", "carried", "continued"}
 LABEL_PROB = 0.9  # what the backend reports as its confidence (a constant: it is not a model)
 
 
@@ -67,6 +72,25 @@ def _lines(pages: Sequence[Any]) -> list[_Line]:
     return out
 
 
+def _rows(pages: Sequence[Any]) -> list[_Line]:
+    """Visual rows: each page's words grouped by vertical position, left to right — a table's cells are often
+    separate text lines in a PDF, but one row to the eye."""
+    out = []
+    for n, p in enumerate(pages, 1):
+        words = sorted(((w.text, w.bbox) for w in p.words.words()), key=lambda t: (t[1].y0 + t[1].y1) / 2)
+        row: list[tuple[str, BBox]] = []
+        for text, box in words:
+            if row:
+                centre, last = (box.y0 + box.y1) / 2, row[-1][1]
+                if abs(centre - (last.y0 + last.y1) / 2) > (last.y1 - last.y0) / 2:
+                    out.append(_Line(n, sorted(row, key=lambda t: t[1].x0)))
+                    row = []
+            row.append((text, box))
+        if row:
+            out.append(_Line(n, sorted(row, key=lambda t: t[1].x0)))
+    return out
+
+
 class WordsBackend:
     family = "qwen2-vl"
 
@@ -78,11 +102,12 @@ class WordsBackend:
         if request.json_schema is None:  # free text (captions): the first printed lines
             text = " ".join(line.text for line in lines[:3])[:300] or "an empty page"
             return VlmResponse(text=text, model=self.model, token_logprobs=[math.log(LABEL_PROB)])
-        data = self._fill(request.json_schema, "", lines)
+        data = self._fill(request.json_schema, "", lines, _rows(request.pages))
         return VlmResponse(text=json.dumps(data), model=self.model, token_logprobs=[math.log(LABEL_PROB)])
 
     # -- schema walk ------------------------------------------------------------------------------------------
-    def _fill(self, schema: dict[str, Any], key: str, lines: list[_Line]) -> Any:
+    def _fill(self, schema: dict[str, Any], key: str, lines: list[_Line], rows: list[_Line]) -> Any:
+        """``lines``: the printed lines (labels are read on them); ``rows``: visual rows (tables are read on them)."""
         props = schema.get("properties", {})
         if set(props) == {"value", "page", "bbox_2d"}:  # a grounded leaf
             value, line, span = self._answer(key, props["value"], lines)
@@ -90,9 +115,9 @@ class WordsBackend:
             return {"value": value, "page": line.page if line is not None else 1,
                     "bbox_2d": bbox_to_rel1000(box) if box is not None else None}
         if schema.get("type") == "object" or props:
-            return {k: self._fill(v, k, lines) for k, v in props.items()}
+            return {k: self._fill(v, k, lines, rows) for k, v in props.items()}
         if schema.get("type") == "array":
-            return []
+            return self._table(schema.get("items", {}), rows)
         value, _, _ = self._answer(key, schema, lines)
         return value
 
@@ -124,6 +149,65 @@ class WordsBackend:
             return _typed(lines[0].text, kinds), lines[0], (0, None)
         return _empty(leaf), None, (0, None)
 
+    def _table(self, item: dict[str, Any], lines: list[_Line]) -> list[Any]:
+        """Rows of every table whose header names at least two of the item's fields (see the module's docstring)."""
+        props = item.get("properties", {})
+        leaves = {k: v for k, v in props.items() if set(v.get("properties", {})) == {"value", "page", "bbox_2d"}}
+        if len(leaves) < 2:
+            return []
+        rows: list[Any] = []
+        columns: list[tuple[str, float, float]] | None = None  # (field, x0, x1) of the open table's header
+        for line in lines:
+            header = self._header(leaves, line)
+            if header is not None:
+                columns = header
+                continue
+            if columns is None:
+                continue
+            numbers = [w for w, _ in line.words if _AMOUNT.fullmatch(w.strip("$€£:RM"))]
+            if (line.norm and line.norm[0] in TOTALS) or not numbers:
+                columns = None  # the table ends (a totals line, or prose)
+                continue
+            rows.append(self._row(line, columns, leaves))
+        return rows
+
+    @staticmethod
+    def _header(leaves: dict[str, Any], line: _Line) -> list[tuple[str, float, float]] | None:
+        """(field, x0, x1) per column, left to right, when ``line`` names at least two of the item's fields."""
+        found = []
+        for key in leaves:
+            label = _label_tokens(key)
+            i = next((k for k, n in enumerate(line.norm) if any(_abbreviates(n, t) for t in label)), None)
+            if i is not None:
+                box = line.words[i][1]
+                found.append((key, box.x0, box.x1))
+        if len(found) < 2 or len(found) < len(line.words) - 1:  # a header is mostly labels, not a sentence
+            return None
+        return sorted(found, key=lambda c: c[1])
+
+    @staticmethod
+    def _row(line: _Line, columns: list[tuple[str, float, float]], leaves: dict[str, Any]) -> dict[str, Any]:
+        """The row's words split into the header's columns: each word goes to the column its centre falls in,
+        the boundaries halfway between one header label's end and the next one's start."""
+        bounds = [(a[2] + b[1]) / 2 for a, b in itertools.pairwise(columns)]
+        cells: dict[str, list[int]] = {c[0]: [] for c in columns}
+        for k, (_, box) in enumerate(line.words):
+            centre = (box.x0 + box.x1) / 2
+            col = sum(1 for b in bounds if centre > b)
+            cells[columns[col][0]].append(k)
+        out: dict[str, Any] = {}
+        for key in leaves:
+            ks = cells.get(key, [])
+            kinds = _types(leaves[key]["properties"]["value"])
+            if not ks:
+                out[key] = {"value": _empty(leaves[key]["properties"]["value"]), "page": line.page, "bbox_2d": None}
+                continue
+            text = " ".join(line.words[k][0] for k in ks)
+            value = _typed(text.strip("$€£:RM") if kinds & {"number", "integer"} else text, kinds)
+            cell = line.box(ks[0], ks[-1] + 1)
+            out[key] = {"value": value, "page": line.page, "bbox_2d": bbox_to_rel1000(cell) if cell else None}
+        return out
+
     @staticmethod
     def _labelled(label: list[str], lines: list[_Line]) -> list[_Line]:
         """Lines holding every label token as the start of a word; a line that starts with the label first."""
@@ -142,6 +226,17 @@ class WordsBackend:
         first = found.split()[0]
         i = next((k for k in range(start, len(line.words)) if first in line.words[k][0]), start)
         return _typed(found, kinds), line, (i, i + len(found.split()))
+
+
+def _abbreviates(word: str, label: str) -> bool:
+    """``word`` names ``label``: the same word, a prefix of it either way ("desc", "descriptions"), or an
+    abbreviation keeping its first letter and its order ("qty" for quantity, "amt" for amount)."""
+    if len(word) < 2 or not label or word[0] != label[0]:
+        return False
+    if word.startswith(label) or label.startswith(word):
+        return True
+    rest = iter(label)
+    return all(c in rest for c in word)
 
 
 def _types(leaf: dict[str, Any]) -> set[str]:

@@ -84,7 +84,9 @@ def ingest(
     collection: Annotated[str | None, typer.Option("--collection", "-c", help="collection name")] = None,
     password: Annotated[str | None, typer.Option("--password", help="password for encrypted PDFs")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="write the IngestReport as JSON here")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="page-reader processes")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, max=64, help="page-reader processes; a long file is shared among them by page ranges "
+                                         "[default: PAGELENS_INGEST__WORKERS, else one per core, at most 4]")] = None,
 ) -> None:
     """Ingest documents: words (text layer or OCR), BM25 and SigLIP vectors, the catalog."""
     bar, on_progress = _progress_bar()

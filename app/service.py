@@ -140,14 +140,16 @@ class Service:
 
     # -- operations -------------------------------------------------------------------------------
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
-               on_progress: ProgressFn | None = None, workers: int = 1,
+               on_progress: ProgressFn | None = None, workers: int | None = None,
                names: dict[Path, str] | None = None) -> IngestReport:
-        """Ingest files and folders. ``names``: the name the user knows a file by, when not its path (uploads)."""
+        """Ingest files and folders. ``names``: the name the user knows a file by, when not its path (uploads).
+        ``workers``: page-reader processes (default: the ``ingest.workers`` setting)."""
         from ingest.discover import discover
 
         with self.write_lock:
             return self.ingestor.ingest(discover(paths), collection=collection, password=password,
-                                        on_progress=on_progress, workers=workers, names=names)
+                                        on_progress=on_progress,
+                                        workers=workers or self.settings.ingest.reader_count(), names=names)
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: list[str] | None = None) -> list[Hit]:

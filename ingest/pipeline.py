@@ -61,15 +61,11 @@ class _Plan:
     pages: int = 0
     page_count: int = 0
     embedded: bool = True  # every page got an image vector
+    parts_left: int = 1  # page ranges still being read (a long file is read by several readers at once)
+    failed: bool = False  # recorded as failed: later events of its other parts are dropped
     warnings: list[str] = field(default_factory=list)  # the reader's, logged
     words_failed: list[str] = field(default_factory=list)  # pages whose words could not be read (OCR failed)
     notes: list[str] = field(default_factory=list)  # for the user's report (e.g. the file moved collection)
-
-
-def page_text(words: Sequence[str], caption: str | None = None) -> str:
-    """The text BM25 indexes for a page: its words, then its caption."""
-    text = " ".join(words)
-    return f"{text}\n{caption}" if caption else text
 
 
 class Ingestor:
@@ -220,7 +216,7 @@ class Ingestor:
         self.index.update_vectors([
             PagePoint(id=point_id(doc_id, r.page.page_no), doc_id=doc_id, page=r.page.page_no,
                       collection=collection,
-                      text=bm25.embed_document(page_text(r.table.texts, caps[r.page.page_no]), r.page.headings),
+                      text=bm25.page_vector(r.table.texts, caps[r.page.page_no], r.page.headings),
                       dense={"caption": dense[k].tolist()} if dense is not None else {})
             for k, r in enumerate(batch)])
 
@@ -363,7 +359,7 @@ class Ingestor:
         # (encryption at rest is the storage's job: see README "Encrypted PDFs")
         jobs = [ReadJob(job_id=n, path=self.files.path_of(p.doc_id) if self.files.has(p.doc_id) else p.path,
                         kind=p.kind, password=password, mode=p.mode, render=encoder is not None, name=p.path.name,
-                        keep_decrypted=p.mode == "full" and self.files.has(p.doc_id))
+                        keep_decrypted=p.mode == "full" and self.files.has(p.doc_id), split=workers)
                 for n, p in enumerate(plans)]
 
         i = self.s.ingest
@@ -373,22 +369,28 @@ class Ingestor:
         pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
         for ev in pool.run(jobs):
             plan = plans[ev.job.job_id]
+            if plan.failed:  # another part of this file failed: what its other parts still send is dropped
+                continue
             t_busy = time.perf_counter()
             try:
-                if ev.kind == "started":  # each file's own time, not the time it waited for a reader
+                if ev.kind == "started" and not ev.job.is_part:  # the file's own time, not its wait for a reader
                     plan.started = time.perf_counter()
-                elif ev.kind == "opened":
-                    plan.page_count = int(ev.payload)
+                elif ev.kind == "opened":  # from the file's first part: its length and the ranges it is read in
+                    plan.page_count, ranges = ev.payload
+                    plan.parts_left = len(ranges)
                     pages_total += plan.page_count
                     self._opened(plan, coll)
                 elif ev.kind == "pages":
                     self._pages(plan, ev.payload, coll, encoder)
                     pages_done += len(ev.payload)
                 elif ev.kind == "done":
-                    outcomes[plan.path] = self._done(plan, coll, encoder)
+                    plan.parts_left -= 1
+                    if plan.parts_left == 0:
+                        outcomes[plan.path] = self._done(plan, coll, encoder)
                 elif ev.kind == "failed":
                     code, message = ev.payload
                     outcomes[plan.path] = self._failed(plan, code, message)
+                    pool.cancel(ev.job)
             except StoreError as e:  # the catalog is gone: stop (nothing can be recorded); the next run reconciles
                 outcomes[plan.path] = FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",
                                                   error=ErrorInfo(code=e.code, message=e.message))
@@ -459,10 +461,10 @@ class Ingestor:
                                         page_count=plan.page_count)
 
     def _pages(self, plan: _Plan, batch: list[PageOut], collection: str, encoder: SiglipEncoder | None) -> None:
-        if plan.mode == "full":
+        if plan.mode == "full":  # the readers sent the words encoded and their sparse vector: nothing to decode
             records = [PageRecord(Page(doc_id=plan.doc_id, page_no=p.page_no, width_pt=p.width_pt,
                                        height_pt=p.height_pt, rotation=p.rotation, words_source=p.words_source,
-                                       word_count=len(p.words), headings=p.headings), p.words) for p in batch]
+                                       word_count=p.word_count, headings=p.headings), p.blob) for p in batch]
         else:
             records = self.catalog.get_pages([(plan.doc_id, p.page_no) for p in batch])
             if len(records) != len(batch):
@@ -487,9 +489,11 @@ class Ingestor:
             plan.warnings.extend(p.warnings)
             if p.words_failed:
                 plan.words_failed.append(p.words_failed)
+        sparse = {p.page_no: p.sparse for p in batch if p.sparse is not None}
         points = [PagePoint(id=point_id(plan.doc_id, r.page.page_no), doc_id=plan.doc_id, page=r.page.page_no,
                             collection=collection,
-                            text=bm25.embed_document(page_text(r.table.texts, r.page.caption), r.page.headings),
+                            text=sparse.get(r.page.page_no)
+                            or bm25.page_vector(r.table.texts, r.page.caption, r.page.headings),
                             dense=dense[r.page.page_no])
                   for r in records]
         self.index.upsert(points)
@@ -521,6 +525,7 @@ class Ingestor:
                            warnings=plan.notes + plan.words_failed[:10])
 
     def _failed(self, plan: _Plan, code: str, message: str) -> FileOutcome:
+        plan.failed = True
         if not plan.previously_complete:
             self.remove(plan.doc_id)
         return FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",

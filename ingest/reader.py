@@ -9,7 +9,7 @@ import logging
 import multiprocessing as mp
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
@@ -19,11 +19,21 @@ import numpy as np
 from schemas.documents import PageWordsSource
 from schemas.errors import PageLensError, Timeout, WorkerCrashed
 from schemas.wordtable import WordTable
+from store.vectors import SparseVec
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["full", "render"]
 STARTUP_GRACE_S = 60.0  # a reader process may take this long to start (imports) before a file's clock runs
+MIN_PART_PAGES = 64  # a file is split over several readers only in parts of at least this many pages
+
+
+def plan_parts(page_count: int, split: int) -> list[tuple[int, int]]:
+    """The page ranges [start, stop) a file of ``page_count`` pages is read in by up to ``split`` readers: equal
+    consecutive parts of at least MIN_PART_PAGES pages (one part for a short file)."""
+    parts = max(1, min(split, page_count // MIN_PART_PAGES))
+    size = -(-page_count // parts)
+    return [(k * size, min(page_count, (k + 1) * size)) for k in range(parts) if k * size < page_count] or [(0, 0)]
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,14 @@ class ReadJob:
     render: bool = True
     name: str = ""  # the file as the user named it, for messages (``path`` may be the stored copy)
     keep_decrypted: bool = False  # ``path`` is the stored copy: replace it by a decrypted one if it is encrypted
+    split: int = 1  # readers that may share this file, over page ranges (``plan_parts``)
+    pages: tuple[int, int] | None = None  # a part's page range [start, stop) (0-based); None: the whole file,
+    #                                       or its first part once the file's length is known
+
+    @property
+    def is_part(self) -> bool:
+        """A later part of a file split over page ranges (its first part speaks for the file)."""
+        return self.pages is not None and self.pages[0] > 0
 
     @property
     def label(self) -> str:
@@ -59,13 +77,20 @@ class ReadJob:
 
 @dataclass
 class PageOut:
+    """One page as a reader sends it. In ``full`` mode the words go encoded (``blob``: what the catalog stores, a
+    fraction of the pickled table) with the page's sparse vector computed here, so the main process — one core
+    for every reader — only writes."""
+
     page_no: int
     width_pt: float
     height_pt: float
     rotation: int
     words_source: PageWordsSource
-    words: WordTable
+    words: WordTable | None  # in the reader; None once packed for the pipe
     headings: list[str] = field(default_factory=list)  # outline titles pointing here, larger-font lines
+    blob: bytes = b""  # the words, encoded (WordTable.encode)
+    word_count: int = 0
+    sparse: SparseVec | None = None  # the BM25 vector of the words and headings (no caption yet)
     image: np.ndarray | None = None  # RGB uint8 (H, W, 3) at render_dpi, for the encoder
     warnings: list[str] = field(default_factory=list)
     words_failed: str | None = None  # why this page's words could not be read (OCR failed): retried next ingest
@@ -73,7 +98,8 @@ class PageOut:
 
 @dataclass(frozen=True)
 class ReadEvent:
-    """``kind``: ``started`` (a reader took the file: its clock starts), ``opened`` (payload: page count),
+    """``kind``: ``started`` (a reader took the file: its clock starts), ``opened`` (payload: (page count, the
+    page ranges it is read in); only from a file's first part),
     ``pages`` (list[PageOut]), ``done``, ``failed`` (payload: (code, message))."""
 
     job: ReadJob
@@ -110,38 +136,50 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions, outline: dict[
 
     page = doc[i]
     w, h, rot = pdf.page_geometry(page)
-    out = PageOut(page_no=i + 1, width_pt=w, height_pt=h, rotation=rot, words_source="none",
-                  words=WordTable.empty())
+    out = PageOut(page_no=i + 1, width_pt=w, height_pt=h, rotation=rot, words_source="none", words=None)
     if job.mode == "full":
+        words = WordTable.empty()
+        textpage = None
         try:
-            out.words = pdf.text_words(page)
-            out.words_source = "text_layer" if out.words else "none"
+            textpage = pdf.text_page(page)  # parsed once for the words and the headings
+            words = pdf.text_words(page, textpage)
+            out.words_source = "text_layer" if words else "none"
         except Exception as e:  # a broken content stream costs this page's words only
             out.warnings.append(f"page {i + 1}: text layer unreadable ({e})")
-        if out.words:
+        if words:
             try:
-                found = pdf.font_headings(page)
+                found = pdf.font_headings(page, textpage)
             except Exception:  # headings are a ranking hint; a page that cannot give them still has its words
                 found = []
             out.headings = list(dict.fromkeys([*outline.get(i + 1, []), *found]))
         else:
             out.headings = list(outline.get(i + 1, []))
-        if len(out.words) < opts.ocr_min_words and (job.kind == "image" or page.get_images(full=False)):
+        if len(words) < opts.ocr_min_words and (job.kind == "image" or page.get_images(full=False)):
             try:
                 from ingest.ocr import ocr_words
 
                 ocr = ocr_words(pdf.render(page, opts.ocr_dpi, opts.max_render_pixels))
-                if len(ocr) > len(out.words):
-                    out.words, out.words_source = ocr, "ocr"
+                if len(ocr) > len(words):
+                    words, out.words_source = ocr, "ocr"
             except Exception as e:  # recorded on the page: the words stage stays pending and is retried
                 out.words_failed = f"page {i + 1}: OCR failed ({e.__class__.__name__}: {str(e)[:200]})"
                 out.warnings.append(out.words_failed)
+        _pack(out, words)
     if job.render:
         try:
             out.image = pdf.render(page, opts.render_dpi, opts.max_render_pixels)
         except Exception as e:
             out.warnings.append(f"page {i + 1}: cannot be rendered ({e})")
     return out
+
+
+def _pack(out: PageOut, words: WordTable) -> None:
+    """The page's words as the catalog stores them, and its BM25 vector: computed here, in parallel readers."""
+    from store import bm25
+
+    out.blob = words.encode()
+    out.word_count = len(words)
+    out.sparse = bm25.page_vector(words.texts, None, out.headings)
 
 
 def _finish(conn: Connection, job: ReadJob, kind: Literal["done", "failed"], payload: Any = None) -> None:
@@ -164,11 +202,18 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
     try:
         if job.keep_decrypted and doc.needs_pass:  # opened with the password: keep the copy pages render from
             _store_decrypted(doc, job.path)
-        conn.send(("opened", job.job_id, doc.page_count))
+        if job.pages is None:  # the file's first (or only) part: it decides the split
+            parts = plan_parts(doc.page_count, job.split)
+            start, stop = parts[0]
+            conn.send(("opened", job.job_id, (doc.page_count, parts)))
+        else:
+            start, stop = job.pages
+            if doc.page_count < stop:  # the file changed under us (the stored copy is immutable: not expected)
+                raise ValueError(f"has {doc.page_count} pages, fewer than this part's range {job.pages}")
         outline = (pdf.outline_by_page(doc) if opts.outline_headings and job.kind == "pdf" and job.mode == "full"
                    else {})
         batch: list[PageOut] = []
-        for i in range(doc.page_count):
+        for i in range(start, stop):
             batch.append(_read_page(doc, i, job, opts, outline))
             if len(batch) >= opts.batch_pages:
                 conn.send(("pages", job.job_id, batch))
@@ -259,6 +304,7 @@ class ReaderPool:
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
         self._busy = 0.0
+        self._queue: list[ReadJob] = []  # jobs not yet given to a reader, next one last
         self.peak_rss_mb = 0.0  # the largest resident memory any reader reported (readers that died say nothing)
 
     def add_busy(self, seconds: float) -> None:
@@ -279,7 +325,11 @@ class ReaderPool:
         self._workers.remove(w)
 
     def run(self, jobs: Sequence[ReadJob]) -> Iterator[ReadEvent]:
-        queue = list(reversed(jobs))
+        """Yield the jobs' events. A job whose file turns out long (``opened`` with several page ranges) has its
+        later parts queued next, for the readers that are free: one long file uses every reader."""
+        self._queue = queue = list(reversed(jobs))
+        for _ in range(min(self.n, sum(j.split for j in jobs)) - len(self._workers)):
+            self._new()  # start the readers now (imports take a moment): a long file's later parts find them ready
         try:
             while queue or any(w.job for w in self._workers):
                 while queue and len([w for w in self._workers if w.job]) < self.n:
@@ -308,7 +358,8 @@ class ReaderPool:
         now = time.monotonic()
         for w in active:
             job = w.job
-            assert job is not None
+            if job is None or w not in self._workers:  # cancelled while an earlier event was being handled
+                continue
             if w.conn in ready:
                 try:
                     kind, _jid, payload = w.conn.recv()
@@ -323,6 +374,9 @@ class ReaderPool:
                     continue
                 if kind in ("done", "failed"):
                     w.job = None
+                if kind == "opened" and job.pages is None:
+                    _count, parts = payload
+                    self._queue += [replace(job, pages=r, keep_decrypted=False) for r in reversed(parts[1:])]
                 if kind != "crashed":
                     yield ReadEvent(job, kind, payload)
                     continue
@@ -342,9 +396,11 @@ class ReaderPool:
                 yield ReadEvent(job, "failed", (err.code, err.message))
 
     def cancel(self, job: ReadJob) -> None:
-        """Stop reading ``job`` (its worker is killed; no more events come for it)."""
+        """Stop reading ``job``'s file, every part of it (their workers are killed, their queued parts dropped; no
+        more events come for it)."""
+        self._queue[:] = [j for j in self._queue if j.job_id != job.job_id]
         for w in list(self._workers):
-            if w.job is job:
+            if w.job is not None and w.job.job_id == job.job_id:
                 self._kill(w)
 
     def close(self) -> None:

@@ -32,6 +32,15 @@ class IngestSettings(_Group):
     file_timeout_s: float = Field(600.0, gt=0, description="per-file time limit for reading pages")
     worker_memory_mb: int = Field(3072, ge=256, description="address-space cap of the page-reading worker")
     batch_pages: int = Field(32, ge=1, description="pages per store write / encoder batch")
+    workers: int = Field(0, ge=0, le=64, description="page-reader processes (a long file is shared among them "
+                                                     "by page ranges); 0: one per CPU core, at most 4")
+
+    def reader_count(self) -> int:
+        """``workers``, with 0 meaning one per CPU core (at most 4: beyond that the writes are the limit)."""
+        import os
+
+        return self.workers or max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                          else os.cpu_count() or 1))
     outline_headings: bool = Field(True, description="index the PDF outline's titles as headings of the pages "
                                                      "they point to (larger-font lines are headings either way)")
 

@@ -41,6 +41,9 @@ VERSION = f"qdrant-edge-bm25:{LANGUAGE}:k{K1}:b{B}:avg{AVG_LEN:g}+raw+pairs+head
 _SECTION_LABEL = re.compile(r"^\s*(?:[A-Z]\.)?\d+(?:\.\d+)*\.?\s+")  # "13.6 ", "A.2 ", "2. "
 _PUNCT = "\"'`.,;:!?()[]{}<>«»“”‘’*"
 _U32 = 0xFFFFFFFF
+_ALNUM = re.compile(r"[^\W_]")  # a letter or digit (str.isalnum)
+_RAW_CRC = zlib.crc32(b"raw\0")  # crc32(prefix + data) == crc32(data, crc32(prefix)): the prefix hashed once
+_PAIR_CRC = zlib.crc32(b"pair\0")
 
 
 @lru_cache(maxsize=1)
@@ -51,12 +54,8 @@ def _model() -> qe.Bm25:
 
 def raw_tokens(text: str) -> list[str]:
     """Whitespace tokens, lowercased, outer punctuation stripped; kept when they hold a letter or digit."""
-    out = []
-    for tok in text.lower().split():
-        tok = tok.strip(_PUNCT)
-        if tok and any(c.isalnum() for c in tok):
-            out.append(tok)
-    return out
+    stripped = [tok.strip(_PUNCT) for tok in text.lower().split()]
+    return [tok for tok in stripped if tok and _ALNUM.search(tok)]
 
 
 def _raw_index(token: str) -> int:
@@ -97,14 +96,30 @@ def _merge(*parts: dict[int, float]) -> SparseVec:
     return SparseVec(indices=keys, values=[out[i] for i in keys])
 
 
+def page_text(words: Sequence[str], caption: str | None = None) -> str:
+    """The text BM25 indexes for a page: its words, then its caption."""
+    text = " ".join(words)
+    return f"{text}\n{caption}" if caption else text
+
+
+def page_vector(words: Sequence[str], caption: str | None = None, headings: Sequence[str] = ()) -> SparseVec:
+    """A page's sparse vector from its words, caption and headings (the readers compute it for new pages, the
+    caption pass again once the caption exists)."""
+    return embed_document(page_text(words, caption), headings)
+
+
 def embed_document(text: str, headings: Sequence[str] = ()) -> SparseVec:
     """A page's sparse vector: ``text`` (words + caption) in the words and raw fields, ``headings`` in the
     heading field."""
     v = _model().embed_document(text)
     words = {int(i): float(x) for i, x in zip(v.indices, v.values, strict=True)}
     raw = raw_tokens(text)
-    raw_tf = _tf(Counter(_raw_index(t) for t in raw), len(raw))
-    pair_tf = _tf(Counter(_pair_index(a, b) for a, b in itertools.pairwise(raw)), len(raw))
+    # the same indices as _raw_index / _pair_index, computed in bulk (this runs for every page ingested)
+    enc = [t.encode("utf-8") for t in raw]
+    crc = zlib.crc32
+    raw_tf = _tf(Counter([crc(e, _RAW_CRC) for e in enc]), len(raw))
+    firsts = [crc(e, _PAIR_CRC) for e in enc[:-1]]
+    pair_tf = _tf(Counter([crc(b"\0" + e, f) for f, e in zip(firsts, enc[1:], strict=True)]), len(raw))
     head: dict[int, float] = {}
     titles: dict[int, float] = {}
     if headings:

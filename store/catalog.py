@@ -92,10 +92,19 @@ extractions = Table(
 
 @dataclass(frozen=True)
 class PageRecord:
-    """A page and its words (columnar ``table``; ``words`` builds the Word models on first use)."""
+    """A page and its words: ``stored`` is the columnar table, or its encoded blob (as the catalog stores it, and
+    as the readers send it) decoded only when ``table`` is first used; ``words`` builds the Word models on first
+    use."""
 
     page: Page
-    table: WordTable
+    stored: WordTable | bytes
+
+    @cached_property
+    def table(self) -> WordTable:
+        return _decode(self.stored) if isinstance(self.stored, bytes) else self.stored
+
+    def blob(self) -> bytes:
+        return self.stored if isinstance(self.stored, bytes) else self.stored.encode()
 
     @cached_property
     def words(self) -> list[Word]:
@@ -328,7 +337,7 @@ class Catalog:
             c.execute(insert(pages), [
                 {"doc_id": r.page.doc_id, "page_no": r.page.page_no, "width_pt": r.page.width_pt,
                  "height_pt": r.page.height_pt, "rotation": r.page.rotation, "words_source": r.page.words_source,
-                 "word_count": r.page.word_count, "words": r.table.encode(), "caption": r.page.caption,
+                 "word_count": r.page.word_count, "words": r.blob(), "caption": r.page.caption,
                  "headings": json.dumps(r.page.headings) if r.page.headings else None}
                 for r in recs])
 
@@ -365,7 +374,7 @@ class Catalog:
             for doc_id in {k[0] for k in keys}:
                 nos = [k[1] for k in keys if k[0] == doc_id]
                 for row in c.execute(select(pages).where(pages.c.doc_id == doc_id, pages.c.page_no.in_(nos))):
-                    found[(doc_id, row.page_no)] = PageRecord(self._page(row), _decode(row.words))
+                    found[(doc_id, row.page_no)] = PageRecord(self._page(row), bytes(row.words))
         return [found[k] for k in keys if k in found]
 
     def iter_pages(self, doc_id: str, batch: int = 64) -> Iterator[PageRecord]:
@@ -378,7 +387,7 @@ class Catalog:
             if not rows:
                 return
             for row in rows:
-                yield PageRecord(self._page(row), _decode(row.words))
+                yield PageRecord(self._page(row), bytes(row.words))
             last = rows[-1].page_no
 
 

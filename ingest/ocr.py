@@ -33,7 +33,7 @@ MIN_PITCH_CHARS = 3  # lines with fewer characters are split at spaces only
 
 @lru_cache(maxsize=1)
 def _engine() -> Any:
-    from ingest.pdf import quiet_onnxruntime
+    from ingest.mupdf import quiet_onnxruntime
 
     quiet_onnxruntime()
     from rapidocr_onnxruntime import RapidOCR

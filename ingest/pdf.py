@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from ingest.mupdf import pymupdf  # telemetry off, layout models not loaded: see ingest.mupdf
 from schemas.coords import boxes_from_points
 from schemas.errors import (
     EmptyDocument,
@@ -23,24 +24,6 @@ from schemas.errors import (
     WrongPassword,
 )
 from schemas.wordtable import WordTable
-
-
-def quiet_onnxruntime() -> None:
-    """Turn off onnxruntime's telemetry before any session exists: its Linux builds resolve and post to a
-    Microsoft events endpoint from sessions PyMuPDF's layout models and RapidOCR create. PageLens talks to no
-    server the user did not configure."""
-    import os
-
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # read when onnxruntime starts; readers inherit it
-    try:
-        import onnxruntime
-    except ImportError:
-        return
-    onnxruntime.disable_telemetry_events()
-
-
-quiet_onnxruntime()
-import pymupdf  # noqa: E402  (after the telemetry switch: pymupdf.layout creates onnxruntime sessions)
 
 Kind = Literal["pdf", "image"]
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
@@ -160,16 +143,19 @@ def text_words(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> 
     """Text-layer words with boxes in the BBox contract (rotation applied, fractions of the displayed page),
     in reading order."""
     w, h, _ = page_geometry(page)
-    raw = page.get_text("words", textpage=textpage)  # MuPDF order: block, line, word (sort=True costs 6x)
+    raw = (textpage or text_page(page)).extractWORDS()  # MuPDF order: block, line, word (sorting costs 6x)
     if w <= 0 or h <= 0 or not raw:
         return WordTable.empty("text_layer")
-    texts = [r[4].strip() for r in raw]
-    boxes, keep = boxes_from_points(np.array([r[:4] for r in raw], np.float64), tuple(page.rotation_matrix),  # type: ignore[arg-type]
+    cols = list(zip(*raw, strict=True))  # x0, y0, x1, y1, text, block, line, word: one column each, in C
+    texts = [t.strip() for t in cols[4]]
+    boxes, keep = boxes_from_points(np.array(cols[:4], np.float64).T, tuple(page.rotation_matrix),  # type: ignore[arg-type]
                                     w, h)
-    keep &= np.array([bool(t) for t in texts])
+    keep &= np.fromiter(map(bool, texts), bool, len(texts))
     # one id per (block, line) in MuPDF's order: words of one printed line share it
-    key = np.array([r[5] for r in raw], np.int64) * 100_000 + np.array([r[6] for r in raw], np.int64)
+    key = np.array(cols[5], np.int64) * 100_000 + np.array(cols[6], np.int64)
     lines = np.cumsum(np.concatenate([[True], key[1:] != key[:-1]])).astype(np.int32) - 1
+    if keep.all():
+        return WordTable(texts, boxes, np.ones(len(texts), np.float32), "text_layer", lines)
     return WordTable([t for t, k in zip(texts, keep, strict=True) if k], boxes[keep],
                      np.ones(int(keep.sum()), np.float32), "text_layer", lines[keep])
 
@@ -194,41 +180,51 @@ def outline_by_page(doc: pymupdf.Document) -> dict[int, list[str]]:
     return out
 
 
-_HTML_LINE = re.compile(r"<p [^>]*>(.*?)</p>", re.S)
-_HTML_SPAN = re.compile(r"font-size:([\d.]+)pt[^>]*>([^<]*)<")
+_HTML_SPANS = re.compile(r"<p |font-size:([\d.]+)pt[^>]*>([^<]*)<")  # a line's start, or a span's size and text
 
 
 def font_headings(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> list[str]:
     """Lines of the text layer set in a font at least HEADING_SIZE times the page's body size (the size most of
     its characters use): section titles, and in manuals the signatures of the functions they document.
 
-    Read from MuPDF's HTML rendering of the text page (one ``<p>`` a line, a font size a span), built in C: the
-    same sizes as ``get_text("dict")`` at a tenth of its cost (that one builds a Python dict per span)."""
+    Read from MuPDF's HTML rendering of the text page (one ``<p>`` a line, a font size a span), built in C and
+    scanned by one regular expression: the same sizes as ``get_text("dict")`` at a fraction of its cost (that one
+    builds a Python dict per span)."""
     markup = (textpage or text_page(page)).extractHTML()
     try:
         markup.encode()
     except UnicodeEncodeError:  # lone surrogates (MuPDF writes some characters, e.g. a backslash, that way)
         markup = markup.encode("utf-8", "replace").decode()
-    lines: list[tuple[float, str]] = []
-    weight: dict[float, int] = {}
-    for m in _HTML_LINE.finditer(markup):
-        spans = _HTML_SPAN.findall(m.group(1))
-        if not spans:
+    lines: list[tuple[float, list[str]]] = []
+    weight: dict[str, int] = {}
+    size = 0.0
+    texts: list[str] = []
+    for pt, text in _HTML_SPANS.findall(markup):
+        if not pt:  # <p: a new line
+            if texts:
+                lines.append((size, texts))
+            size, texts = 0.0, []
             continue
-        texts = [html.unescape(t) if "&" in t else t for _, t in spans]
-        text = "".join(texts).strip()
-        if not text:
-            continue
-        sizes = [float(size) for size, _ in spans]
-        lines.append((max(sizes), text))
-        for size, t in zip(sizes, texts, strict=True):
-            key = round(size, 1)
-            weight[key] = weight.get(key, 0) + len(t.strip())
+        if "&" in text:
+            text = html.unescape(text)
+        weight[pt] = weight.get(pt, 0) + len(text.strip())
+        texts.append(text)
+        size = max(size, float(pt))
+    if texts:
+        lines.append((size, texts))
     if not weight:
         return []
-    body = max(weight, key=lambda k: weight[k])
-    return [unicodedata.normalize("NFKC", " ".join(t.split()))[:MAX_HEADING_CHARS] for size, t in lines
-            if size >= body * HEADING_SIZE and any(c.isalpha() for c in t)][:MAX_HEADINGS]
+    body = float(max(weight, key=lambda k: weight[k]))
+    out = []
+    for size, parts in lines:
+        if size < body * HEADING_SIZE:
+            continue
+        text = " ".join("".join(parts).split())
+        if any(c.isalpha() for c in text):
+            out.append(unicodedata.normalize("NFKC", text)[:MAX_HEADING_CHARS])
+            if len(out) == MAX_HEADINGS:
+                break
+    return out
 
 
 def render(page: pymupdf.Page, dpi: float, max_pixels: int) -> np.ndarray:

@@ -28,10 +28,14 @@ STARTUP_GRACE_S = 60.0  # a reader process may take this long to start (imports)
 MIN_PART_PAGES = 64  # a file is split over several readers only in parts of at least this many pages
 
 
+PARTS_PER_READER = 2  # a reader that finishes early takes the next part: no reader waits on a slow last half
+
+
 def plan_parts(page_count: int, split: int) -> list[tuple[int, int]]:
-    """The page ranges [start, stop) a file of ``page_count`` pages is read in by up to ``split`` readers: equal
-    consecutive parts of at least MIN_PART_PAGES pages (one part for a short file)."""
-    parts = max(1, min(split, page_count // MIN_PART_PAGES))
+    """The page ranges [start, stop) a file of ``page_count`` pages is read in when ``split`` readers may share
+    it: up to PARTS_PER_READER consecutive parts per reader, each at least MIN_PART_PAGES pages (one part for a
+    short file or a single reader)."""
+    parts = 1 if split <= 1 else max(1, min(split * PARTS_PER_READER, page_count // MIN_PART_PAGES))
     size = -(-page_count // parts)
     return [(k * size, min(page_count, (k + 1) * size)) for k in range(parts) if k * size < page_count] or [(0, 0)]
 
@@ -404,13 +408,17 @@ class ReaderPool:
                 self._kill(w)
 
     def close(self) -> None:
-        for w in list(self._workers):
+        """Stop every reader: idle ones are told to exit (all at once, then awaited), busy ones are killed."""
+        for w in self._workers:
             try:
                 if w.job is None:
                     w.conn.send(None)
-                    w.proc.join(2)
             except (BrokenPipeError, OSError):
                 pass
+        deadline = time.monotonic() + 2
+        for w in self._workers:
+            if w.job is None:
+                w.proc.join(max(0.0, deadline - time.monotonic()))
             if w.proc.is_alive():
                 w.proc.kill()
                 w.proc.join(5)

@@ -110,23 +110,33 @@ def page_vector(words: Sequence[str], caption: str | None = None, headings: Sequ
 
 def embed_document(text: str, headings: Sequence[str] = ()) -> SparseVec:
     """A page's sparse vector: ``text`` (words + caption) in the words and raw fields, ``headings`` in the
-    heading field."""
+    heading field. Runs for every page ingested, so the raw and pair terms are counted and weighted with numpy
+    (the same indices as ``_raw_index`` / ``_pair_index``, the same weights as ``_tf``, the fields summed as
+    ``_merge`` does)."""
+    import numpy as np
+
     v = _model().embed_document(text)
-    words = {int(i): float(x) for i, x in zip(v.indices, v.values, strict=True)}
     raw = raw_tokens(text)
-    # the same indices as _raw_index / _pair_index, computed in bulk (this runs for every page ingested)
     enc = [t.encode("utf-8") for t in raw]
     crc = zlib.crc32
-    raw_tf = _tf(Counter([crc(e, _RAW_CRC) for e in enc]), len(raw))
+    norm = K1 * (1 - B + B * len(raw) / AVG_LEN)
+    indices = [np.asarray(v.indices, np.int64)]
+    values = [np.asarray(v.values, np.float64)]
     firsts = [crc(e, _PAIR_CRC) for e in enc[:-1]]
-    pair_tf = _tf(Counter([crc(b"\0" + e, f) for f, e in zip(firsts, enc[1:], strict=True)]), len(raw))
-    head: dict[int, float] = {}
-    titles: dict[int, float] = {}
+    for ids in ([crc(e, _RAW_CRC) for e in enc], [crc(b"\0" + e, f) for f, e in zip(firsts, enc[1:], strict=True)]):
+        if ids:
+            terms_, counts = np.unique(np.array(ids, np.int64), return_counts=True)
+            indices.append(terms_)
+            values.append(counts * (K1 + 1) / (counts + norm))
     if headings:
         h = _model().embed_document("\n".join(headings))
-        head = {_heading_index(int(i)): float(x) for i, x in zip(h.indices, h.values, strict=True)}
-        titles = {t: 1.0 for t in map(_title_index, headings) if t is not None}
-    return _merge(words, raw_tf, pair_tf, head, titles)
+        indices.append(np.array([_heading_index(int(i)) for i in h.indices], np.int64))
+        values.append(np.asarray(h.values, np.float64))
+        titles = sorted({t for t in map(_title_index, headings) if t is not None})
+        indices.append(np.array(titles, np.int64))
+        values.append(np.ones(len(titles)))
+    keys, where = np.unique(np.concatenate(indices), return_inverse=True)
+    return SparseVec(indices=keys.tolist(), values=np.bincount(where, weights=np.concatenate(values)).tolist())
 
 
 def embed_query(text: str) -> SparseVec:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
-import pymupdf
 
+from ingest.mupdf import pymupdf
 from schemas.coords import BBox, bbox_to_pixels, smart_resize
 from schemas.errors import InputError, NotFound, PasswordRequired, RenderFailed
 

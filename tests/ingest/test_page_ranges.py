@@ -10,7 +10,7 @@ import pytest
 
 from app.service import Service
 from ingest import pipeline
-from ingest.reader import MIN_PART_PAGES, plan_parts
+from ingest.reader import MIN_PART_PAGES, PARTS_PER_READER, plan_parts
 from tests.conftest import make_settings
 
 
@@ -18,8 +18,9 @@ from tests.conftest import make_settings
 def test_parts_cover_every_page_once_and_are_not_too_small(pages: int, split: int) -> None:
     parts = plan_parts(pages, split)
     assert [p for a, b in parts for p in range(a, b)] == list(range(pages))
-    assert 1 <= len(parts) <= split
+    assert 1 <= len(parts) <= split * PARTS_PER_READER and (split > 1 or len(parts) == 1)
     assert len(parts) == 1 or all(b - a >= MIN_PART_PAGES for a, b in parts)
+    assert (len(parts) > 1) == (split > 1 and pages >= 2 * MIN_PART_PAGES)
 
 
 def _manual(path: Path, pages: int = 300) -> Path:
@@ -72,7 +73,7 @@ def test_two_readers_over_page_ranges_store_what_one_reader_stores(tmp_path: Pat
             states.append(_state(svc))
         finally:
             svc.close()
-    assert parts_seen == {None, (150, 300)}, "one reader read it whole; two shared it, the second from page 151"
+    assert parts_seen == {None, (75, 150), (150, 225), (225, 300)}, "one reader read it whole; two shared 4 parts"
     (rows1, vectors1), (rows2, vectors2) = states
     assert [r[0] for r in rows2] == list(range(1, 301))
     assert rows1 == rows2

@@ -164,15 +164,15 @@ def test_cancel_a_queued_and_a_running_job(client: TestClient, tmp_path: Path) -
 
 def test_a_delete_gets_in_between_an_uploads_page_batches(client: TestClient, tmp_path: Path) -> None:
     other = _post(client, PDFS / "refcard-a4.pdf", wait=True).json()["files"][0]["doc_id"]
-    first, second = _big_pdf(tmp_path / "b1.pdf", "1"), _big_pdf(tmp_path / "b2.pdf", "2")
-    job = _post(client, first, second).json()
+    first, *rest = [_big_pdf(tmp_path / f"b{i}.pdf", str(i)) for i in range(3)]
+    job = _post(client, first, *rest).json()  # ingested whole under one lock, it would hold a delete ~2 s here
     _poll(client, job["job_id"], lambda j: j["progress"]["pages_done"] > 0 or _ended(j))
     t0 = time.perf_counter()
     r = client.delete(f"/documents/{other}")
     took = time.perf_counter() - t0
     state = client.get(f"/jobs/{job['job_id']}").json()
     assert r.status_code == 200 and took < 1.0, took
-    assert state["state"] == "running" and state["progress"]["pages_done"] < 2 * 114  # the upload was under way
+    assert state["state"] == "running" and state["progress"]["pages_done"] < 3 * 114  # the upload was under way
     # deleting a document the job is writing waits until the job ends, then removes all of it
     _poll(client, job["job_id"], lambda j: j["progress"]["files_done"] >= 1 or _ended(j))
     answer: dict[str, httpx.Response] = {}
@@ -180,9 +180,9 @@ def test_a_delete_gets_in_between_an_uploads_page_batches(client: TestClient, tm
     deleter.start()
     done = _poll(client, job["job_id"], _ended)
     deleter.join(60)
-    assert done["state"] == "done" and [f["status"] for f in done["result"]["files"]] == ["ingested", "ingested"]
+    assert done["state"] == "done" and [f["status"] for f in done["result"]["files"]] == ["ingested"] * 3
     assert answer["r"].status_code == 200
-    assert _consistent(_svc(client)) == [_sha(second)]
+    assert _consistent(_svc(client)) == sorted(_sha(f) for f in rest)
 
 
 def test_extraction_job_runs_each_document_and_resumes(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ killed server left running is resumed by the next one."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -253,3 +254,21 @@ def test_a_job_left_running_by_a_killed_server_is_resumed(tmp_path: Path) -> Non
         assert statuses in (["unchanged", "ingested", "ingested"], ["unchanged", "unchanged", "ingested"])
         assert _consistent(_svc(c)) == sorted(_sha(f) for f in files)
         assert not _svc(c).job_dir(job_id).exists()
+
+
+def test_cli_lists_the_jobs(tmp_path: Path) -> None:
+    from tests.ingest.clirun import cli_env, pagelens
+
+    env = cli_env(tmp_path / "d", None)
+    svc = Service(make_settings(tmp_path / "d", None))
+    svc.catalog.add_job("a" * 32, "ingest", {"files": ["x.pdf"], "collection": None})
+    svc.catalog.add_job("b" * 32, "extract", {"schema": SCHEMA, "docs": [], "max_pages": 8})
+    svc.catalog.cancel_job("b" * 32)
+    svc.close()
+    listed = json.loads(pagelens("jobs", "--json", env=env).stdout)
+    assert [(j["job_id"], j["state"]) for j in listed] == [("b" * 32, "cancelled"), ("a" * 32, "queued")]
+    queued = json.loads(pagelens("jobs", "--state", "queued", "--json", env=env).stdout)
+    assert [j["job_id"] for j in queued] == ["a" * 32]
+    assert "2 jobs" in pagelens("jobs", env=env).stdout
+    bad = pagelens("jobs", "--state", "bogus", env=env)
+    assert bad.returncode == 2 and "queued, running" in bad.stderr

@@ -200,19 +200,15 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         log.info("job %s (%s) started", job.job_id, job.kind)
         tracker = _Tracker(self, job.job_id, job.progress)
+        stopped: type[Exception] | None = None
         try:
             if job.kind == "ingest":
                 result: Any = self._ingest(job, tracker)
             else:
                 result = self._extract(job, tracker)
             self._finish(job, "done", tracker, result=result)
-        except JobCancelled:
-            self._clean_after_ingest(job)
-            self._finish(job, "cancelled", tracker, result=self._partial(job, tracker))
-        except JobInterrupted:
-            self._clean_after_ingest(job)
-            self.svc.catalog.requeue_job(job.job_id)
-            log.info("job %s stopped by the server's shutdown; it runs again at the next start", job.job_id)
+        except (JobCancelled, JobInterrupted) as e:
+            stopped = type(e)
         except PageLensError as e:
             self._raised[job.job_id] = e
             self._finish(job, "failed", tracker, error=JobError(path="", code=e.code, message=e.message))
@@ -221,6 +217,15 @@ class JobRunner:
             self._finish(job, "failed", tracker, error=JobError(
                 path="", code="internal_error", message=f"an unexpected error occurred ({e.__class__.__name__}); "
                                                         "see the server log"))
+        if stopped is None:
+            return
+        # out of the except block: the stopped ingest's frames (and its page readers) are gone before the clean-up
+        self._clean_after_ingest(job)
+        if stopped is JobCancelled:
+            self._finish(job, "cancelled", tracker, result=self._partial(job, tracker))
+        else:
+            self.svc.catalog.requeue_job(job.job_id)
+            log.info("job %s stopped by the server's shutdown; it runs again at the next start", job.job_id)
 
     def _finish(self, job: Job, state: JobState, tracker: _Tracker, *, result: Any = None,
                 error: JobError | None = None) -> None:

@@ -1,12 +1,13 @@
 """The HTTP API (FastAPI): upload/list/delete documents, search, ask, extract, locate, page images with boxes,
-health. OpenAPI at /docs. API-key auth (X-API-Key) when PAGELENS_API_KEY is set, checked with the body size
-before any body is read (``RequestGuard``). Every error is JSON: ``{"error": {"code", "message"}}`` with a
-4xx/5xx status chosen by who made the mistake."""
+health; uploads and batch extractions run as jobs (``/jobs``, app/jobs.py). OpenAPI at /docs. API-key auth
+(X-API-Key) when PAGELENS_API_KEY is set, checked with the body size before any body is read (``RequestGuard``).
+Every error is JSON: ``{"error": {"code", "message"}}`` with a 4xx/5xx status chosen by who made the mistake."""
 
 from __future__ import annotations
 
 import hmac
 import logging
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +20,14 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.jobs import JobRunner, new_job_id, upload_paths
 from app.service import Service
 from schemas.answers import Answer, Extraction, LocateResult
 from schemas.coords import BBox
 from schemas.documents import Document
 from schemas.errors import (
     ConfigError,
+    Conflict,
     InputError,
     ModelBehaviorError,
     ModelHTTPError,
@@ -37,7 +40,8 @@ from schemas.errors import (
     UnsupportedType,
     WrongPassword,
 )
-from schemas.results import FileOutcome, Hit, IngestReport
+from schemas.jobs import Job, JobState
+from schemas.results import Hit, IngestReport
 from schemas.settings import Settings
 from store.pages import MAX_BOXES
 
@@ -73,6 +77,14 @@ class ExtractRequest(BaseModel):
     max_pages: int = Field(8, ge=1, le=64)
 
 
+class ExtractJobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    json_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema of the fields to extract")
+    doc_ids: list[str] | None = Field(None, min_length=1, description="the documents (ids, id prefixes, names); "
+                                      "leave out for every document")
+    max_pages: int = Field(8, ge=1, le=64)
+
+
 class LocateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     doc_id: str
@@ -84,6 +96,8 @@ class LocateRequest(BaseModel):
 def _status(e: PageLensError) -> int:
     if isinstance(e, NotFound):
         return 404
+    if isinstance(e, Conflict):
+        return 409
     if isinstance(e, TooLarge):
         return 413
     if isinstance(e, UnsupportedType):
@@ -246,19 +260,6 @@ def _save_upload(f: UploadFile, name: str, dest: Path, limit_mb: float) -> Path:
     return path
 
 
-def _api_wording(outcome: FileOutcome) -> FileOutcome:
-    """The outcome with password errors in the API's terms (the reader's messages speak of the CLI's
-    --password)."""
-    name, error = outcome.path, outcome.error
-    if error is not None and error.code == PasswordRequired.code:
-        error = error.model_copy(update={"message": f"{name} is password protected; send its password in the "
-                                                   "`password` form field"})
-    elif error is not None and error.code == WrongPassword.code:
-        error = error.model_copy(update={"message": f"the password given does not open {name}; check the "
-                                                   "`password` form field and retry"})
-    return outcome.model_copy(update={"error": error})
-
-
 def parse_boxes(boxes: str | None) -> list[tuple[BBox, str]]:
     """The ``boxes`` query parameter, ``x0,y0,x1,y1[:style];…`` in page fractions, at most MAX_BOXES boxes.
     Raises InputError naming the parameter."""
@@ -291,9 +292,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     svc = service or Service(settings)
     s = svc.settings
     open_stores(svc)
+    runner = JobRunner(svc)
+    runner.start()  # resumes the jobs a killed server left queued or running
     app = FastAPI(title="PageLens", version="0.1.0",
                   description="Grounded search, answers and structured extraction over PDFs and page images.")
     app.state.service = svc
+    app.state.jobs = runner
     app.add_middleware(RequestGuard, api_key=s.api_key, max_body=body_limit(s))
 
     @app.exception_handler(PageLensError)
@@ -325,17 +329,37 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         report = svc.health(counts=key_ok(s.api_key, x_api_key))
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
-    @app.post("/documents", dependencies=guarded)
+    @app.post("/documents", dependencies=guarded, status_code=202, response_model=None,
+              responses={202: {"model": Job, "description": "queued as a job; poll the Location (/jobs/{id})"},
+                         200: {"model": IngestReport, "description": "with wait=true: the ingest report"}})
     def upload(files: Annotated[list[UploadFile], File(description="PDF/PNG/JPEG/TIFF files")],
                collection: Annotated[str | None, Form()] = None,
-               password: Annotated[str | None, Form()] = None) -> IngestReport:
+               password: Annotated[str | None, Form()] = None,
+               wait: Annotated[bool, Query(description="answer when the files are ingested, with the report "
+                                                       "(200), instead of at once with the job (202)")] = False,
+               ) -> JSONResponse:
+        """Upload files to ingest. They are saved under the data dir and ingested by a job: the answer is 202 with
+        the job (``job_id``, ``state``) and ``Location: /jobs/{id}`` to poll. ``?wait=true`` waits for the job and
+        answers 200 with its IngestReport, as this endpoint did before jobs (the job is still listed)."""
         names = [_client_name(f.filename, i) for i, f in enumerate(files)]
-        with svc.upload_dir() as tmp:  # one folder per file: each keeps the client's name
-            paths = [_save_upload(f, name, tmp / str(i), s.max_upload_mb)
-                     for i, (f, name) in enumerate(zip(files, names, strict=True))]
-            report = svc.ingest(paths, collection=collection, password=password,
-                                names=dict(zip(paths, names, strict=True)))  # catalogued under the client's names
-        return report.model_copy(update={"files": [_api_wording(f) for f in report.files]})
+        job_id = new_job_id()
+        job_dir = svc.job_dir(job_id)
+        job_dir.mkdir(parents=True)
+        try:  # one folder per file: each keeps the client's name
+            for f, name, path in zip(files, names, upload_paths(job_dir, names), strict=True):
+                _save_upload(f, name, path.parent, s.max_upload_mb)
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        job = runner.submit_ingest(job_id, names, collection=collection, password=password)
+        where = {"Location": f"/jobs/{job_id}"}
+        if not wait:
+            return JSONResponse(job.model_dump(mode="json"), status_code=202, headers=where)
+        ended = runner.wait(job_id)
+        if not isinstance(ended.result, IngestReport):
+            return _error(409, "job_cancelled", f"job {job_id} was cancelled before it finished; what it had "
+                                                f"finished is ingested (GET /jobs/{job_id})")
+        return JSONResponse(ended.result.model_dump(mode="json"), headers=where)
 
     @app.get("/documents", dependencies=guarded)
     def list_documents(collection: str | None = None) -> list[Document]:
@@ -368,12 +392,40 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     def extract(req: ExtractRequest) -> Extraction:
         return svc.extract(req.json_schema, req.doc_ids, max_pages=req.max_pages)
 
+    @app.post("/extract/jobs", dependencies=guarded, status_code=202, response_model=None,
+              responses={202: {"model": Job, "description": "queued; poll the Location (/jobs/{id})"}})
+    def extract_job(req: ExtractJobRequest) -> JSONResponse:
+        """Extract the schema from each document separately (all documents when ``doc_ids`` is left out), as a
+        job: 202 with the job and ``Location: /jobs/{id}``; its result is one BatchResult per document. Documents
+        already extracted with this schema, model and prompt are not extracted again."""
+        docs = svc.batch_targets(req.json_schema, req.doc_ids)
+        job = runner.submit_extract(req.json_schema, docs, max_pages=req.max_pages)
+        return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{job.job_id}"})
+
+    @app.get("/jobs", dependencies=guarded)
+    def list_jobs(state: JobState | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Job]:
+        """The newest jobs first (uploads and batch extractions), only those in ``state`` when given."""
+        return svc.list_jobs(state, limit)
+
+    @app.get("/jobs/{job_id}", dependencies=guarded)
+    def get_job(job_id: str) -> Job:
+        """A job's state (queued, running, done, failed, cancelled), progress, per-file errors and, once done, its
+        result (the IngestReport, or one BatchResult per document)."""
+        return svc.get_job(job_id)
+
+    @app.delete("/jobs/{job_id}", dependencies=guarded, responses={409: {"description": "the job has ended"}})
+    def cancel_job(job_id: str) -> Job:
+        """Cancel a job: a queued one never runs; a running one stops at its next file or page batch (files it
+        finished stay ingested; a half-read file is removed). Answers the job (``cancel_requested``)."""
+        return svc.cancel_job(job_id)
+
     @app.post("/locate", dependencies=guarded)
     def locate(req: LocateRequest) -> LocateResult:
         return svc.locate(req.doc_id, req.page, req.value, req.near)
 
     @app.on_event("shutdown")
     def _close() -> None:
+        runner.stop()
         svc.close()
 
     return app

@@ -13,34 +13,22 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from schemas.answers import Extraction
 from schemas.errors import PageLensError
+from schemas.results import BatchResult, BatchStatus
 
-Status = Literal["extracted", "skipped", "failed"]
+__all__ = ["BatchResult", "batch_result", "extract_each", "to_csv"]  # BatchResult lives in schemas (the API returns it)
 
 
-class BatchResult(BaseModel):
-    """One document's line: what was extracted (``data``), each field with value, boxes, status, confidence."""
-
-    doc_id: str | None
-    path: str
-    status: Status
-    extraction_id: str | None = None
-    data: dict[str, Any] | None = None
-    fields: list[dict[str, Any]] = []
-    error: dict[str, str] | None = None
-
-    @classmethod
-    def of(cls, path: str, ex: Extraction, status: Status) -> BatchResult:
-        return cls(doc_id=ex.pages_used[0].doc_id if ex.pages_used else None, path=path, status=status,
-                   extraction_id=ex.id, data=ex.data,
-                   fields=[{"path": f.path, "value": f.value, "status": f.status, "confidence": f.confidence,
-                            "boxes": [{"page": b.page, "bbox": b.bbox.as_list() if b.bbox else None}
-                                      for b in f.boxes]} for f in ex.fields])
+def batch_result(path: str, ex: Extraction, status: BatchStatus) -> BatchResult:
+    """The line of a document whose extraction is ``ex``."""
+    return BatchResult(doc_id=ex.pages_used[0].doc_id if ex.pages_used else None, path=path, status=status,
+                       extraction_id=ex.id, data=ex.data,
+                       fields=[{"path": f.path, "value": f.value, "status": f.status, "confidence": f.confidence,
+                                "boxes": [{"page": b.page, "bbox": b.bbox.as_list() if b.bbox else None}
+                                          for b in f.boxes]} for f in ex.fields])
 
 
 def extract_each(svc: Any, schema: Any, docs: Sequence[tuple[str, str]], *, max_pages: int = 8,
@@ -61,8 +49,8 @@ def extract_each(svc: Any, schema: Any, docs: Sequence[tuple[str, str]], *, max_
         try:
             done = svc.catalog.find_extraction(doc_id, *key)
             if done is not None:
-                return BatchResult.of(name, done, "skipped")
-            return BatchResult.of(name, svc.extract(given, [doc_id], max_pages=max_pages), "extracted")
+                return batch_result(name, done, "skipped")
+            return batch_result(name, svc.extract(given, [doc_id], max_pages=max_pages), "extracted")
         except PageLensError as e:
             return BatchResult(doc_id=doc_id, path=name, status="failed", error={"code": e.code, "message": e.message})
         except Exception as e:  # a bug or an unexpected failure costs this document only; it is in the results

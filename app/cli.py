@@ -283,6 +283,33 @@ def docs_delete(doc: Annotated[str, typer.Argument(help="document id, id prefix 
 
 
 @app.command()
+def jobs(state: Annotated[str | None, typer.Option("--state", help="queued, running, done, failed or cancelled")]
+         = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the HTTP API's recent jobs (uploads and batch extractions), newest first, with their progress."""
+    from typing import get_args
+
+    from schemas.jobs import JobState
+
+    if state is not None and state not in get_args(JobState):
+        raise _fail(InputError(f"--state {state}: give one of {', '.join(get_args(JobState))}"))
+    with _session(read_only=True) as svc:
+        found = svc.list_jobs(state)
+    if as_json:
+        print(json.dumps([j.model_dump(mode="json") for j in found], indent=2))
+        return
+    table = Table(title=f"{len(found)} jobs", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("job", "kind", "state", "files", "pages", "errors", "created"):
+        table.add_column(col, no_wrap=True)
+    for j in found:
+        p = j.progress
+        table.add_row(j.job_id[:12], j.kind, j.state + (" (stopping)" if j.cancel_requested and j.state == "running"
+                                                        else ""),
+                      f"{p.files_done}/{p.files_total}", f"{p.pages_done}/{p.pages_total}", str(len(j.errors)),
+                      f"{j.created_at:%Y-%m-%d %H:%M:%S}")
+    out.print(table)
+
+
+@app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question")],
     k: Annotated[int, typer.Option("-k", min=1, max=20, help="pages to read")] = 3,

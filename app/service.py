@@ -13,10 +13,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.writes import WriteGate
 from schemas.answers import Answer, Extraction, LocateResult
 from schemas.coords import BBox
 from schemas.documents import Document
 from schemas.errors import ConfigError, InputError
+from schemas.jobs import Job, JobState
 from schemas.results import Hit, IngestReport
 from schemas.settings import Settings, load_settings
 from store.files import FileStore
@@ -90,7 +92,8 @@ class Service:
         self._encoder: SiglipEncoder | None = None
         self._vlm: VlmBackend | None = None
         self._load_lock = threading.Lock()
-        self.write_lock = threading.Lock()  # ingest/delete one at a time (the API serves requests concurrently)
+        # ingest/delete one at a time (the API serves requests concurrently); deletes get in between page batches
+        self.write_lock = WriteGate()
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -141,15 +144,29 @@ class Service:
     # -- operations -------------------------------------------------------------------------------
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
                on_progress: ProgressFn | None = None, workers: int | None = None,
-               names: dict[Path, str] | None = None) -> IngestReport:
+               names: dict[Path, str] | None = None, let_deletes_in: bool = False) -> IngestReport:
         """Ingest files and folders. ``names``: the name the user knows a file by, when not its path (uploads).
-        ``workers``: page-reader processes (default: the ``ingest.workers`` setting)."""
+        ``workers``: page-reader processes (default: the ``ingest.workers`` setting).
+
+        ``let_deletes_in``: deletes of other documents run between page batches instead of waiting for the whole
+        ingest (the API's job runner); it costs reading each file once more up front to know which documents
+        this ingest writes (a delete of one of those waits until the ingest ends)."""
         from ingest.discover import discover
 
-        with self.write_lock:
-            return self.ingestor.ingest(discover(paths), collection=collection, password=password,
-                                        on_progress=on_progress,
-                                        workers=workers or self.settings.ingest.reader_count(), names=names)
+        files = discover(paths)
+        readers = workers or self.settings.ingest.reader_count()
+        if not let_deletes_in:
+            with self.write_lock:
+                return self.ingestor.ingest(files, collection=collection, password=password,
+                                            on_progress=on_progress, workers=readers, names=names)
+        with self.write_lock.long_writing(_doc_ids(files)) as let_in:
+            def progress(p: Any) -> None:
+                if on_progress is not None:
+                    on_progress(p)
+                let_in()  # called after each file event and page batch: nothing is half-written then
+
+            return self.ingestor.ingest(files, collection=collection, password=password, on_progress=progress,
+                                        workers=readers, names=names)
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: list[str] | None = None) -> list[Hit]:
@@ -183,10 +200,49 @@ class Service:
         return self.catalog.find_document(ref)
 
     def delete_document(self, ref: str) -> Document:
-        with self.write_lock:
-            doc = self.catalog.find_document(ref)
+        """Delete a document everywhere. Waits at most a page batch behind a job's ingest, or until the ingest ends
+        when it is writing this very document. Raises NotFound."""
+        doc_id = self.catalog.find_document(ref).doc_id
+        with self.write_lock.writing(doc_id):
+            doc = self.catalog.find_document(doc_id)  # still there once it is our turn (raises NotFound if not)
             self.ingestor.remove(doc.doc_id)
             return doc
+
+    def batch_targets(self, schema: str | dict[str, Any], doc_refs: list[str] | None) -> list[tuple[str, str]]:
+        """Check a batch extraction before it is queued, so a bad request fails now and not in a job: the schema
+        reads and is valid, a VLM is configured, the documents exist. Returns (doc_id, name) pairs: ``doc_refs``
+        resolved, or every complete document when None. Raises InputError, NotFound, ModelUnavailable."""
+        from vlm.extraction import load_schema, read_schema
+
+        given = read_schema(schema)  # cheap first, as in ``extract``
+        self.vlm()
+        load_schema(given)
+        docs = self._find_docs(doc_refs) if doc_refs else [d for d in self.list_documents() if d.status == "complete"]
+        if not docs:
+            raise InputError("there are no documents to extract from; upload some first (POST /documents)")
+        return [(d.doc_id, d.name) for d in docs]
+
+    # -- jobs (run by the API's job runner, app/jobs.py; any process can list and cancel them) -------------
+    def job_dir(self, job_id: str) -> Path:
+        """Where an upload job keeps its files until it has run: ``<data_dir>/jobs/<job_id>`` (durable, so a
+        restarted server can run it; removed when the job ends)."""
+        return self.settings.data_dir / "jobs" / job_id
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 50) -> list[Job]:
+        return self.catalog.list_jobs(state, limit)
+
+    def get_job(self, job_id: str) -> Job:
+        return self.catalog.get_job(job_id)
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job: a queued one never runs (its files are removed now), a running one stops at its next file
+        or page batch. Raises NotFound, or Conflict when it has ended."""
+        import shutil
+
+        job = self.catalog.cancel_job(job_id)
+        if job.state == "cancelled":
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        return job
 
     # -- pages, answers, extraction ---------------------------------------------------------------
     def page_inputs(self, keys: list[tuple[str, int]]) -> list[PageInput]:
@@ -397,3 +453,16 @@ class Service:
             self.index.close()
         if "catalog" in self.__dict__:
             self.catalog.close()
+
+
+def _doc_ids(files: list[Path]) -> set[str]:
+    """The document ids of ``files`` (content hashes); an unreadable file is left out (the ingest reports it)."""
+    from schemas.ids import doc_id_of_file
+
+    ids = set()
+    for f in files:
+        try:
+            ids.add(doc_id_of_file(f))
+        except OSError:
+            continue
+    return ids

@@ -1,5 +1,5 @@
-"""The PageLens web UI (Streamlit): Library, Search, Ask, Extract. A thin shell over app.service — every action is a
-service call; this module only lays out widgets, shows progress, and turns errors into plain words.
+"""The PageLens web UI (Streamlit): Library, Search, Ask, Extract, Jobs. A thin shell over app.service — every
+action is a service call; this module only lays out widgets, shows progress, and turns errors into plain words.
 
 Run with ``pagelens ui [--port N]``."""
 
@@ -15,6 +15,7 @@ import streamlit as st
 from app.service import Service
 from schemas.coords import BBox
 from schemas.errors import ModelUnavailable, PageLensError
+from schemas.jobs import Job
 from vlm.backend import HOW_TO_CONFIGURE, backend_name
 
 STATUS_STYLE = {"verified": ("#16a34a", "verified — found on the page, box snapped to its words"),
@@ -298,6 +299,47 @@ def extract_page() -> None:
             st.info("This field has no box: it was not found on the pages.")
 
 
+def job_label(job: Job) -> str:
+    """One line about a job: kind, state, what it works on (file names as inert text), its id."""
+    p = job.progress
+    what = ", ".join(job.params.get("files", [])) if job.kind == "ingest" else f"{p.files_total} documents"
+    count = f"{p.pages_done}/{p.pages_total} pages" if p.pages_total else f"{p.files_done}/{p.files_total} files"
+    stopping = " (stopping…)" if job.cancel_requested and job.state == "running" else ""
+    return plain(f"{job.kind} · {job.state}{stopping} · {count} · {what[:80]} · {job.job_id[:8]}")
+
+
+def jobs_page() -> None:
+    """The API's jobs (uploads and batch extractions) as the catalog has them, newest first; running ones with a
+    progress bar and a Cancel button (the job stops at its next file or page batch)."""
+    st.header("Jobs")
+    svc = service()
+    st.caption("Uploads and batch extractions sent to the HTTP API (pagelens serve) run as jobs. "
+               "Uploads made on this page's Library are ingested here directly.")
+    st.button("Refresh")
+    jobs = svc.list_jobs(limit=20)
+    if not jobs:
+        st.info("No jobs yet.")
+        return
+    for job in jobs:
+        p = job.progress
+        if job.state == "done":
+            done = 1.0
+        elif p.pages_total:
+            done = p.pages_done / p.pages_total
+        else:
+            done = p.files_done / p.files_total if p.files_total else 0.0
+        c1, c2 = st.columns([5, 1])
+        c1.progress(min(1.0, done), text=job_label(job))
+        active = job.state in ("queued", "running") and not job.cancel_requested
+        if active and c2.button("Cancel", key=f"cancel-{job.job_id}"):
+            svc.cancel_job(job.job_id)
+            st.rerun()
+        if job.error is not None:
+            c1.error(job.error.message, icon=":material/error:")
+        for e in job.errors[:5]:
+            c1.caption(plain(outcome_message(e.path, e.code, e.message)))
+
+
 def main() -> None:
     st.set_page_config(page_title="PageLens", page_icon=":material/document_search:", layout="wide")
     try:
@@ -305,7 +347,8 @@ def main() -> None:
     except PageLensError as e:
         fail(e)
         st.stop()
-    pages = {"Library": library_page, "Search": search_page, "Ask": ask_page, "Extract": extract_page}
+    pages = {"Library": library_page, "Search": search_page, "Ask": ask_page, "Extract": extract_page,
+             "Jobs": jobs_page}
     st.sidebar.title("PageLens")
     choice = st.sidebar.radio("Go to", list(pages), key="nav", label_visibility="collapsed")
     st.sidebar.caption("Grounded search, answers and extraction over your documents.")

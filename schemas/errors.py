@@ -71,6 +71,12 @@ class NotFound(InputError):
     code = "not_found"
 
 
+class Conflict(InputError):
+    """The request does not fit the thing's state now (e.g. cancelling a job that has finished)."""
+
+    code = "conflict"
+
+
 class ConfigError(PageLensError):
     """Settings or installation are wrong (missing weights, bad URL, ...)."""
 

@@ -1,14 +1,15 @@
-"""What crosses to users: search hits and ingest reports."""
+"""What crosses to users: search hits, ingest reports and batch-extraction results."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.documents import Word
 
 FileStatus = Literal["ingested", "unchanged", "failed"]
+BatchStatus = Literal["extracted", "skipped", "failed"]
 
 
 class _Frozen(BaseModel):
@@ -62,3 +63,16 @@ class IngestReport(_Frozen):
     @property
     def pages(self) -> int:
         return sum(f.pages for f in self.files if f.status == "ingested")
+
+
+class BatchResult(BaseModel):
+    """One document's line in a batch extraction: what was extracted (``data``), each field with value, boxes,
+    status, confidence; or the ``error`` (code, message) that cost this document only."""
+
+    doc_id: str | None
+    path: str
+    status: BatchStatus
+    extraction_id: str | None = None
+    data: dict[str, Any] | None = None
+    fields: list[dict[str, Any]] = []
+    error: dict[str, str] | None = None

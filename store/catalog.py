@@ -1,5 +1,5 @@
-"""The catalog: documents, their names, pages and words, through SQLAlchemy (SQLite by default, any
-SQLAlchemy URL — PostgreSQL in production). Words are kept per page as one compact blob (zlib JSON), since
+"""The catalog: documents, their names, pages and words, extractions and jobs, through SQLAlchemy (SQLite by
+default, any SQLAlchemy URL — PostgreSQL in production). Words are kept per page as one compact blob, since
 they are always read a page at a time."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -34,7 +35,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.answers import Extraction
 from schemas.documents import Document, Page, PageWordsSource, Word
-from schemas.errors import ConfigError, NotFound, StoreError
+from schemas.errors import ConfigError, Conflict, NotFound, StoreError
+from schemas.jobs import Job, JobKind, JobState
 
 if TYPE_CHECKING:  # word tables (numpy) are decoded on the page paths only: listing documents stays light
     from schemas.wordtable import WordTable
@@ -87,6 +89,24 @@ extractions = Table(
     Column("doc_ids", Text, nullable=False),
     Column("result", Text, nullable=False),
     Column("corrections", Text, nullable=False, default="{}"),
+)
+
+# background jobs (app/jobs.py): state and progress here, so they survive a restart and any process can read them
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("params", Text, nullable=False),  # JSON
+    Column("progress", Text, nullable=False, default="{}"),  # JSON JobProgress
+    Column("errors", Text, nullable=False, default="[]"),  # JSON list of JobError
+    Column("error", Text, nullable=True),  # JSON JobError: why the whole job failed
+    Column("result", Text, nullable=True),  # JSON IngestReport or list of BatchResult
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("owner", String(200), nullable=True),  # host:pid of the runner that claimed it
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
 )
 
 
@@ -323,6 +343,104 @@ class Catalog:
         corr[path] = value
         with self.engine.begin() as c:
             c.execute(update(extractions).where(extractions.c.id == ex_id).values(corrections=json.dumps(corr)))
+
+    # -- jobs -------------------------------------------------------------------------------------
+    @staticmethod
+    def _job(row: Any) -> Job:
+        return Job(job_id=row.id, kind=row.kind, state=row.state, params=json.loads(row.params),
+                   progress=json.loads(row.progress), errors=json.loads(row.errors),
+                   error=json.loads(row.error) if row.error else None,
+                   result=json.loads(row.result) if row.result else None, cancel_requested=bool(row.cancel_requested),
+                   created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at)
+
+    def add_job(self, job_id: str, kind: JobKind, params: dict[str, Any]) -> Job:
+        """Record a new job as ``queued``."""
+        with self.engine.begin() as c:
+            c.execute(insert(jobs).values(id=job_id, kind=kind, state="queued", params=json.dumps(params),
+                                          progress="{}", errors="[]", cancel_requested=False, created_at=_now()))
+        return self.get_job(job_id)
+
+    def get_job(self, job_id: str) -> Job:
+        """Raises NotFound."""
+        with self.engine.connect() as c:
+            row = c.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFound(f"no job '{job_id[:64]}'; list the recent ones with GET /jobs (or: pagelens jobs)")
+        return self._job(row)
+
+    def list_jobs(self, state: JobState | None = None, limit: int = 50) -> list[Job]:
+        """The newest ``limit`` jobs, newest first; only those in ``state`` when given."""
+        q = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
+        if state is not None:
+            q = q.where(jobs.c.state == state)
+        with self.engine.connect() as c:
+            return [self._job(r) for r in c.execute(q)]
+
+    def job_owners(self, state: JobState) -> dict[str, str | None]:
+        """``job_id -> owner`` (the runner's host:pid) of the jobs in ``state``."""
+        with self.engine.connect() as c:
+            return dict(c.execute(select(jobs.c.id, jobs.c.owner).where(jobs.c.state == state)).tuples().all())
+
+    def claim_job(self, owner: str) -> Job | None:
+        """The oldest queued job, now ``running`` and owned by ``owner``; None when none is queued. Atomic: two
+        runners over one database never claim the same job."""
+        while True:
+            with self.engine.begin() as c:
+                row = c.execute(select(jobs.c.id).where(jobs.c.state == "queued")
+                                .order_by(jobs.c.created_at, jobs.c.id).limit(1)).first()
+                if row is None:
+                    return None
+                claimed = c.execute(update(jobs).where(jobs.c.id == row.id, jobs.c.state == "queued")
+                                    .values(state="running", owner=owner, started_at=_now())).rowcount
+            if claimed:
+                return self.get_job(row.id)
+
+    def requeue_job(self, job_id: str) -> None:
+        """A ``running`` job whose runner is gone goes back to ``queued`` (it is run again from the start)."""
+        with self.engine.begin() as c:
+            c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == "running")
+                      .values(state="queued", owner=None))
+
+    def update_job(self, job_id: str, *, progress: dict[str, Any] | None = None,
+                   errors: list[dict[str, Any]] | None = None) -> bool:
+        """Record a running job's progress (and per-file errors so far). Returns whether a cancel was asked."""
+        values: dict[str, Any] = {}
+        if progress is not None:
+            values["progress"] = json.dumps(progress)
+        if errors is not None:
+            values["errors"] = json.dumps(errors)
+        with self.engine.begin() as c:
+            if values:
+                c.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+            asked = c.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
+        return bool(asked)
+
+    def finish_job(self, job_id: str, state: JobState, *, result: Any = None,
+                   errors: list[dict[str, Any]] | None = None, error: dict[str, Any] | None = None,
+                   progress: dict[str, Any] | None = None) -> None:
+        """Record a job's end: ``done``, ``failed`` or ``cancelled``, with what it produced (JSON-able)."""
+        values: dict[str, Any] = {"state": state, "finished_at": _now(),
+                                  "result": json.dumps(result) if result is not None else None,
+                                  "error": json.dumps(error) if error is not None else None}
+        if errors is not None:
+            values["errors"] = json.dumps(errors)
+        if progress is not None:
+            values["progress"] = json.dumps(progress)
+        with self.engine.begin() as c:
+            c.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job: a queued one is ``cancelled`` at once (it never runs); a running one is asked to stop
+        (its runner stops at the next file or page batch). Raises NotFound, or Conflict for a finished job."""
+        with self.engine.begin() as c:
+            changed = c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == "queued")
+                                .values(state="cancelled", cancel_requested=True, finished_at=_now())).rowcount
+            changed += c.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == "running")
+                                 .values(cancel_requested=True)).rowcount
+        job = self.get_job(job_id)
+        if not changed:
+            raise Conflict(f"job {job_id} has already ended ({job.state}); there is nothing to cancel")
+        return job
 
     # -- pages ------------------------------------------------------------------------------------
     def put_pages(self, records: Iterable[PageRecord]) -> None:

@@ -30,8 +30,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def _upload(c: TestClient, *paths: Path, headers: dict | None = None, **form: str) -> httpx.Response:
+    """Upload and wait for the ingest (``?wait=true``: the report, as before jobs; tests/app/test_jobs.py has the
+    asynchronous contract)."""
     files = [("files", (p.name, p.read_bytes(), "application/pdf")) for p in paths]
-    return c.post("/documents", files=files, data=form, headers=KEY if headers is None else headers)
+    return c.post("/documents", params={"wait": "true"}, files=files, data=form,
+                  headers=KEY if headers is None else headers)
 
 
 def test_auth_health_and_openapi(client: TestClient) -> None:
@@ -135,8 +138,8 @@ def test_concurrent_requests_over_http(tmp_path: Path) -> None:
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
         for t in threads:
             t.start()
-        upload = httpx.post(f"{url}/documents", files=[("files", ("R-intro.pdf", (PDFS / "R-intro.pdf").read_bytes()))],
-                            timeout=120)
+        upload = httpx.post(f"{url}/documents", params={"wait": "true"}, timeout=120,
+                            files=[("files", ("R-intro.pdf", (PDFS / "R-intro.pdf").read_bytes()))])
         for t in threads:
             t.join()
     assert errors == []

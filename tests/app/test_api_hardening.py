@@ -49,8 +49,8 @@ def _pdf(path: Path, width: float = 300, height: float = 400, text: str = "hello
 
 
 def _upload(c: TestClient, *files: tuple[str, bytes], **form: str) -> Any:
-    return c.post("/documents", files=[("files", (n, b, "application/pdf")) for n, b in files], data=form,
-                  headers=KEY)
+    return c.post("/documents", params={"wait": "true"}, files=[("files", (n, b, "application/pdf")) for n, b in files],
+                  data=form, headers=KEY)
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

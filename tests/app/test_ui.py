@@ -214,3 +214,28 @@ def test_a_pipeline_notice_is_shown_once_per_upload(ui_env: Path) -> None:
     at = _upload(_app(), *_two_page_pdfs(ui_env))
     notes = [c.value for c in at.caption if "not embedded" in c.value]
     assert len(notes) == 1, notes
+
+
+def test_jobs_page_shows_progress_and_cancels(ui_env: Path) -> None:
+    from app.service import Service
+
+    at = _goto(_app(), "Jobs")
+    assert "No jobs yet" in _text(at)
+    svc = Service()  # as the API's runner would: one job running, one queued
+    svc.catalog.add_job("a" * 32, "ingest", {"files": ["big_<b>.pdf"], "collection": None})
+    svc.catalog.add_job("b" * 32, "ingest", {"files": ["next.pdf"], "collection": None})
+    assert svc.catalog.claim_job("h:1") is not None
+    svc.catalog.update_job("a" * 32, progress={"files_done": 0, "files_total": 1, "pages_done": 30,
+                                               "pages_total": 120, "current": "big_<b>.pdf"})
+    _button(at, "Refresh").click().run()
+    bars = {b.proto.text: b.value for b in at.get("progress")}
+    running = next(t for t in bars if "running" in t)
+    assert bars[running] == 25 and "30/120 pages" in running and "big\\_&lt;b&gt;.pdf" in running
+    cancels = [b for b in at.main.button if b.label == "Cancel"]
+    assert len(cancels) == 2
+    cancels[1].click().run()  # newest first: the second is the running one
+    assert not at.exception, at.exception
+    assert svc.get_job("a" * 32).cancel_requested and svc.get_job("a" * 32).state == "running"
+    assert svc.get_job("b" * 32).state == "queued"
+    assert any("stopping" in b.proto.text for b in at.get("progress"))
+    svc.close()

@@ -12,6 +12,7 @@ import pytest
 from schemas.coords import BBox
 from schemas.documents import Page, Word
 from schemas.errors import NotFound
+from schemas.results import BatchResult
 from schemas.wordtable import WordTable
 from store.catalog import Catalog, PageRecord
 
@@ -109,3 +110,36 @@ def test_a_catalog_from_before_headings_is_upgraded_in_place(catalog: Catalog) -
         assert reopened.get_page(doc_id, 2).page.headings == ["2.4 Command Line Editing", "Profiling"]
     finally:
         reopened.close()
+
+
+def test_jobs_claim_in_order_report_progress_cancel_and_requeue(catalog: Catalog) -> None:
+    from schemas.errors import Conflict
+
+    a = catalog.add_job("a" * 32, "ingest", {"files": ["x.pdf"], "collection": None})
+    b = catalog.add_job("b" * 32, "extract", {"schema": {"type": "object"}, "docs": [], "max_pages": 8})
+    c = catalog.add_job("c" * 32, "ingest", {"files": ["y.pdf"], "collection": "k"})
+    assert (a.state, a.started_at, a.params["files"]) == ("queued", None, ["x.pdf"])
+    assert [j.job_id for j in catalog.list_jobs()] == [c.job_id, b.job_id, a.job_id]  # newest first
+    assert catalog.cancel_job(c.job_id).state == "cancelled"  # queued: never runs
+    first = catalog.claim_job("host:1")
+    assert first is not None and first.job_id == a.job_id and first.state == "running" and first.started_at
+    assert not catalog.update_job(a.job_id, progress={"files_done": 1, "files_total": 2, "pages_done": 7,
+                                                      "pages_total": 9, "current": "x.pdf"})
+    assert catalog.get_job(a.job_id).progress.pages_done == 7
+    assert catalog.cancel_job(a.job_id).cancel_requested and catalog.get_job(a.job_id).state == "running"
+    assert catalog.update_job(a.job_id, progress=None)  # the runner reads the request at its next update
+    catalog.finish_job(a.job_id, "cancelled", errors=[{"path": "x.pdf", "doc_id": None, "code": "c", "message": "m"}])
+    ended = catalog.get_job(a.job_id)
+    assert ended.state == "cancelled" and ended.finished_at and ended.errors[0].code == "c"
+    with pytest.raises(Conflict, match="already ended"):
+        catalog.cancel_job(a.job_id)
+    second = catalog.claim_job("host:2")
+    assert second is not None and second.job_id == b.job_id and catalog.claim_job("host:3") is None
+    assert catalog.job_owners("running") == {b.job_id: "host:2"}
+    catalog.requeue_job(b.job_id)
+    assert catalog.get_job(b.job_id).state == "queued" and catalog.job_owners("running") == {}
+    catalog.finish_job(b.job_id, "done", result=[{"doc_id": None, "path": "p", "status": "skipped"}])
+    assert [j.job_id for j in catalog.list_jobs("done")] == [b.job_id]
+    assert catalog.get_job(b.job_id).result == [BatchResult(doc_id=None, path="p", status="skipped")]
+    with pytest.raises(NotFound):
+        catalog.get_job("nope")

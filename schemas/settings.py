@@ -74,6 +74,10 @@ class VlmSettings(_Group):
     max_retries: int = Field(2, ge=0)
     concurrency: int = Field(16, ge=1, le=256, description="VLM requests in flight at once (captions): the "
                                                           "server batches them")
+    words_latency_s: float = Field(0.0, ge=0, le=60, description="the words backend's simulated answer time "
+                                                                 "(tests and benchmarks of batch work)")
+    batch_size: int = Field(8, ge=1, le=128, description="transformers backend: concurrent requests run as one "
+                                                          "padded generate (a GPU is kept busy by batches)")
     windows_per_field: int = Field(2, ge=1, le=16, description="long documents (over --max-pages): page windows "
                                                                "each top-level field reads; the best verified "
                                                                "answer wins, disagreements are reported")

@@ -74,7 +74,7 @@ def _transformers(s: Settings) -> VlmBackend:
 def _words(s: Settings) -> VlmBackend:
     from vlm.words_backend import WordsBackend
 
-    return WordsBackend()
+    return WordsBackend(latency_s=s.vlm.words_latency_s)
 
 
 BACKENDS: dict[str, Callable[[Settings], VlmBackend]] = {"openai": _openai, "transformers": _transformers,

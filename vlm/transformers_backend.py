@@ -78,7 +78,9 @@ class TransformersBackend:
         self._model.eval()
         mtype = getattr(self._model.config, "model_type", "")
         self.family: str = detect_family(mtype or settings.model) if settings.family == "auto" else settings.family
-        self._lock = threading.Lock()  # one generate at a time per in-process model
+        self._cond = threading.Condition()  # guards the queue below; one batch runs at a time per model
+        self._queue: list[_Pending] = []
+        self._running = False
         self._tokenizer_info: Any = None
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
@@ -93,35 +95,105 @@ class TransformersBackend:
         return self._compile(json.dumps(schema, sort_keys=True))
 
     def generate(self, request: VlmRequest) -> VlmResponse:
+        """Run the model on ``request``. Concurrent callers (the caption pass and batch extraction keep
+        ``vlm.concurrency`` requests in flight) are batched: whoever finds the model idle runs the requests waiting
+        then — up to ``vlm.batch_size`` of one kind (free text, or JSON under any schemas; same token budget and
+        temperature) — in one padded ``generate``, each row under its own grammar."""
+        mine = _Pending(request)
+        with self._cond:
+            self._queue.append(mine)
+        while True:
+            with self._cond:
+                while not mine.done and self._running:
+                    self._cond.wait()
+                if mine.done:
+                    break
+                self._running = True
+                batch = self._take()
+            try:
+                self._run(batch)
+            except BaseException as e:  # every caller in the batch gets the error, none waits forever
+                for p in batch:
+                    if not p.done:
+                        p.error = e
+            finally:
+                with self._cond:
+                    for p in batch:
+                        p.done = True
+                    self._running = False
+                    self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.response is not None
+        return mine.response
+
+    def _take(self) -> list[_Pending]:
+        """The oldest waiting request and up to ``batch_size - 1`` others that can share its generate call."""
+        first = self._queue[0]
+        batch = [p for p in self._queue if p.key == first.key][:max(1, self.s.batch_size)]
+        self._queue = [p for p in self._queue if p not in batch]
+        return batch
+
+    def _run(self, batch: list[_Pending]) -> None:
         import torch
         from PIL import Image
 
-        msgs, images = [], []
-        for m in request.messages:
-            content: list[dict[str, Any]] = []
-            for p in m.parts:
-                if isinstance(p, str):
-                    content.append({"type": "text", "text": p})
-                else:
-                    images.append(Image.fromarray(np.asarray(p)))
-                    content.append({"type": "image"})
-            msgs.append({"role": m.role, "content": content})
-        text = self._processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        inputs = self._processor(text=[text], images=images or None, return_tensors="pt").to(self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": request.max_tokens, "do_sample": request.temperature > 0,
+        texts, images = [], []
+        for p in batch:
+            msgs = []
+            for m in p.request.messages:
+                content: list[dict[str, Any]] = []
+                for part in m.parts:
+                    if isinstance(part, str):
+                        content.append({"type": "text", "text": part})
+                    else:
+                        images.append(Image.fromarray(np.asarray(part)))
+                        content.append({"type": "image"})
+                msgs.append({"role": m.role, "content": content})
+            texts.append(self._processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+        tok = self._processor.tokenizer
+        tok.padding_side = "left"  # decoder-only generation: the prompts end where the new tokens begin
+        inputs = self._processor(text=texts, images=images or None, padding=len(batch) > 1,
+                                 return_tensors="pt").to(self.device)
+        req = batch[0].request
+        kwargs: dict[str, Any] = {"max_new_tokens": req.max_tokens, "do_sample": req.temperature > 0,
                                   "output_logits": True, "return_dict_in_generate": True}
-        if request.temperature > 0:
-            kwargs["temperature"] = request.temperature
-        if request.json_schema is not None:
+        if req.temperature > 0:
+            kwargs["temperature"] = req.temperature
+        if req.json_schema is not None:
             from xgrammar.contrib.hf import LogitsProcessor
 
-            kwargs["logits_processor"] = [LogitsProcessor(self._grammar(request.json_schema))]  # new per call
-        with self._lock, torch.inference_mode():
+            grammars = [self._grammar(p.request.json_schema or {}) for p in batch]
+            kwargs["logits_processor"] = [LogitsProcessor(grammars)]  # new per call, one grammar per row
+        with torch.inference_mode():
             out = self._model.generate(**inputs, **kwargs)
         n_prompt = inputs["input_ids"].shape[1]
-        new = out.sequences[0, n_prompt:]
-        # log-prob of each chosen token under the model's own (unconstrained) distribution
-        lps = [float(torch.log_softmax(lg[0].float(), -1)[tok]) for lg, tok in zip(out.logits, new, strict=False)]
-        decoded = self._processor.tokenizer.decode(new, skip_special_tokens=True)
-        return VlmResponse(text=decoded, model=self.model, prompt_tokens=int(n_prompt),
-                           completion_tokens=len(new), token_logprobs=lps)
+        stop = self._stop_ids()
+        for row, p in enumerate(batch):
+            new = out.sequences[row, n_prompt:].tolist()
+            end = next((k + 1 for k, t in enumerate(new) if t in stop), len(new))  # its own end, not the batch's
+            new = new[:end]
+            # log-prob of each chosen token under the model's own (unconstrained) distribution
+            lps = [float(torch.log_softmax(out.logits[k][row].float(), -1)[t]) for k, t in enumerate(new)]
+            n_own = int(inputs["attention_mask"][row].sum()) if "attention_mask" in inputs else n_prompt
+            p.response = VlmResponse(text=tok.decode(new, skip_special_tokens=True), model=self.model,
+                                     prompt_tokens=n_own, completion_tokens=len(new), token_logprobs=lps)
+
+    def _stop_ids(self) -> set[int]:
+        """Tokens that end a row: the generation config's EOS ids and the pad token (rows that ended early)."""
+        eos = self._model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        pad = self._processor.tokenizer.pad_token_id
+        return ids | ({pad} if pad is not None else set())
+
+
+class _Pending:
+    """One caller's request waiting for (or in) a batch."""
+
+    def __init__(self, request: VlmRequest) -> None:
+        self.request = request
+        # requests that can share one generate call: free text or JSON, the same token budget and temperature
+        self.key = (request.json_schema is None, request.max_tokens, request.temperature)
+        self.response: VlmResponse | None = None
+        self.error: BaseException | None = None
+        self.done = False

@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,10 +95,13 @@ def _rows(pages: Sequence[Any]) -> list[_Line]:
 class WordsBackend:
     family = "qwen2-vl"
 
-    def __init__(self, model: str = "pagelens-words") -> None:
+    def __init__(self, model: str = "pagelens-words", latency_s: float = 0.0) -> None:
         self.model = model
+        self.latency_s = latency_s  # a server's answer time, simulated (batch tests and benchmarks)
 
     def generate(self, request: VlmRequest) -> VlmResponse:
+        if self.latency_s:
+            time.sleep(self.latency_s)
         lines = _lines(request.pages)
         if request.json_schema is None:  # free text (captions): the first printed lines
             text = " ".join(line.text for line in lines[:3])[:300] or "an empty page"

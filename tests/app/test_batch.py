@@ -10,7 +10,7 @@ import pymupdf
 from app.batch import extract_each
 from app.service import Service
 from tests.conftest import make_settings
-from tests.ingest.clirun import cli_env, pagelens
+from tests.ingest.clirun import cli_env, pagelens, popen
 from tests.vlm.chat_server import Gauge, chat_server, ok
 
 SCHEMA = {"type": "object", "properties": {"invoice_number": {"type": "string"}, "date": {"type": "string"},
@@ -73,6 +73,65 @@ def test_extract_each_resumes_and_records_failures(tmp_path: Path) -> None:
     skipped = next(r for r in map(json.loads, (tmp_path / "r2.jsonl").read_text().splitlines())
                    if Path(r["path"]).name == "inv0.pdf")
     assert skipped["data"] == by["inv0.pdf"]["data"], "a skipped document still reports its stored result"
+
+
+def _stored_count(data: Path) -> int:
+    """Extractions stored so far, read while another process writes (SQLite, read-only)."""
+    import sqlite3
+
+    db = data / "catalog.db"
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(con.execute("select count(*) from extractions").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not there yet
+        return 0
+    finally:
+        con.close()
+
+
+def test_fifty_invoices_two_broken_killed_midway_then_resumed(tmp_path: Path) -> None:
+    """48 invoices and 2 broken files; the batch is killed with SIGKILL mid-way, then run again: 48 results and 2
+    recorded failures, every invoice's values right and verified, and one stored extraction per invoice."""
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(48):
+        _invoice(folder / f"inv{i:02d}.pdf", i)
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7 garbage " * 40)
+    (folder / "truncated.pdf").write_bytes(_invoice(tmp_path / "whole.pdf", 99).read_bytes()[:300])
+    (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
+    data = tmp_path / "data"
+    env = cli_env(data, None, PAGELENS_VLM__BACKEND="words", PAGELENS_VLM__WORDS_LATENCY_S="0.25",
+                  PAGELENS_VLM__CONCURRENCY="4")
+    args = ["extract", "--schema", str(tmp_path / "s.json"), "--each", str(folder)]
+
+    proc = popen(*args, "--out", str(tmp_path / "first.jsonl"), env=env)
+    deadline = time.monotonic() + 300
+    while _stored_count(data) < 8 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no clean-up of any kind
+    proc.communicate()
+    stored = _stored_count(data)
+    assert 8 <= stored < 48, f"the kill came mid-batch ({stored} stored)"
+
+    again = pagelens(*args, "--out", str(tmp_path / "r.jsonl"), env=env)
+    assert again.returncode == 1, again.stderr  # the two broken files
+    results = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    by = {Path(r["path"]).name: r for r in results}
+    assert len(results) == 50 and len(by) == 50
+    assert {n for n, r in by.items() if r["status"] == "failed"} == {"broken.pdf", "truncated.pdf"}
+    assert sum(r["status"] == "skipped" for r in results) == stored  # what was stored before the kill is kept
+    assert f"{48 - sum(r['status'] == 'skipped' for r in results)} extracted" in again.stdout
+    for i in range(48):
+        r = by[f"inv{i:02d}.pdf"]
+        assert r["status"] in ("extracted", "skipped")
+        assert r["data"] == {"invoice_number": f"INV-{100 + i}", "date": f"2024-03-0{i % 9 + 1}",
+                             "total": 10 * i + 9.5}, r
+        assert all(f["status"] == "verified" for f in r["fields"])
+    assert _extractions(data) == 48, "one extraction per invoice: nothing extracted twice"
 
 
 def test_extract_each_keeps_concurrency_requests_in_flight(tmp_path: Path) -> None:

@@ -91,3 +91,33 @@ def test_loading_a_missing_model_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="PAGELENS_VLM"):
         TransformersBackend(VlmSettings(model=str(tmp_path / "nope")))
     assert np.zeros(1).size == 1
+
+
+def test_concurrent_requests_run_as_batches_with_each_rows_own_result(tiny_qwen25: Path) -> None:
+    """Six callers at once (as the caption pass makes them) share padded generate calls; each gets what it would
+    have got alone under greedy decoding — the same tokens, so its own grammar (JSON rows) and its own end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vlm.answering import _CaptionOut
+
+    backend = TransformersBackend(VlmSettings(model=str(tiny_qwen25), batch_size=4))
+    pages = [_page(max_pixels=m) for m in (224 * 224, 280 * 280, 336 * 336)]
+    schema = _CaptionOut.model_json_schema()
+    requests = [VlmRequest(messages=[Message("user", [p.image, f"Describe page {i}."])], max_tokens=24,
+                           json_schema=schema if i % 2 else None) for i, p in enumerate(pages * 2)]
+    alone = [backend.generate(r) for r in requests]
+    calls: list[int] = []
+    real = backend._model.generate
+
+    def counting(**kw: object) -> object:
+        calls.append(int(kw["input_ids"].shape[0]))  # type: ignore[attr-defined]
+        return real(**kw)
+
+    backend._model.generate = counting  # type: ignore[method-assign]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(backend.generate, requests))
+    assert sum(calls) == 6 and max(calls) > 1 and len(calls) < 6, calls
+    for a, b, r in zip(alone, together, requests, strict=True):
+        assert b.text == a.text and b.completion_tokens == a.completion_tokens
+        assert b.prompt_tokens == a.prompt_tokens and len(b.token_logprobs or []) == b.completion_tokens
+        assert r.json_schema is None or b.text.startswith("{")

@@ -1,30 +1,29 @@
-"""The ingest pipeline: plan each file from its content hash and recorded stages, read what is needed in the
-reader workers, then write vectors and catalog rows — vectors first, the document marked complete last, so a
-killed run leaves only ``partial`` documents, which the next run cleans up or redoes."""
+"""The ingest run: plan each file (``ingest.plan``), read what is needed in the reader workers (``ingest.reader``),
+write vectors and catalog rows as pages arrive — vectors first, the document marked complete last, so a killed
+run leaves only ``partial`` documents, which the next run cleans up or redoes (``store.library``) — then caption
+the run's documents (``ingest.captions``)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from ingest import pdf
-from ingest.ocr import SPLITTER_VERSION, engine_version
+from ingest.captions import Captioner
+from ingest.ocr import SPLITTER_VERSION
+from ingest.plan import Plan, embed_version, plan_file, words_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
-from schemas.documents import Document, Page
-from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError, TooLarge
-from schemas.ids import doc_id_of_file, point_id
+from schemas.documents import Page
+from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
 from schemas.settings import Settings
 from store import bm25
 from store.catalog import Catalog, PageRecord
 from store.files import FileStore
-from store.vectors import PagePoint, VectorIndex
+from store.library import Library, page_point
+from store.vectors import VectorIndex
 from vlm.backend import VlmBackend
 from vlm.siglip import SiglipEncoder
 
@@ -49,50 +48,27 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-@dataclass
-class _Plan:
-    path: Path
-    name: str  # the file as the user knows it (the catalog's name, the report's path)
-    doc_id: str
-    kind: Literal["pdf", "image"]
-    mode: Literal["full", "render"]
-    previously_complete: bool
-    started: float = field(default_factory=time.perf_counter)
-    pages: int = 0
-    page_count: int = 0
-    embedded: bool = True  # every page got an image vector
-    parts_left: int = 1  # page ranges still being read (a long file is read by several readers at once)
-    failed: bool = False  # recorded as failed: later events of its other parts are dropped
-    warnings: list[str] = field(default_factory=list)  # the reader's, logged
-    words_failed: list[str] = field(default_factory=list)  # pages whose words could not be read (OCR failed)
-    notes: list[str] = field(default_factory=list)  # for the user's report (e.g. the file moved collection)
-
-
 class Ingestor:
     """Ingests files into the catalog, file store and vector index. Build once per process (see app.service)."""
 
     def __init__(self, settings: Settings, catalog: Catalog, files: FileStore, index: VectorIndex,
                  encoder: EncoderProvider | None, vlm: VlmProvider | None = None) -> None:
         self.s = settings
+        self.library = Library(catalog, files, index)
         self.catalog = catalog
         self.files = files
         self.index = index
         self._encoder_provider = encoder
         self._encoder: SiglipEncoder | None = None
         self._encoder_error: str | None = None
-        self._vlm_provider = vlm
-        self._vlm: VlmBackend | None = None
-        self._vlm_error: str | None = None
+        self.captioner = Captioner(settings, self.library, vlm, self.encoder)
         self._names: dict[Path, str] = {}
 
-    # -- versions ---------------------------------------------------------------------------------
     def words_version(self) -> str:
-        i = self.s.ingest
-        headings = "" if i.outline_headings else ",no-outline"
-        return f"{pdf.library_version()}+{engine_version()}@{i.ocr_dpi:g}dpi,min{i.ocr_min_words}{headings}"
+        return words_version(self.s)
 
     def embed_version(self) -> str:
-        return f"open_clip:{self.s.encoder.model}@{self.s.ingest.render_dpi:g}dpi"
+        return embed_version(self.s)
 
     def encoder(self) -> SiglipEncoder | None:
         """The encoder, loaded on first need; None (with ``encoder_error`` set) when it cannot load."""
@@ -111,171 +87,14 @@ class Ingestor:
     def encoder_error(self) -> str | None:
         return self._encoder_error
 
-    def captions_wanted(self) -> bool:
-        return self.s.vlm.captions
-
-    def vlm(self) -> VlmBackend | None:
-        """The captioning VLM, built on first need; None (with the reason kept) when none is configured."""
-        if self._vlm is None and self._vlm_error is None:
-            if self._vlm_provider is None:
-                self._vlm_error = "no VLM backend"
-            else:
-                try:
-                    self._vlm = self._vlm_provider()
-                except PageLensError as e:
-                    self._vlm_error = e.message
-        return self._vlm
-
-    def caption_version(self) -> str:
-        from vlm import prompts
-
-        backend = self.vlm()
-        model = backend.model if backend else "none"
-        return f"{model}:{prompts.prompt_hash(prompts.SYSTEM, prompts.CAPTION)}@{self.s.vlm.max_pixels}px"
-
-    def caption_documents(self, docs: Sequence[Document]) -> dict[str, str]:
-        """Caption every page of complete documents and index the captions (BM25 text + the ``caption`` vector
-        when the encoder is loaded). One window of ``vlm.concurrency`` requests runs across all the documents (no
-        drain between them) while the next pages render here; at most twice that many page images exist at once,
-        whatever the documents' lengths. Each document's stage is recorded when its last caption is stored.
-        Returns {doc_id: why} for the documents whose captions failed (their stage stays pending)."""
-        from store.pages import render_for_model
-        from vlm.answering import caption
-        from vlm.pages import PageInput
-
-        backend = self.vlm()
-        if backend is None:
-            return {d.doc_id: self._vlm_error or "no VLM" for d in docs}
-        encoder = self.encoder()
-        if encoder is not None:
-            self.index.ensure_dense("caption", encoder.dim)
-        concurrency = self.s.vlm.concurrency
-        in_flight: deque[tuple[Document, PageRecord, Future[str]]] = deque()
-        ready: dict[str, list[tuple[PageRecord, str]]] = {}
-        left = {d.doc_id: d.page_count for d in docs}
-        failed: dict[str, str] = {}
-
-        def settle(block: bool) -> None:
-            while in_flight and (block or in_flight[0][2].done() or len(in_flight) > 2 * concurrency):
-                doc, rec, fut = in_flight.popleft()
-                if doc.doc_id in failed:
-                    continue
-                try:
-                    text = fut.result()
-                except Exception as e:  # this document's captions failed; the others go on
-                    failed[doc.doc_id] = e.message if isinstance(e, PageLensError) else f"{e.__class__.__name__}: {e}"
-                    ready.pop(doc.doc_id, None)
-                    continue
-                buf = ready.setdefault(doc.doc_id, [])
-                buf.append((rec, text))
-                left[doc.doc_id] -= 1
-                if len(buf) >= self.s.ingest.batch_pages or left[doc.doc_id] == 0:
-                    self._caption_batch(doc.doc_id, doc.collection, buf, encoder)
-                    buf.clear()
-                if left[doc.doc_id] == 0:
-                    self._captioned(doc.doc_id)
-
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="caption") as pool:
-            for doc in docs:
-                try:
-                    path = self.files.open_path(doc.doc_id)
-                except PageLensError as e:
-                    failed[doc.doc_id] = e.message
-                    continue
-                for rec in self.catalog.iter_pages(doc.doc_id):
-                    if doc.doc_id in failed:
-                        break
-                    try:
-                        img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
-                                               min_pixels=self.s.vlm.min_pixels)
-                    except PageLensError as e:  # a page that cannot be drawn: this document stays pending
-                        failed[doc.doc_id] = e.message
-                        break
-                    in_flight.append((doc, rec, pool.submit(caption, backend, PageInput(doc.doc_id, rec.page.page_no,
-                                                                                         img, rec.table),
-                                                            max_attempts=self.s.vlm.max_attempts)))
-                    settle(block=False)
-            settle(block=True)
-        return failed
-
-    def _captioned(self, doc_id: str) -> None:
-        """A document's last caption is stored: vectors durable, then the caption stage recorded."""
-        self.index.flush()
-        doc = self.catalog.get_document(doc_id)
-        if doc is not None:
-            stages = {**doc.stages, "caption": self.caption_version()}
-            self.catalog.complete_document(doc_id, stages=stages, pending=[p for p in doc.pending if p != "caption"])
-
-    def _caption_batch(self, doc_id: str, collection: str, done: list[tuple[PageRecord, str]],
-                       encoder: SiglipEncoder | None) -> None:
-        """Store a batch's captions and re-index its pages (BM25 text with the caption, the caption vector)."""
-        batch = [rec for rec, _ in done]
-        caps = {rec.page.page_no: text for rec, text in done}
-        self.catalog.set_captions(doc_id, caps)
-        dense = encoder.encode_texts([caps[r.page.page_no] for r in batch]) if encoder is not None else None
-        self.index.update_vectors([
-            PagePoint(id=point_id(doc_id, r.page.page_no), doc_id=doc_id, page=r.page.page_no,
-                      collection=collection,
-                      text=bm25.page_vector(r.table.texts, caps[r.page.page_no], r.page.headings),
-                      dense={"caption": dense[k].tolist()} if dense is not None else {})
-            for k, r in enumerate(batch)])
-
-    # -- reconcile --------------------------------------------------------------------------------
+    # -- the stored library ---------------------------------------------------------------------
     def reconcile(self, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
-        """Remove what a killed run left behind: documents still ``partial`` (their vectors, pages, row and
-        stored file) and stored files no document row claims, except ``keep`` (about to be redone). Returns the
-        doc ids removed."""
-        removed = []
-        for doc_id in self.catalog.partial_documents():
-            if doc_id in keep:
-                continue
-            self.remove(doc_id)
-            removed.append(doc_id)
-        # stored files of batch members a killed run copied in but never started: no catalog row at all
-        stored = self.files.doc_ids() - set(keep)
-        for doc_id in stored - self.catalog.known_ids(sorted(stored)):
-            self.files.delete(doc_id)
-            removed.append(doc_id)
-        self.files.drop_incoming()
-        return removed
+        """Remove what a killed run left behind (``Library.reconcile``)."""
+        return self.library.reconcile(keep)
 
     def remove(self, doc_id: str) -> None:
-        """Delete a document everywhere: vectors first, then rows, then the stored file."""
-        self.index.delete_document(doc_id)
-        self.index.flush()
-        self.catalog.delete_document(doc_id)
-        self.files.delete(doc_id)
-
-    # -- planning ---------------------------------------------------------------------------------
-    def _plan(self, path: Path, name: str, collection: str) -> _Plan | FileOutcome:
-        size = path.stat().st_size
-        limit = self.s.ingest.max_file_mb * 1024 * 1024
-        if size > limit:
-            raise TooLarge(f"{path.name} is {size / 2**20:.0f} MB, over the {self.s.ingest.max_file_mb:g} MB "
-                           "limit; split it or raise PAGELENS_INGEST__MAX_FILE_MB")
-        kind = pdf.sniff_kind(path)
-        doc_id = doc_id_of_file(path)
-        doc = self.catalog.get_document(doc_id)
-        if doc is None or doc.status != "complete" or doc.stages.get("words") != self.words_version() \
-                or doc.stages.get("index") != bm25.VERSION \
-                or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != SPLITTER_VERSION):
-            return _Plan(path, name, doc_id, kind, "full", previously_complete=False)
-        if self.index.count(doc_id) < doc.page_count:
-            # the catalog says complete but this vector store lacks its points (a catalog shared by two embedded
-            # stores, or a store restored from another time): read it again rather than report "unchanged"
-            log.warning("%s: the vector store lacks %s's pages; reading it again", path.name, doc_id[:12])
-            return _Plan(path, name, doc_id, kind, "full", previously_complete=False)
-        self.catalog.add_name(doc_id, name)
-        moved = doc.collection != collection
-        notes = [f"moved from collection '{doc.collection}' to '{collection}'"] if moved else []
-        if moved:
-            self.index.set_collection(doc_id, collection)
-            self.index.flush()
-            self.catalog.set_collection(doc_id, collection)
-        if doc.stages.get("embed") != self.embed_version():
-            return _Plan(path, name, doc_id, kind, "render", previously_complete=True, notes=notes)
-        return FileOutcome(path=name, doc_id=doc_id, status="ingested" if moved else "unchanged",
-                           pages=doc.page_count, pending=doc.pending, warnings=notes)
+        """Delete a document everywhere (``Library.remove``)."""
+        self.library.remove(doc_id)
 
     # -- run --------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path], *, collection: str | None = None, password: str | None = None,
@@ -305,7 +124,7 @@ class Ingestor:
     def _run(self, paths: Sequence[Path], outcomes: dict[Path, FileOutcome], collection: str | None,
              password: str | None, on_progress: ProgressFn | None, workers: int, t0: float) -> IngestReport:
         coll = collection or self.s.default_collection
-        plans: list[_Plan] = []
+        plans: list[Plan] = []
         aliases: list[tuple[str, Path]] = []
         pages_done = pages_total = 0
 
@@ -315,7 +134,7 @@ class Ingestor:
 
         for path in paths:
             try:
-                plan = self._plan(path, self._name(path), coll)
+                plan = plan_file(self.s, self.library, path, self._name(path), coll)
             except StoreError:
                 raise
             except PageLensError as e:
@@ -400,8 +219,8 @@ class Ingestor:
                 pool.cancel(ev.job)
             pool.add_busy(time.perf_counter() - t_busy)
             report(plan.path.name)
-        if self.captions_wanted():
-            self._caption_pass(outcomes, report)
+        if self.captioner.wanted():
+            self.captioner.run(outcomes, report)
         if any(o.status == "ingested" for o in outcomes.values()):
             self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate
@@ -416,51 +235,14 @@ class Ingestor:
         return IngestReport(files=ordered, seconds=time.perf_counter() - t0,
                             reader_peak_mb=round(pool.peak_rss_mb, 1) if plans else 0.0)
 
-    def _caption_pass(self, outcomes: dict[Path, FileOutcome], report: Callable[..., None]) -> None:
-        """Caption the run's complete documents whose caption stage is missing or outdated, when a VLM is
-        configured; otherwise leave the stage pending (said once)."""
-        version = self.caption_version()
-        said = False
-        todo: list[tuple[Path, FileOutcome, Document]] = []
-        for path, o in list(outcomes.items()):
-            doc = self.catalog.get_document(o.doc_id) if o.doc_id and o.status != "failed" else None
-            if doc is None or doc.status != "complete" or doc.stages.get("caption") == version:
-                continue
-            if self.vlm() is None:
-                if "caption" not in doc.pending:
-                    self.catalog.complete_document(doc.doc_id, stages=doc.stages, pending=[*doc.pending, "caption"])
-                if not said:
-                    report(path.name, notice=f"Pages are not captioned: {self._vlm_error}")
-                    said = True
-                outcomes[path] = o.model_copy(update={"pending": sorted({*o.pending, "caption"})})
-                continue
-            todo.append((path, o, doc))
-        if not todo:
-            return
-        pages = sum(d.page_count for _, _, d in todo)
-        report(todo[0][0].name, notice=f"captioning {pages} pages of {len(todo)} documents, "
-                                       f"{self.s.vlm.concurrency} requests at a time")
-        failed = self.caption_documents([d for _, _, d in todo])
-        for path, o, doc in todo:
-            if doc.doc_id in failed:  # left pending, with the reason, for the next ingest to retry
-                log.warning("captions of %s failed, left pending: %s", path.name, failed[doc.doc_id])
-                if "caption" not in doc.pending:
-                    self.catalog.complete_document(doc.doc_id, stages=doc.stages, pending=[*doc.pending, "caption"])
-                outcomes[path] = o.model_copy(update={
-                    "pending": sorted({*o.pending, "caption"}),
-                    "warnings": [*o.warnings, f"captions failed: {failed[doc.doc_id]}"]})
-                continue
-            outcomes[path] = o.model_copy(update={"status": "ingested",
-                                                  "pending": [p for p in o.pending if p != "caption"]})
-
     # -- event handlers ---------------------------------------------------------------------------
-    def _opened(self, plan: _Plan, collection: str) -> None:
+    def _opened(self, plan: Plan, collection: str) -> None:
         if plan.mode == "full":
             self.catalog.begin_document(doc_id=plan.doc_id, name=plan.name, kind=plan.kind,
                                         collection=collection, size_bytes=plan.path.stat().st_size,
                                         page_count=plan.page_count)
 
-    def _pages(self, plan: _Plan, batch: list[PageOut], collection: str, encoder: SiglipEncoder | None) -> None:
+    def _pages(self, plan: Plan, batch: list[PageOut], collection: str, encoder: SiglipEncoder | None) -> None:
         if plan.mode == "full":  # the readers sent the words encoded and their sparse vector: nothing to decode
             records = [PageRecord(Page(doc_id=plan.doc_id, page_no=p.page_no, width_pt=p.width_pt,
                                        height_pt=p.height_pt, rotation=p.rotation, words_source=p.words_source,
@@ -490,18 +272,14 @@ class Ingestor:
             if p.words_failed:
                 plan.words_failed.append(p.words_failed)
         sparse = {p.page_no: p.sparse for p in batch if p.sparse is not None}
-        points = [PagePoint(id=point_id(plan.doc_id, r.page.page_no), doc_id=plan.doc_id, page=r.page.page_no,
-                            collection=collection,
-                            text=sparse.get(r.page.page_no)
-                            or bm25.page_vector(r.table.texts, r.page.caption, r.page.headings),
-                            dense=dense[r.page.page_no])
-                  for r in records]
+        points = [page_point(r, collection, caption=r.page.caption, dense=dense[r.page.page_no],
+                             sparse=sparse.get(r.page.page_no)) for r in records]
         self.index.upsert(points)
         if plan.mode == "full":
             self.catalog.put_pages(records)
         plan.pages += len(batch)
 
-    def _done(self, plan: _Plan, collection: str, encoder: SiglipEncoder | None) -> FileOutcome:
+    def _done(self, plan: Plan, collection: str, encoder: SiglipEncoder | None) -> FileOutcome:
         self.index.flush()  # vectors durable before the document is marked complete
         doc = self.catalog.get_document(plan.doc_id)
         stages = dict(doc.stages) if doc else {}
@@ -524,7 +302,7 @@ class Ingestor:
                            pending=pending, seconds=time.perf_counter() - plan.started,
                            warnings=plan.notes + plan.words_failed[:10])
 
-    def _failed(self, plan: _Plan, code: str, message: str) -> FileOutcome:
+    def _failed(self, plan: Plan, code: str, message: str) -> FileOutcome:
         plan.failed = True
         if not plan.previously_complete:
             self.remove(plan.doc_id)

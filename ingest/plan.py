@@ -1,0 +1,86 @@
+"""Planning a file's ingest from its content hash and the stages recorded for it: read it all (new, changed
+reader, changed index), only render it again (a new encoder), or nothing (unchanged; perhaps moved to another
+collection). The stage versions are decided here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ingest import pdf
+from ingest.ocr import SPLITTER_VERSION, engine_version
+from schemas.errors import TooLarge
+from schemas.ids import doc_id_of_file
+from schemas.results import FileOutcome
+from schemas.settings import Settings
+from store import bm25
+from store.library import Library
+
+log = logging.getLogger(__name__)
+
+
+def words_version(s: Settings) -> str:
+    """What produced a document's words: PyMuPDF, the OCR engine and its settings, the outline switch."""
+    i = s.ingest
+    headings = "" if i.outline_headings else ",no-outline"
+    return f"{pdf.library_version()}+{engine_version()}@{i.ocr_dpi:g}dpi,min{i.ocr_min_words}{headings}"
+
+
+def embed_version(s: Settings) -> str:
+    """What produced a document's image vectors: the encoder and the rendering resolution."""
+    return f"open_clip:{s.encoder.model}@{s.ingest.render_dpi:g}dpi"
+
+
+@dataclass
+class Plan:
+    """One file of a run, from its plan to its outcome."""
+
+    path: Path
+    name: str  # the file as the user knows it (the catalog's name, the report's path)
+    doc_id: str
+    kind: Literal["pdf", "image"]
+    mode: Literal["full", "render"]
+    previously_complete: bool
+    started: float = field(default_factory=time.perf_counter)
+    pages: int = 0
+    page_count: int = 0
+    embedded: bool = True  # every page got an image vector
+    parts_left: int = 1  # page ranges still being read (a long file is read by several readers at once)
+    failed: bool = False  # recorded as failed: later events of its other parts are dropped
+    warnings: list[str] = field(default_factory=list)  # the reader's, logged
+    words_failed: list[str] = field(default_factory=list)  # pages whose words could not be read (OCR failed)
+    notes: list[str] = field(default_factory=list)  # for the user's report (e.g. the file moved collection)
+
+
+def plan_file(s: Settings, library: Library, path: Path, name: str, collection: str) -> Plan | FileOutcome:
+    """The plan for ``path``, or its outcome when nothing needs reading. Raises PageLensError (too large,
+    unsupported type) or OSError (unreadable)."""
+    size = path.stat().st_size
+    limit = s.ingest.max_file_mb * 1024 * 1024
+    if size > limit:
+        raise TooLarge(f"{path.name} is {size / 2**20:.0f} MB, over the {s.ingest.max_file_mb:g} MB "
+                       "limit; split it or raise PAGELENS_INGEST__MAX_FILE_MB")
+    kind = pdf.sniff_kind(path)
+    doc_id = doc_id_of_file(path)
+    doc = library.catalog.get_document(doc_id)
+    if doc is None or doc.status != "complete" or doc.stages.get("words") != words_version(s) \
+            or doc.stages.get("index") != bm25.VERSION \
+            or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != SPLITTER_VERSION):
+        return Plan(path, name, doc_id, kind, "full", previously_complete=False)
+    if library.index.count(doc_id) < doc.page_count:
+        # the catalog says complete but this vector store lacks its points (a catalog shared by two embedded
+        # stores, or a store restored from another time): read it again rather than report "unchanged"
+        log.warning("%s: the vector store lacks %s's pages; reading it again", path.name, doc_id[:12])
+        return Plan(path, name, doc_id, kind, "full", previously_complete=False)
+    library.catalog.add_name(doc_id, name)
+    moved = doc.collection != collection
+    notes = [f"moved from collection '{doc.collection}' to '{collection}'"] if moved else []
+    if moved:
+        library.move(doc_id, collection)
+    if doc.stages.get("embed") != embed_version(s):
+        return Plan(path, name, doc_id, kind, "render", previously_complete=True, notes=notes)
+    return FileOutcome(path=name, doc_id=doc_id, status="ingested" if moved else "unchanged",
+                       pages=doc.page_count, pending=doc.pending, warnings=notes)

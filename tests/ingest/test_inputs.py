@@ -104,7 +104,7 @@ def test_a_file_moved_to_another_collection_says_so(svc: Service, tmp_path: Path
 
 def test_a_reader_killed_while_idle_is_replaced(tmp_path: Path) -> None:
     opts = ReadOptions(render_dpi=20, ocr_dpi=100, max_render_pixels=10**6, ocr_min_words=0, max_pages=100,
-                       memory_mb=1024, batch_pages=8)
+                       memory_mb=3072, batch_pages=8)
     jobs = [ReadJob(job_id=i, path=_pdf(tmp_path / f"{i}.pdf"), kind="pdf", password=None, render=False)
             for i in range(3)]
     pool = ReaderPool(opts, workers=1, timeout_s=60)

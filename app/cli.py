@@ -87,12 +87,15 @@ def ingest(
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, max=64, help="page-reader processes; a long file is shared among them by page ranges "
                                          "[default: PAGELENS_INGEST__WORKERS, else one per core, at most 4]")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS", help="read on a Ray cluster: 'local' (start one here), 'auto' (the one this "
+                                         "machine joined) or ray://host:10001; needs pagelens[ray]")] = None,
 ) -> None:
     """Ingest documents: words (text layer or OCR), BM25 and SigLIP vectors, the catalog."""
     bar, on_progress = _progress_bar()
     with _session() as svc, bar:
         result = svc.ingest(paths, collection=collection, password=password, on_progress=on_progress,
-                            workers=workers)
+                            workers=workers, ray=ray)
     _print_report(result)
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)

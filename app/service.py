@@ -144,9 +144,11 @@ class Service:
     # -- operations -------------------------------------------------------------------------------
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
                on_progress: ProgressFn | None = None, workers: int | None = None,
-               names: dict[Path, str] | None = None, let_deletes_in: bool = False) -> IngestReport:
+               names: dict[Path, str] | None = None, let_deletes_in: bool = False,
+               ray: str | None = None) -> IngestReport:
         """Ingest files and folders. ``names``: the name the user knows a file by, when not its path (uploads).
-        ``workers``: page-reader processes (default: the ``ingest.workers`` setting).
+        ``workers``: page-reader processes (default: the ``ingest.workers`` setting); ``ray``: read on the Ray
+        cluster at this address instead (``ingest.ray_readers``).
 
         ``let_deletes_in``: deletes of other documents run between page batches instead of waiting for the whole
         ingest (the API's job runner); it costs reading each file once more up front to know which documents
@@ -158,7 +160,7 @@ class Service:
         if not let_deletes_in:
             with self.write_lock:
                 return self.ingestor.ingest(files, collection=collection, password=password,
-                                            on_progress=on_progress, workers=readers, names=names)
+                                            on_progress=on_progress, workers=readers, names=names, ray=ray)
         with self.write_lock.long_writing(_doc_ids(files)) as let_in:
             def progress(p: Any) -> None:
                 if on_progress is not None:
@@ -166,7 +168,7 @@ class Service:
                 let_in()  # called after each file event and page batch: nothing is half-written then
 
             return self.ingestor.ingest(files, collection=collection, password=password, on_progress=progress,
-                                        workers=readers, names=names)
+                                        workers=readers, names=names, ray=ray)
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: list[str] | None = None) -> list[Hit]:

@@ -10,11 +10,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.captions import Captioner
 from ingest.ocr import SPLITTER_VERSION
 from ingest.plan import Plan, embed_version, plan_file, words_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
+
+if TYPE_CHECKING:
+    from ingest.ray_readers import RayReaderPool
 from schemas.documents import Page
 from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
@@ -99,18 +103,20 @@ class Ingestor:
     # -- run --------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path], *, collection: str | None = None, password: str | None = None,
                on_progress: ProgressFn | None = None, workers: int = 1,
-               names: dict[Path, str] | None = None) -> IngestReport:
+               names: dict[Path, str] | None = None, ray: str | None = None) -> IngestReport:
         """Ingest ``paths`` (files). Never raises for a bad file: each gets its FileOutcome. When a store fails
         mid-run (the catalog database is gone), the run stops: finished files keep their outcome, the rest are
         reported failed with the store's error, and the next run reconciles what was half-written.
 
         ``names``: how the user knows a file when that is not its path (an upload is saved under a server folder
-        but catalogued and reported under the client's file name)."""
+        but catalogued and reported under the client's file name). ``ray``: read on the Ray cluster at this
+        address (``local``, ``auto``, ``ray://host:10001``) instead of local reader processes; everything else
+        runs here, the same way."""
         t0 = time.perf_counter()
         outcomes: dict[Path, FileOutcome] = {}
         self._names = names or {}
         try:
-            return self._run(paths, outcomes, collection, password, on_progress, workers, t0)
+            return self._run(paths, outcomes, collection, password, on_progress, workers, t0, ray)
         except StoreError as e:
             log.error("ingest stopped: %s", e.message)
             err = ErrorInfo(code=e.code, message=f"not ingested: {e.message}")
@@ -122,7 +128,8 @@ class Ingestor:
         return self._names.get(path, str(path))
 
     def _run(self, paths: Sequence[Path], outcomes: dict[Path, FileOutcome], collection: str | None,
-             password: str | None, on_progress: ProgressFn | None, workers: int, t0: float) -> IngestReport:
+             password: str | None, on_progress: ProgressFn | None, workers: int, t0: float,
+             ray: str | None = None) -> IngestReport:
         coll = collection or self.s.default_collection
         plans: list[Plan] = []
         aliases: list[tuple[str, Path]] = []
@@ -185,7 +192,13 @@ class Ingestor:
         opts = ReadOptions(render_dpi=i.render_dpi, ocr_dpi=i.ocr_dpi, max_render_pixels=i.max_render_pixels,
                            ocr_min_words=i.ocr_min_words, max_pages=i.max_pages, memory_mb=i.worker_memory_mb,
                            batch_pages=i.batch_pages, outline_headings=i.outline_headings)
-        pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
+        pool: ReaderPool | RayReaderPool
+        if ray:
+            from ingest.ray_readers import RayReaderPool
+
+            pool = RayReaderPool(opts, ray, timeout_s=i.file_timeout_s)
+        else:
+            pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
         for ev in pool.run(jobs):
             plan = plans[ev.job.job_id]
             if plan.failed:  # another part of this file failed: what its other parts still send is dropped

@@ -272,14 +272,46 @@ def _serve(conn: Connection, opts: ReadOptions) -> None:
             return
         try:
             _run_job(conn, job, opts)
-        except MemoryError:
-            _finish(conn, job, "failed", ("too_large", f"{job.label} needs more memory than the "
-                                           f"reader's cap of {opts.memory_mb} MB (a decompression bomb or "
-                                           "enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB"))
         except Exception as e:
-            why = str(e).replace(str(job.path), job.label)  # the user's name, not the stored copy's
-            code = "invalid_pdf" if job.kind == "pdf" else "invalid_image"
-            _finish(conn, job, "failed", (code, f"{job.label} cannot be read: {why}"))
+            _finish(conn, job, "failed", failure(job, opts, e))
+
+
+def failure(job: ReadJob, opts: ReadOptions, e: BaseException) -> tuple[str, str]:
+    """(code, message) for an error reading ``job``: the same codes wherever the reading ran (here, on Ray)."""
+    if isinstance(e, PageLensError):
+        return e.code, e.message
+    if isinstance(e, MemoryError):
+        return "too_large", (f"{job.label} needs more memory than the reader's cap of {opts.memory_mb} MB (a "
+                             "decompression bomb or enormous image?); raise PAGELENS_INGEST__WORKER_MEMORY_MB")
+    why = str(e).replace(str(job.path), job.label)  # the user's name, not the stored copy's
+    return ("invalid_pdf" if job.kind == "pdf" else "invalid_image"), f"{job.label} cannot be read: {why}"
+
+
+def read_range(job: ReadJob, opts: ReadOptions, start: int, stop: int) -> list[PageOut]:
+    """Pages [start, stop) of ``job``'s file, read as a local reader reads them (for readers elsewhere: Ray).
+    Raises what reading raises; ``failure`` names it."""
+    from ingest import pdf
+
+    doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
+    try:
+        outline = (pdf.outline_by_page(doc) if opts.outline_headings and job.kind == "pdf" and job.mode == "full"
+                   else {})
+        return [_read_page(doc, i, job, opts, outline) for i in range(start, min(stop, doc.page_count))]
+    finally:
+        doc.close()
+
+
+def page_count(job: ReadJob, opts: ReadOptions) -> int:
+    """How many pages ``job``'s file has (opening it as a reader does; raises what opening raises)."""
+    from ingest import pdf
+
+    doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
+    try:
+        if job.keep_decrypted and doc.needs_pass:  # opened with the password: keep the copy pages render from
+            _store_decrypted(doc, job.path)
+        return int(doc.page_count)
+    finally:
+        doc.close()
 
 
 # ---------------------------------------------------------------------------------------------------

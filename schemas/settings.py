@@ -72,7 +72,7 @@ class VlmSettings(_Group):
     api_key: str | None = None
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(2, ge=0)
-    concurrency: int = Field(16, ge=1, le=256, description="VLM requests in flight at once (captions): the "
+    concurrency: int = Field(32, ge=1, le=256, description="VLM requests in flight at once (captions): the "
                                                           "server batches them")
     words_latency_s: float = Field(0.0, ge=0, le=60, description="the words backend's simulated answer time "
                                                                  "(tests and benchmarks of batch work)")

@@ -1,0 +1,195 @@
+"""Reading on a Ray cluster (``pagelens ingest --ray ADDRESS``): the same ReadJobs in, the same events out as
+``ReaderPool``, so planning, writes and crash safety stay in the pipeline on the driver, decided in one place.
+
+Each file is opened by one task (its page count; an encrypted stored copy is replaced by its decrypted one there),
+then read as tasks over page ranges of ``RAY_PART_PAGES`` pages, spread over the cluster. Every task runs the local
+readers' code (``ingest.reader.read_range``) and its errors get the local readers' codes (``failure``). A task
+whose worker dies (killed, out of memory) is retried by Ray (``max_retries``) and the file is recorded failed with
+``worker_crashed`` only when the retries are spent. Limits, per task: the memory cap is set in the task's worker
+process (``RLIMIT_DATA``, as for a local reader); the time limit runs inside the task (a timer that raises) and, for a
+task stuck in native code, on the driver (cancelled with its worker after three times the limit).
+
+Ray is an optional extra (``pip install 'pagelens[ray]'``): only this module imports it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.reader import ReadEvent, ReadJob, ReadOptions
+from schemas.errors import ConfigError, Timeout, WorkerCrashed
+
+log = logging.getLogger(__name__)
+
+RAY_PART_PAGES = 128  # pages per read task: results stay small in the object store, work spreads over the cluster
+MAX_RETRIES = 3  # a task whose worker died is run again this many times
+HARD_STOP = 3.0  # the driver cancels a task still running after this many times the per-file time limit
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at ``address`` (``auto``, ``ray://host:10001``), or start a local one for ``local``;
+    nothing to do when this process is already connected. Raises ConfigError saying what to do."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError("--ray needs Ray: pip install 'pagelens[ray]'") from e
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"cannot join the Ray cluster at {address!r} ({e}); start one (`ray start --head`) or "
+                          "give --ray local for a local instance") from e
+
+
+def _limits(opts: ReadOptions, timeout_s: float) -> Any:
+    """Inside a task: the reader's memory cap, and a timer raising Timeout after ``timeout_s`` (returned: cancel
+    it with ``signal.setitimer(signal.ITIMER_REAL, 0)``)."""
+    import signal
+
+    from ingest.reader import _limit_memory
+
+    _limit_memory(opts.memory_mb)
+
+    def time_up(_sig: int, _frame: Any) -> None:
+        raise Timeout("time limit")
+
+    signal.signal(signal.SIGALRM, time_up)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    return signal
+
+
+def _open_task(job: ReadJob, opts: ReadOptions, timeout_s: float) -> tuple[str, Any]:
+    """("opened", page count) or ("failed", (code, message))."""
+    from ingest.reader import failure, page_count
+
+    signal = _limits(opts, timeout_s)
+    try:
+        return "opened", page_count(job, opts)
+    except Timeout:
+        return "failed", _timeout(job, timeout_s)
+    except Exception as e:
+        return "failed", failure(job, opts, e)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _read_task(job: ReadJob, opts: ReadOptions, start: int, stop: int, timeout_s: float) -> tuple[str, Any]:
+    """("pages", list[PageOut]) or ("failed", (code, message))."""
+    from ingest.reader import failure, read_range
+
+    signal = _limits(opts, timeout_s)
+    try:
+        return "pages", read_range(job, opts, start, stop)
+    except Timeout:
+        return "failed", _timeout(job, timeout_s)
+    except Exception as e:
+        return "failed", failure(job, opts, e)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _timeout(job: ReadJob, timeout_s: float) -> tuple[str, str]:
+    err = Timeout(f"{job.label} took over {timeout_s:.0f} s to read and was stopped; it may be malformed, or raise "
+                  "PAGELENS_INGEST__FILE_TIMEOUT_S")
+    return err.code, err.message
+
+
+@dataclass
+class _Task:
+    job: ReadJob
+    kind: str  # "open" or "read"
+    submitted: float
+
+
+class RayReaderPool:
+    """``ReaderPool``'s interface over Ray tasks (see the module's docstring)."""
+
+    def __init__(self, opts: ReadOptions, address: str, timeout_s: float) -> None:
+        connect(address)
+        import ray
+
+        self._ray = ray
+        self.opts = opts
+        self.timeout_s = timeout_s
+        remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
+        self._open = remote(_open_task)
+        self._read = remote(_read_task)
+        self._tasks: dict[Any, _Task] = {}
+        self._cancelled: set[int] = set()
+        self.peak_rss_mb = 0.0  # not reported from the cluster
+
+    def add_busy(self, seconds: float) -> None:
+        """The driver's own time does not count against a task's limit (each task keeps its own clock)."""
+
+    def run(self, jobs: Sequence[ReadJob]) -> Iterator[ReadEvent]:
+        parts_left: dict[int, int] = {}
+        for job in jobs:
+            self._submit(self._open.remote(job, self.opts, self.timeout_s), job, "open")
+        try:
+            while self._tasks:
+                ready, _ = self._ray.wait(list(self._tasks), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    task = self._tasks.pop(ref)
+                    if task.job.job_id in self._cancelled:
+                        continue
+                    yield from self._finished(ref, task, parts_left)
+                yield from self._overdue()
+        finally:
+            self.close()
+
+    def _submit(self, ref: Any, job: ReadJob, kind: str) -> None:
+        self._tasks[ref] = _Task(job, kind, time.monotonic())
+
+    def _finished(self, ref: Any, task: _Task, parts_left: dict[int, int]) -> Iterator[ReadEvent]:
+        job = task.job
+        try:
+            kind, payload = self._ray.get(ref)
+        except self._ray.exceptions.RayError as e:  # the worker died MAX_RETRIES + 1 times, or the task was lost
+            err = WorkerCrashed(f"{job.label} crashed the PDF reader on the Ray cluster ({e.__class__.__name__}); "
+                                "the file is probably malformed — re-export or repair it (e.g. qpdf) and retry")
+            yield ReadEvent(job, "failed", (err.code, err.message))
+            return
+        if kind == "failed":
+            yield ReadEvent(job, "failed", payload)
+            return
+        if task.kind == "open":
+            count = int(payload)
+            ranges = [(a, min(count, a + RAY_PART_PAGES)) for a in range(0, count, RAY_PART_PAGES)] or [(0, 0)]
+            yield ReadEvent(job, "started")
+            yield ReadEvent(job, "opened", (count, ranges))
+            parts_left[job.job_id] = len(ranges)
+            for a, b in ranges:
+                self._submit(self._read.remote(job, self.opts, a, b, self.timeout_s), job, "read")
+            return
+        batch = self.opts.batch_pages
+        for i in range(0, len(payload), batch):  # the pipeline writes in batches, as pages come from local readers
+            yield ReadEvent(job, "pages", payload[i:i + batch])
+        parts_left[job.job_id] -= 1
+        if parts_left[job.job_id] == 0:
+            yield ReadEvent(job, "done")
+
+    def _overdue(self) -> Iterator[ReadEvent]:
+        """Tasks stuck past HARD_STOP times the limit (in native code, beyond the task's own timer)."""
+        now = time.monotonic()
+        for task in list(self._tasks.values()):
+            if now - task.submitted > HARD_STOP * self.timeout_s and task.job.job_id not in self._cancelled:
+                self.cancel(task.job)
+                yield ReadEvent(task.job, "failed", _timeout(task.job, self.timeout_s))
+
+    def cancel(self, job: ReadJob) -> None:
+        """Stop reading ``job``'s file: its tasks are cancelled (their workers killed), later results dropped."""
+        self._cancelled.add(job.job_id)
+        for ref, task in list(self._tasks.items()):
+            if task.job.job_id == job.job_id:
+                self._ray.cancel(ref, force=True)
+                del self._tasks[ref]
+
+    def close(self) -> None:
+        for ref in list(self._tasks):
+            self._ray.cancel(ref, force=True)
+        self._tasks.clear()

@@ -1,0 +1,122 @@
+"""Reading on Ray (``ingest --ray``): a local Ray cluster started here (2 CPUs, loopback) gives the same catalog, the
+same points and the same per-file outcomes as the local readers; a worker killed mid-task is retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.service import Service
+from tests.conftest import BADPDF, CORPUS, PDFS, make_settings
+
+ray = pytest.importorskip("ray", reason="pip install 'pagelens[ray]'")
+pytestmark = [pytest.mark.ray, pytest.mark.corpus]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _bad_files(n_per_class: int = 1) -> list[Path]:
+    """A few of the malformed corpus, one per expected outcome class."""
+    rows = [json.loads(x) for x in (BADPDF / "manifest.jsonl").read_text().splitlines()]
+    picked: dict[str, list[Path]] = {}
+    for r in rows:
+        if len(picked.setdefault(r["class"], [])) < n_per_class:
+            picked[r["class"]].append(BADPDF / r["path"])
+    return [p for ps in picked.values() for p in ps]
+
+
+def _state(svc: Service) -> tuple[list[tuple], dict[tuple[str, int], tuple]]:
+    """Every document's page rows, and each point's sparse vector and payload as the embedded index holds them."""
+    import qdrant_edge as qe
+
+    rows = [(d.doc_id, d.name, d.page_count, d.status, sorted(d.stages.items()), d.collection)
+            for d in sorted(svc.list_documents(), key=lambda d: d.doc_id)]
+    pages = [(r.page.doc_id, r.page.page_no, r.page.word_count, r.page.headings, r.page.words_source, r.blob())
+             for d in sorted(svc.list_documents(), key=lambda d: d.doc_id) for r in svc.catalog.iter_pages(d.doc_id)]
+    got = svc.index._shard.scroll(qe.ScrollRequest(limit=5000, with_payload=True, with_vector=True))  # type: ignore[attr-defined]
+    records = got[0] if isinstance(got, tuple) else got
+    points = {(r.payload["doc_id"], int(r.payload["page"])):
+              (r.payload["collection"], tuple(r.vector["text"].indices), tuple(round(v, 5) for v in r.vector["text"].values))
+              for r in records}
+    return rows + pages, points
+
+
+def _outcomes(report: object) -> list[tuple]:
+    return [(f.path, f.status, f.error.code if f.error else None, f.pages) for f in report.files]  # type: ignore[attr-defined]
+
+
+def test_ingest_on_ray_gives_what_local_readers_give(cluster: None, tmp_path: Path) -> None:
+    files = sorted(PDFS.glob("*.pdf")) + _bad_files()
+    results = []
+    for where in ("local", "ray"):
+        svc = Service(make_settings(tmp_path / where, None))
+        try:
+            report = svc.ingest(files, ray="auto" if where == "ray" else None)
+            results.append((_outcomes(report), _state(svc)))
+        finally:
+            svc.close()
+    (local_out, (local_rows, local_points)), (ray_out, (ray_rows, ray_points)) = results
+    assert ray_out == local_out
+    assert {s for _, s, _, _ in ray_out} == {"ingested", "failed"}, "good and bad files both in the batch"
+    assert ray_rows == local_rows
+    assert ray_points == local_points and len(ray_points) == sum(p for *_, p in ray_out if p)
+
+
+def _ray_task_pids(name: str) -> list[int]:
+    """Worker processes running a task of this function right now (Ray titles them ``ray::<function>``)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(f"ray::{name}".encode()):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_task_is_retried(cluster: None, tmp_path: Path) -> None:
+    """Scanned receipts (OCR: seconds a page) read on Ray; the worker reading one is killed with SIGKILL mid-task.
+    Ray runs the task again and the receipts end ingested with the words a local reader reads."""
+    images = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[:2]
+    svc = Service(make_settings(tmp_path / "ray", None))
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid in _ray_task_pids("_read_task"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    try:
+        report = svc.ingest(images, ray="auto")
+        killer.join()
+        ray_state = _state(svc)
+    finally:
+        svc.close()
+    assert killed, "a read task was running and was killed"
+    assert [(f.status, f.pages) for f in report.files] == [("ingested", 1)] * 2, report
+    local = Service(make_settings(tmp_path / "local", None))
+    try:
+        local.ingest(images)
+        assert _state(local) == ray_state
+    finally:
+        local.close()

@@ -12,6 +12,6 @@ COPY retrieval retrieval
 COPY vlm vlm
 COPY app app
 RUN pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu \
-    && pip install '.[postgres,server,ui,vlm]'
-EXPOSE 8000 8501
+    && pip install '.[postgres,server,ui,vlm,ray]'
+EXPOSE 8000 8501 6379 10001 8265
 CMD ["pagelens", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -22,7 +22,7 @@ def _expand(v: str) -> str:
 
 def test_services_and_health_checks() -> None:
     c = _compose()
-    assert set(c["services"]) == {"qdrant", "postgres", "vllm", "api", "ui"}
+    assert set(c["services"]) == {"qdrant", "postgres", "vllm", "api", "ui", "ray-head", "ray-worker"}
     for name, svc in c["services"].items():
         assert "healthcheck" in svc, name
     assert c["services"]["api"]["depends_on"]["vllm"] == {"condition": "service_healthy"}
@@ -30,6 +30,18 @@ def test_services_and_health_checks() -> None:
     assert any("max_pixels" in a for a in c["services"]["vllm"]["command"])
     assert c["services"]["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert (ROOT / "Dockerfile").exists() and c["services"]["api"]["build"] == "."
+
+
+def test_the_ray_profile_is_optional_and_shares_stores_and_files() -> None:
+    c = _compose()["services"]
+    head, worker = c["ray-head"], c["ray-worker"]
+    assert all(c[n].get("profiles") is None for n in ("qdrant", "postgres", "vllm", "api", "ui")), "up starts these"
+    assert head["profiles"] == worker["profiles"] == ["ray"], "only `--profile ray` starts Ray"
+    assert "--head" in head["command"] and "--address=ray-head:6379" in worker["command"]
+    assert worker["depends_on"]["ray-head"] == {"condition": "service_healthy"}
+    for svc in (head, worker):  # the driver's planned files are read in place, and results go to the shared stores
+        assert svc["environment"] == c["api"]["environment"] and "data:/data" in svc["volumes"]
+    assert "ray" in (ROOT / "Dockerfile").read_text().split("pip install '.[")[1].split("]")[0].split(",")
 
 
 def test_environment_is_what_pagelens_reads(monkeypatch: object) -> None:

@@ -47,9 +47,11 @@ def _state(svc: Service) -> tuple[list[tuple], dict[tuple[str, int], tuple]]:
              for d in sorted(svc.list_documents(), key=lambda d: d.doc_id) for r in svc.catalog.iter_pages(d.doc_id)]
     got = svc.index._shard.scroll(qe.ScrollRequest(limit=5000, with_payload=True, with_vector=True))  # type: ignore[attr-defined]
     records = got[0] if isinstance(got, tuple) else got
-    points = {(r.payload["doc_id"], int(r.payload["page"])):
-              (r.payload["collection"], tuple(r.vector["text"].indices), tuple(round(v, 5) for v in r.vector["text"].values))
-              for r in records}
+    points = {}
+    for r in records:
+        text = r.vector["text"]
+        points[(r.payload["doc_id"], int(r.payload["page"]))] = (
+            r.payload["collection"], tuple(text.indices), tuple(round(v, 5) for v in text.values))
     return rows + pages, points
 
 

@@ -54,15 +54,27 @@ def expected(tmp_path_factory: pytest.TempPathFactory, tiny_siglip: Path) -> dic
     return state
 
 
-@pytest.mark.parametrize("kill_after_pages", [1, 60])
+def _ray_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+@pytest.mark.parametrize("kill_after_pages,where", [
+    (1, "local"), (60, "local"),
+    pytest.param(60, "ray", marks=[pytest.mark.ray, pytest.mark.slow,
+                                   pytest.mark.skipif(not _ray_available(), reason="pip install 'pagelens[ray]'")])])
 def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path, tiny_siglip: Path, kill_after_pages: int,
-                                                expected: dict) -> None:
+                                                where: str, expected: dict) -> None:
+    """``where="ray"``: the driver of an ingest reading on Ray (a local cluster it started) is killed; the re-run,
+    on Ray again, ends in the state of an uninterrupted local run."""
     enc = str(tiny_siglip)
 
     crashed = tmp_path / "crashed"
     env = cli_env(crashed, enc)
-    proc = popen("ingest", *map(str, INPUTS), env=env)
-    deadline = time.monotonic() + 120
+    ray = ("--ray", "local") if where == "ray" else ()
+    proc = popen("ingest", *ray, *map(str, INPUTS), env=env)
+    deadline = time.monotonic() + 180
     while _pages_in_catalog(crashed / "catalog.db") < kill_after_pages:
         assert proc.poll() is None, "the run ended before it could be killed; make the window larger"
         assert time.monotonic() < deadline
@@ -73,7 +85,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path, tiny_siglip: Pat
     assert interrupted["total_points"] < 157, "killed mid-batch"
     assert any(d[2] == "partial" for d in interrupted["docs"]), "a document was cut mid-way"
 
-    again = pagelens("ingest", *map(str, INPUTS), "--report", str(tmp_path / "r.json"), env=env)
+    again = pagelens("ingest", *ray, *map(str, INPUTS), "--report", str(tmp_path / "r.json"), env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _state(crashed, enc) == expected
     statuses = [f["status"] for f in json.loads((tmp_path / "r.json").read_text())["files"]]

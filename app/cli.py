@@ -347,6 +347,9 @@ def extract(
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, max=256,
                                                     help="--each: extractions in flight (default: "
                                                          "PAGELENS_VLM__CONCURRENCY)")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="ADDRESS",
+                                            help="--each: read new files on a Ray cluster (see ingest --ray); "
+                                                 "the requests go to PAGELENS_VLM_URL's replicas")] = None,
 ) -> None:
     """Extract the schema's fields, each with its value, boxes, confidence and verification status. With --each,
     one extraction per document, several at once, resumable: documents already extracted with the same schema,
@@ -355,9 +358,10 @@ def extract(
         err.print("give FILE... or --doc ID...")
         raise typer.Exit(2)
     if each:
-        raise typer.Exit(_extract_each(schema, files or [], doc or [], max_pages, out_path, csv_path, concurrency))
-    if out_path or csv_path or concurrency:
-        err.print("--out, --csv and --concurrency go with --each")
+        raise typer.Exit(_extract_each(schema, files or [], doc or [], max_pages, out_path, csv_path, concurrency,
+                                       ray))
+    if out_path or csv_path or concurrency or ray:
+        err.print("--out, --csv, --concurrency and --ray go with --each")
         raise typer.Exit(2)
     with _session() as svc:
         refs = list(doc or [])
@@ -388,7 +392,7 @@ def extract(
 
 
 def _extract_each(schema: str, files: list[Path], docs: list[str], max_pages: int, out_path: Path | None,
-                  csv_path: Path | None, concurrency: int | None) -> int:
+                  csv_path: Path | None, concurrency: int | None, ray: str | None = None) -> int:
     """``extract --each``: ingest what is new, then one extraction per document with a progress bar; results
     stream to --out as they finish. Returns the exit code (1 when a document failed)."""
     from app.batch import BatchResult, extract_each, to_csv
@@ -400,7 +404,7 @@ def _extract_each(schema: str, files: list[Path], docs: list[str], max_pages: in
         if files:
             bar, on_progress = _progress_bar()
             with bar:
-                report = svc.ingest(list(files), on_progress=on_progress)
+                report = svc.ingest(list(files), on_progress=on_progress, ray=ray)
             for f in report.files:
                 if f.status == "failed" or f.doc_id is None:
                     failed.append(BatchResult(doc_id=f.doc_id, path=f.path, status="failed",

@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/catalog.db")
     qdrant_url: str | None = Field(None, description="Qdrant server URL (or ':memory:'); default Qdrant Edge")
     qdrant_api_key: str | None = None
-    vlm_url: str | None = Field(None, description="OpenAI-compatible (vLLM) base URL, e.g. http://vllm:8000/v1")
+    vlm_url: str | None = Field(None, description="OpenAI-compatible (vLLM) base URL, e.g. http://vllm:8000/v1; "
+                                                 "several replicas comma-separated (round-robin, retries move on)")
     default_collection: str = "default"
     api_key: str | None = Field(None, description="when set, the HTTP API requires it in the X-API-Key header")
     max_upload_mb: float = Field(100.0, gt=0)

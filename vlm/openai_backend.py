@@ -2,12 +2,14 @@
 caller renders them at the pixel budget, at sizes the model keeps unchanged); the JSON Schema goes as
 ``response_format`` json_schema, or as vLLM's ``structured_outputs`` (>= 0.10.2). Timeouts, bounded retries with
 exponential backoff on transport errors, 408/429/5xx, a concurrency limit, and token log-probabilities when the
-server offers them."""
+server offers them. Several replicas (``PAGELENS_VLM_URL=http://a:8000/v1,http://b:8000/v1``: vLLM on each GPU or
+node) share the requests round-robin, and a request that fails on one is retried on the next."""
 
 from __future__ import annotations
 
 import base64
 import io
+import itertools
 import logging
 import random
 import threading
@@ -69,7 +71,9 @@ def to_openai_messages(messages: list[Message] | tuple[Message, ...] | Any) -> l
 
 class OpenAIBackend:
     def __init__(self, base_url: str, settings: VlmSettings, client: httpx.Client | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.replicas = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        self.base_url = ", ".join(self.replicas)  # for messages
+        self._turn = itertools.count()  # round-robin over the replicas (next() is atomic in CPython)
         self.s = settings
         self.model = settings.model
         self.family: str = detect_family(settings.model) if settings.family == "auto" else settings.family
@@ -98,12 +102,14 @@ class OpenAIBackend:
             return self._generate(request)
 
     def _generate(self, request: VlmRequest) -> VlmResponse:
-        url = f"{self.base_url}/chat/completions"
+        first = next(self._turn)
         last = ""
         wait = 0.0
         for attempt in range(self.s.max_retries + 1):
+            base = self.replicas[(first + attempt) % len(self.replicas)]  # a retry goes to the next replica
+            url = f"{base}/chat/completions"
             if attempt:
-                time.sleep(wait)
+                time.sleep(wait if len(self.replicas) == 1 else min(wait, 0.1))
             try:
                 r = self._client.post(url, json=self.body(request))
             except httpx.TimeoutException as e:
@@ -111,7 +117,7 @@ class OpenAIBackend:
                 wait = backoff(attempt)
                 continue
             except httpx.TransportError as e:
-                last = f"cannot reach {self.base_url} ({e})"
+                last = f"cannot reach {base} ({e})"
                 wait = backoff(attempt)
                 continue
             if r.status_code == 400 and self._logprobs and "logprob" in r.text.lower():

@@ -122,3 +122,28 @@ def test_a_worker_killed_mid_task_is_retried(cluster: None, tmp_path: Path) -> N
         assert _state(local) == ray_state
     finally:
         local.close()
+
+
+@pytest.mark.slow
+def test_extract_each_reads_new_files_on_ray(tmp_path: Path) -> None:
+    """``extract --each --ray local``: the new files are read on a Ray cluster the command starts, each invoice is
+    extracted and verified, a broken file is recorded failed."""
+    from tests.app.test_batch import SCHEMA, _invoice
+    from tests.ingest.clirun import cli_env, pagelens
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        _invoice(folder / f"inv{i}.pdf", i)
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7 garbage " * 40)
+    (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
+    env = cli_env(tmp_path / "data", None, PAGELENS_VLM__BACKEND="words")
+    res = pagelens("extract", "--schema", str(tmp_path / "s.json"), "--each", str(folder), "--ray", "local",
+                   "--out", str(tmp_path / "r.jsonl"), env=env)
+    assert res.returncode == 1, res.stderr[-2000:]  # the broken file
+    by = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())}
+    assert by["broken.pdf"]["status"] == "failed" and by["broken.pdf"]["error"]["code"] == "invalid_pdf"
+    for i in range(3):
+        r = by[f"inv{i}.pdf"]
+        assert r["status"] == "extracted" and r["data"]["invoice_number"] == f"INV-{100 + i}"
+        assert all(f["status"] == "verified" for f in r["fields"])

@@ -213,3 +213,23 @@ def test_server_backed_by_the_tiny_model(tiny_qwen25: Path) -> None:
                                                json_schema=schema, max_tokens=1500))
             _AnswerOut.model_validate_json(resp.text)
             assert resp.token_logprobs
+
+
+def test_replicas_share_requests_and_a_dead_one_is_passed_over() -> None:
+    """PAGELENS_VLM_URL with two live replicas: requests alternate; with a replica that refuses connections among
+    them, every request still succeeds on the live one (its retry goes to the next replica at once)."""
+    from tests.vlm.chat_server import free_port
+
+    with chat_server() as a, chat_server() as b:
+        a.script = [ok('{"a": "from a"}')] * 4
+        b.script = [ok('{"a": "from b"}')] * 4
+        backend = OpenAIBackend(f"{a.url},{b.url}/", VlmSettings(model="m", max_retries=0))
+        texts = [backend.generate(_req()).text for _ in range(4)]
+        assert sorted(texts) == ['{"a": "from a"}'] * 2 + ['{"a": "from b"}'] * 2
+        assert len(a.requests) == len(b.requests) == 2
+
+        dead = f"http://127.0.0.1:{free_port()}/v1"
+        backend = OpenAIBackend(f"{dead},{a.url}", VlmSettings(model="m", max_retries=1))
+        t = time.perf_counter()
+        assert [backend.generate(_req()).text for _ in range(2)] == ['{"a": "from a"}'] * 2
+        assert time.perf_counter() - t < 2.0, "no full backoff before trying the next replica"

@@ -1,0 +1,83 @@
+"""Local readers vs reading on Ray, on this machine (issue 9): pages/s and the per-file overhead, with a local Ray
+cluster started once in this process (its start-up printed apart). Each run ingests into a fresh data dir with no
+encoder weights and no captions, so it measures reading + writing.
+
+    python bench/ray_ingest.py [--cpus 2] [--small 50]
+
+Inputs: bench/out/octave.pdf (1,158 pages; bench/corpus.sh), ../shared/corpus/pdfs (3 files, 157 pages), and
+``--small`` generated one-page PDFs (the per-file overhead)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _small(folder: Path, n: int) -> list[Path]:
+    import pymupdf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        doc = pymupdf.open()
+        doc.new_page().insert_text((72, 72), f"Invoice {i}: total {i * 7}.50, delivered to street {i}", fontsize=11)
+        doc.save(str(folder / f"s{i:03d}.pdf"))
+        out.append(folder / f"s{i:03d}.pdf")
+    return out
+
+
+def _run(files: list[Path], ray: str | None, workers: int) -> tuple[float, int]:
+    from app.service import Service
+    from schemas.settings import EncoderSettings, Settings, VlmSettings
+
+    data = Path(tempfile.mkdtemp(prefix="pl-ray-"))
+    svc = Service(Settings(data_dir=data, encoder=EncoderSettings(enabled=False),
+                           vlm=VlmSettings(backend="none", captions=False)))
+    try:
+        t = time.perf_counter()
+        report = svc.ingest(files, workers=workers, ray=ray)
+        dt = time.perf_counter() - t
+        assert all(f.status == "ingested" for f in report.files), report
+        return dt, sum(f.pages for f in report.files)
+    finally:
+        svc.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--small", type=int, default=50)
+    args = ap.parse_args()
+    import ray
+
+    t = time.perf_counter()
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    print(f"Ray local cluster start: {time.perf_counter() - t:.1f} s ({args.cpus} CPUs)")
+    sets = {"octave.pdf": [ROOT / "bench" / "out" / "octave.pdf"],
+            "corpus (3 PDFs)": sorted((ROOT.parent / "shared" / "corpus" / "pdfs").glob("*.pdf")),
+            f"{args.small} one-page PDFs": _small(Path(tempfile.mkdtemp()) / "small", args.small)}
+    print(f"{'input':22s} {'local --workers ' + str(args.cpus):>24s} {'Ray':>22s}  Ray overhead per file")
+    for name, files in sets.items():
+        if not all(f.exists() for f in files):
+            print(f"{name}: missing (bash bench/corpus.sh)")
+            continue
+        _run(files[:1], "auto", args.cpus)  # warm the workers' imports, as a long-lived cluster has them
+        local, pages = min(_run(files, None, args.cpus) for _ in range(2))
+        on_ray, _ = min(_run(files, "auto", args.cpus) for _ in range(2))
+        print(f"{name:22s} {pages / local:10.0f} pages/s {local:6.2f} s {pages / on_ray:8.0f} pages/s {on_ray:6.2f} s"
+              f"  {(on_ray - local) / len(files) * 1000:7.1f} ms")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

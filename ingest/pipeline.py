@@ -196,7 +196,8 @@ class Ingestor:
         if ray:
             from ingest.ray_readers import RayReaderPool
 
-            pool = RayReaderPool(opts, ray, timeout_s=i.file_timeout_s)
+            pool = RayReaderPool(opts, ray, timeout_s=i.file_timeout_s,
+                                 encoder=self.s.encoder if encoder is not None else None)
         else:
             pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
         for ev in pool.run(jobs):
@@ -267,7 +268,10 @@ class Ingestor:
         # An upsert replaces the whole point, so every vector the page has is rebuilt here with the current
         # encoder: the image, and the caption when one is stored (re-embedding must not drop or stale it).
         dense: dict[int, dict[str, list[float]]] = {r.page.page_no: {} for r in records}
-        with_image = [p for p in batch if p.image is not None]
+        for p in batch:  # embedded where they were read (the Ray cluster's encoder actors)
+            if p.image_vector is not None:
+                dense[p.page_no]["image"] = p.image_vector
+        with_image = [p for p in batch if p.image is not None and p.image_vector is None]
         if encoder is not None and with_image:
             emb = encoder.encode_images([p.image for p in with_image])  # type: ignore[misc]
             for k, p in enumerate(with_image):
@@ -278,7 +282,7 @@ class Ingestor:
             cap = encoder.encode_texts([r.page.caption or "" for r in captioned])
             for k, r in enumerate(captioned):
                 dense[r.page.page_no]["caption"] = cap[k].tolist()
-        if encoder is not None and len(with_image) < len(batch):
+        if encoder is not None and sum("image" in d for d in dense.values()) < len(batch):
             plan.embedded = False
         for p in batch:
             plan.warnings.extend(p.warnings)

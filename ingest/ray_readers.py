@@ -9,6 +9,11 @@ whose worker dies (killed, out of memory) is retried by Ray (``max_retries``) an
 process (``RLIMIT_DATA``, as for a local reader); the time limit runs inside the task (a timer that raises) and, for a
 task stuck in native code, on the driver (cancelled with its worker after three times the limit).
 
+With an encoder, pages are embedded on the cluster too: each read task's result goes straight (by reference, never
+through the driver) to one of a few long-lived encoder actors that hold the SigLIP model — on GPUs when the cluster
+has them (``num_gpus=1`` each, one actor per GPU), else on CPUs — which return the pages with their image vectors
+and without their images. A dead actor is restarted by Ray and its call retried.
+
 Ray is an optional extra (``pip install 'pagelens[ray]'``): only this module imports it."""
 
 from __future__ import annotations
@@ -99,6 +104,26 @@ def _timeout(job: ReadJob, timeout_s: float) -> tuple[str, str]:
     return err.code, err.message
 
 
+class _Embedder:
+    """A Ray actor holding the SigLIP encoder (see the module's docstring)."""
+
+    def __init__(self, settings: Any) -> None:
+        from vlm.siglip import load_encoder
+
+        self.encoder = load_encoder(settings)
+
+    def embed(self, result: tuple[str, Any]) -> tuple[str, Any]:
+        kind, pages = result
+        if kind != "pages":
+            return result
+        with_image = [p for p in pages if p.image is not None]
+        if with_image:
+            vectors = self.encoder.encode_images([p.image for p in with_image])
+            for k, p in enumerate(with_image):
+                p.image_vector, p.image = vectors[k].tolist(), None
+        return kind, pages
+
+
 @dataclass
 class _Task:
     job: ReadJob
@@ -109,7 +134,11 @@ class _Task:
 class RayReaderPool:
     """``ReaderPool``'s interface over Ray tasks (see the module's docstring)."""
 
-    def __init__(self, opts: ReadOptions, address: str, timeout_s: float) -> None:
+    def __init__(self, opts: ReadOptions, address: str, timeout_s: float, encoder: Any = None,
+                 embed_actors: int | None = None) -> None:
+        """``encoder``: EncoderSettings to embed the pages on the cluster with (None: the pages come back with their
+        images, if rendered, for the caller to embed); ``embed_actors``: how many encoder actors (default: one
+        per GPU in the cluster, else one)."""
         connect(address)
         import ray
 
@@ -119,6 +148,13 @@ class RayReaderPool:
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
         self._open = remote(_open_task)
         self._read = remote(_read_task)
+        self._embedders: list[Any] = []
+        if encoder is not None:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=MAX_RETRIES,
+                               max_task_retries=MAX_RETRIES)(_Embedder)
+            self._embedders = [actor.remote(encoder) for _ in range(embed_actors or max(1, gpus))]
+        self._turn = 0
         self._tasks: dict[Any, _Task] = {}
         self._cancelled: set[int] = set()
         self.peak_rss_mb = 0.0  # not reported from the cluster
@@ -164,7 +200,11 @@ class RayReaderPool:
             yield ReadEvent(job, "opened", (count, ranges))
             parts_left[job.job_id] = len(ranges)
             for a, b in ranges:
-                self._submit(self._read.remote(job, self.opts, a, b, self.timeout_s), job, "read")
+                ref = self._read.remote(job, self.opts, a, b, self.timeout_s)
+                if self._embedders and job.render:  # read → embed on the cluster; the driver gets the vectors
+                    self._turn += 1
+                    ref = self._embedders[self._turn % len(self._embedders)].embed.remote(ref)
+                self._submit(ref, job, "read")
             return
         batch = self.opts.batch_pages
         for i in range(0, len(payload), batch):  # the pipeline writes in batches, as pages come from local readers
@@ -186,10 +226,20 @@ class RayReaderPool:
         self._cancelled.add(job.job_id)
         for ref, task in list(self._tasks.items()):
             if task.job.job_id == job.job_id:
-                self._ray.cancel(ref, force=True)
+                self._stop(ref)
                 del self._tasks[ref]
+
+    def _stop(self, ref: Any) -> None:
+        """Cancel a task, killing its worker (a read stuck in native code); an actor call is only cancelled."""
+        try:
+            self._ray.cancel(ref, force=True)
+        except (ValueError, TypeError):  # force is not for actor tasks
+            self._ray.cancel(ref)
 
     def close(self) -> None:
         for ref in list(self._tasks):
-            self._ray.cancel(ref, force=True)
+            self._stop(ref)
         self._tasks.clear()
+        for actor in self._embedders:
+            self._ray.kill(actor)
+        self._embedders = []

@@ -96,6 +96,7 @@ class PageOut:
     word_count: int = 0
     sparse: SparseVec | None = None  # the BM25 vector of the words and headings (no caption yet)
     image: np.ndarray | None = None  # RGB uint8 (H, W, 3) at render_dpi, for the encoder
+    image_vector: list[float] | None = None  # the image embedded already (by an encoder actor on Ray)
     warnings: list[str] = field(default_factory=list)
     words_failed: str | None = None  # why this page's words could not be read (OCR failed): retried next ingest
 

@@ -147,3 +147,43 @@ def test_extract_each_reads_new_files_on_ray(tmp_path: Path) -> None:
         r = by[f"inv{i}.pdf"]
         assert r["status"] == "extracted" and r["data"]["invoice_number"] == f"INV-{100 + i}"
         assert all(f["status"] == "verified" for f in r["fields"])
+
+
+def test_pages_are_embedded_on_the_cluster_by_encoder_actors(cluster: None, tmp_path: Path, tiny_siglip: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an encoder, the pages read on Ray are embedded there (actors holding the tiny offline SigLIP, loaded
+    through the same open_clip path): every point has its image vector, the same (to float noise) as local ingest
+    gives, and the documents' embed stage is recorded."""
+    import numpy as np
+    import qdrant_edge as qe
+
+    from ingest import pipeline
+
+    arrived: list[tuple[bool, bool]] = []  # (has a vector, has an image) for each page that reached the driver
+    real_pages = pipeline.Ingestor._pages
+
+    def spy(self, plan, batch, collection, encoder):  # type: ignore[no-untyped-def]
+        arrived.extend((p.image_vector is not None, p.image is not None) for p in batch)
+        return real_pages(self, plan, batch, collection, encoder)
+
+    monkeypatch.setattr(pipeline.Ingestor, "_pages", spy)
+    vectors = []
+    for where in ("local", "ray"):
+        arrived.clear()
+        svc = Service(make_settings(tmp_path / where, str(tiny_siglip)))
+        try:
+            report = svc.ingest(sorted(PDFS.glob("*.pdf")), ray="auto" if where == "ray" else None)
+            assert all(f.status == "ingested" and not f.pending for f in report.files), report
+            assert all("embed" in d.stages for d in svc.list_documents())
+            # locally the driver embeds the rendered images; on Ray only vectors arrive, no images
+            assert set(arrived) == ({(True, False)} if where == "ray" else {(False, True)}), set(arrived)
+            got = svc.index._shard.scroll(qe.ScrollRequest(limit=5000, with_payload=True, with_vector=True))  # type: ignore[attr-defined]
+            records = got[0] if isinstance(got, tuple) else got
+            vectors.append({(r.payload["doc_id"], int(r.payload["page"])): np.array(r.vector["image"])
+                            for r in records})
+        finally:
+            svc.close()
+    local, on_ray = vectors
+    assert set(on_ray) == set(local) and len(local) == 157
+    cos = [float(local[k] @ on_ray[k] / np.linalg.norm(local[k]) / np.linalg.norm(on_ray[k])) for k in local]
+    assert min(cos) > 0.999, min(cos)

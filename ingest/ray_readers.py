@@ -163,7 +163,6 @@ class RayReaderPool:
         """The driver's own time does not count against a task's limit (each task keeps its own clock)."""
 
     def run(self, jobs: Sequence[ReadJob]) -> Iterator[ReadEvent]:
-        parts_left: dict[int, int] = {}
         for job in jobs:
             self._submit(self._open.remote(job, self.opts, self.timeout_s), job, "open")
         try:
@@ -173,7 +172,7 @@ class RayReaderPool:
                     task = self._tasks.pop(ref)
                     if task.job.job_id in self._cancelled:
                         continue
-                    yield from self._finished(ref, task, parts_left)
+                    yield from self._finished(ref, task)
                 yield from self._overdue()
         finally:
             self.close()
@@ -181,7 +180,7 @@ class RayReaderPool:
     def _submit(self, ref: Any, job: ReadJob, kind: str) -> None:
         self._tasks[ref] = _Task(job, kind, time.monotonic())
 
-    def _finished(self, ref: Any, task: _Task, parts_left: dict[int, int]) -> Iterator[ReadEvent]:
+    def _finished(self, ref: Any, task: _Task) -> Iterator[ReadEvent]:
         job = task.job
         try:
             kind, payload = self._ray.get(ref)
@@ -198,7 +197,6 @@ class RayReaderPool:
             ranges = [(a, min(count, a + RAY_PART_PAGES)) for a in range(0, count, RAY_PART_PAGES)] or [(0, 0)]
             yield ReadEvent(job, "started")
             yield ReadEvent(job, "opened", (count, ranges))
-            parts_left[job.job_id] = len(ranges)
             for a, b in ranges:
                 ref = self._read.remote(job, self.opts, a, b, self.timeout_s)
                 if self._embedders and job.render:  # read → embed on the cluster; the driver gets the vectors
@@ -209,9 +207,7 @@ class RayReaderPool:
         batch = self.opts.batch_pages
         for i in range(0, len(payload), batch):  # the pipeline writes in batches, as pages come from local readers
             yield ReadEvent(job, "pages", payload[i:i + batch])
-        parts_left[job.job_id] -= 1
-        if parts_left[job.job_id] == 0:
-            yield ReadEvent(job, "done")
+        yield ReadEvent(job, "done")  # this range is done: one "done" per range, as local readers send per part
 
     def _overdue(self) -> Iterator[ReadEvent]:
         """Tasks stuck past HARD_STOP times the limit (in native code, beyond the task's own timer)."""

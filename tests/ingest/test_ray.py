@@ -60,7 +60,10 @@ def _outcomes(report: object) -> list[tuple]:
 
 
 def test_ingest_on_ray_gives_what_local_readers_give(cluster: None, tmp_path: Path) -> None:
-    files = sorted(PDFS.glob("*.pdf")) + _bad_files()
+    from tests.ingest.test_page_ranges import _manual
+
+    long = _manual(tmp_path / "manual.pdf", pages=300)  # three read tasks on Ray, page ranges locally too
+    files = [*sorted(PDFS.glob("*.pdf")), long, *_bad_files()]
     results = []
     for where in ("local", "ray"):
         svc = Service(make_settings(tmp_path / where, None))
@@ -72,6 +75,7 @@ def test_ingest_on_ray_gives_what_local_readers_give(cluster: None, tmp_path: Pa
     (local_out, (local_rows, local_points)), (ray_out, (ray_rows, ray_points)) = results
     assert ray_out == local_out
     assert {s for _, s, _, _ in ray_out} == {"ingested", "failed"}, "good and bad files both in the batch"
+    assert ("ingested", 300) in {(s, p) for _, s, _, p in ray_out}, "the long file, read in three parts"
     assert ray_rows == local_rows
     assert ray_points == local_points and len(ray_points) == sum(p for *_, p in ray_out if p)
 

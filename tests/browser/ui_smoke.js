@@ -40,6 +40,10 @@ let page = null;  // kept for a screenshot of what was on screen when a step fai
   await page.locator('[data-testid="stSidebar"]').getByText('Ask', { exact: true }).click();
   await page.getByText(/PAGELENS_VLM_URL/).waitFor({ timeout: 30000 });
   await page.screenshot({ path: `${out}/ask-unconfigured.png`, fullPage: true });
+  await page.locator('[data-testid="stSidebar"]').getByText('Jobs', { exact: true }).click();
+  await page.getByRole('heading', { name: 'Jobs' }).waitFor({ timeout: 30000 });
+  await page.getByText(/No jobs yet|ingest|extract/).first().waitFor({ timeout: 30000 });
+  await page.screenshot({ path: `${out}/jobs.png`, fullPage: true });
   const errors = await page.getByText('Traceback').count();
   if (errors) throw new Error('a traceback is on screen');
   console.log(`ok: ${images} thumbnails`);

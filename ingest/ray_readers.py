@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,34 +68,34 @@ def _limits(opts: ReadOptions, timeout_s: float) -> Any:
     return signal
 
 
-def _open_task(job: ReadJob, opts: ReadOptions, timeout_s: float) -> tuple[str, Any]:
-    """("opened", page count) or ("failed", (code, message))."""
-    from ingest.reader import failure, page_count
+def _within_limits(kind: str, read: Callable[[], Any], job: ReadJob, opts: ReadOptions,
+                   timeout_s: float) -> tuple[str, Any]:
+    """(``kind``, what ``read`` returns) or ("failed", (code, message)), under the reader's limits."""
+    from ingest.reader import failure
 
     signal = _limits(opts, timeout_s)
     try:
-        return "opened", page_count(job, opts)
+        return kind, read()
     except Timeout:
         return "failed", _timeout(job, timeout_s)
     except Exception as e:
         return "failed", failure(job, opts, e)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _open_task(job: ReadJob, opts: ReadOptions, timeout_s: float) -> tuple[str, Any]:
+    """("opened", page count) or ("failed", (code, message))."""
+    from ingest.reader import page_count
+
+    return _within_limits("opened", lambda: page_count(job, opts), job, opts, timeout_s)
 
 
 def _read_task(job: ReadJob, opts: ReadOptions, start: int, stop: int, timeout_s: float) -> tuple[str, Any]:
     """("pages", list[PageOut]) or ("failed", (code, message))."""
-    from ingest.reader import failure, read_range
+    from ingest.reader import read_range
 
-    signal = _limits(opts, timeout_s)
-    try:
-        return "pages", read_range(job, opts, start, stop)
-    except Timeout:
-        return "failed", _timeout(job, timeout_s)
-    except Exception as e:
-        return "failed", failure(job, opts, e)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+    return _within_limits("pages", lambda: read_range(job, opts, start, stop), job, opts, timeout_s)
 
 
 def _timeout(job: ReadJob, timeout_s: float) -> tuple[str, str]:

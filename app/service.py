@@ -68,7 +68,8 @@ def field_question(name: str, sub: dict[str, Any]) -> str:
         return key.replace("_", " ").replace("-", " ")
 
     parts = [words(name), str(sub.get("title") or ""), str(sub.get("description") or "")]
-    items = sub.get("items")
+    alts = [a for a in sub.get("anyOf", []) if isinstance(a, dict)] if isinstance(sub.get("anyOf"), list) else []
+    items = sub.get("items") or next((a["items"] for a in alts if isinstance(a.get("items"), dict)), None)
     parts += [words(k) for k in (items.get("properties") or {})] if isinstance(items, dict) else []
     enum = sub.get("enum")
     parts += [str(e) for e in enum[:10]] if isinstance(enum, list) else []
@@ -383,7 +384,7 @@ class Service:
         highest for it (its name, title, description, and for a list its item fields, as the question, within these
         documents) in windows of ``max_pages`` (``vlm.extraction.plan_windows``); fields that read the same pages
         share a call. At most ``vlm.windows_per_field`` calls per top-level field, whatever the length."""
-        from vlm.extraction import Window, extract_windows, plan_windows
+        from vlm.extraction import Window, extract_windows, is_array, plan_windows
         from vlm.structured import inline_refs
 
         props = inline_refs(user_schema).get("properties")
@@ -397,7 +398,7 @@ class Service:
         for name, sub in props.items():
             hits = self.searcher.search(field_question(name, sub), k=per_field * max_pages, doc_ids=ids)
             ranked[name] = [(h.doc_id, h.page) for h in hits]
-        arrays = {n for n, sub in props.items() if sub.get("type") == "array"}
+        arrays = {n for n, sub in props.items() if is_array(sub)}
         windows = plan_windows(ranked, arrays, first=(ids[0], 1), max_pages=max_pages, per_field=per_field,
                                order=lambda k: (ids.index(k[0]), k[1]))
         v = self.settings.vlm

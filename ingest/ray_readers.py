@@ -51,8 +51,13 @@ def connect(address: str) -> None:
                           "give --ray local for a local instance") from e
 
 
+class _TimeUp(BaseException):
+    """Raised by a task's timer. A BaseException, so that the readers' per-page ``except Exception`` (a broken
+    content stream costs only that page) cannot swallow it and store the page without its words."""
+
+
 def _limits(opts: ReadOptions, timeout_s: float) -> Any:
-    """Inside a task: the reader's memory cap, and a timer raising Timeout after ``timeout_s`` (returned: cancel
+    """Inside a task: the reader's memory cap, and a timer raising _TimeUp after ``timeout_s`` (returned: cancel
     it with ``signal.setitimer(signal.ITIMER_REAL, 0)``)."""
     import signal
 
@@ -61,7 +66,7 @@ def _limits(opts: ReadOptions, timeout_s: float) -> Any:
     _limit_memory(opts.memory_mb)
 
     def time_up(_sig: int, _frame: Any) -> None:
-        raise Timeout("time limit")
+        raise _TimeUp
 
     signal.signal(signal.SIGALRM, time_up)
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
@@ -76,7 +81,7 @@ def _within_limits(kind: str, read: Callable[[], Any], job: ReadJob, opts: ReadO
     signal = _limits(opts, timeout_s)
     try:
         return kind, read()
-    except Timeout:
+    except _TimeUp:
         return "failed", _timeout(job, timeout_s)
     except Exception as e:
         return "failed", failure(job, opts, e)
@@ -129,6 +134,7 @@ class _Task:
     job: ReadJob
     kind: str  # "open" or "read"
     submitted: float
+    read_ref: Any = None  # the read task behind an encoder actor's call (cancelled with it)
 
 
 class RayReaderPool:
@@ -156,6 +162,10 @@ class RayReaderPool:
             self._embedders = [actor.remote(encoder) for _ in range(embed_actors or max(1, gpus))]
         self._turn = 0
         self._tasks: dict[Any, _Task] = {}
+        # tasks are submitted only while fewer than two per CPU are out, so a task's clock starts about when it
+        # does (not while it queues behind a large batch) and waiting on them stays cheap
+        self._cap = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        self._backlog: list[tuple[ReadJob, str, tuple[int, int] | None]] = []  # (job, "open"/"read", range)
         self._cancelled: set[int] = set()
         self.peak_rss_mb = 0.0  # not reported from the cluster
 
@@ -163,11 +173,14 @@ class RayReaderPool:
         """The driver's own time does not count against a task's limit (each task keeps its own clock)."""
 
     def run(self, jobs: Sequence[ReadJob]) -> Iterator[ReadEvent]:
-        for job in jobs:
-            self._submit(self._open.remote(job, self.opts, self.timeout_s), job, "open")
+        self._backlog = [(job, "open", None) for job in reversed(jobs)]
         try:
-            while self._tasks:
-                ready, _ = self._ray.wait(list(self._tasks), num_returns=1, timeout=0.5)
+            while self._tasks or self._backlog:
+                self._fill()
+                refs = list(self._tasks)
+                ready, _ = self._ray.wait(refs, num_returns=1, timeout=0.5)
+                if ready:  # everything ready now, not one result per wait
+                    ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
                 for ref in ready:
                     task = self._tasks.pop(ref)
                     if task.job.job_id in self._cancelled:
@@ -177,8 +190,21 @@ class RayReaderPool:
         finally:
             self.close()
 
-    def _submit(self, ref: Any, job: ReadJob, kind: str) -> None:
-        self._tasks[ref] = _Task(job, kind, time.monotonic())
+    def _fill(self) -> None:
+        """Submit backlog tasks (next one last) while fewer than the cap are out."""
+        while self._backlog and len(self._tasks) < self._cap:
+            job, kind, pages = self._backlog.pop()
+            if job.job_id in self._cancelled:
+                continue
+            if kind == "open":
+                self._tasks[self._open.remote(job, self.opts, self.timeout_s)] = _Task(job, kind, time.monotonic())
+                continue
+            assert pages is not None
+            ref = read_ref = self._read.remote(job, self.opts, pages[0], pages[1], self.timeout_s)
+            if self._embedders and job.render:  # read → embed on the cluster; the driver gets the vectors
+                self._turn += 1
+                ref = self._embedders[self._turn % len(self._embedders)].embed.remote(read_ref)
+            self._tasks[ref] = _Task(job, kind, time.monotonic(), read_ref)
 
     def _finished(self, ref: Any, task: _Task) -> Iterator[ReadEvent]:
         job = task.job
@@ -197,12 +223,7 @@ class RayReaderPool:
             ranges = [(a, min(count, a + RAY_PART_PAGES)) for a in range(0, count, RAY_PART_PAGES)] or [(0, 0)]
             yield ReadEvent(job, "started")
             yield ReadEvent(job, "opened", (count, ranges))
-            for a, b in ranges:
-                ref = self._read.remote(job, self.opts, a, b, self.timeout_s)
-                if self._embedders and job.render:  # read → embed on the cluster; the driver gets the vectors
-                    self._turn += 1
-                    ref = self._embedders[self._turn % len(self._embedders)].embed.remote(ref)
-                self._submit(ref, job, "read")
+            self._backlog += [(job, "read", r) for r in reversed(ranges)]  # next, before later files' opens
             return
         batch = self.opts.batch_pages
         for i in range(0, len(payload), batch):  # the pipeline writes in batches, as pages come from local readers
@@ -210,32 +231,42 @@ class RayReaderPool:
         yield ReadEvent(job, "done")  # this range is done: one "done" per range, as local readers send per part
 
     def _overdue(self) -> Iterator[ReadEvent]:
-        """Tasks stuck past HARD_STOP times the limit (in native code, beyond the task's own timer)."""
+        """Tasks still running HARD_STOP times the limit after they were submitted (stuck in native code, beyond
+        the task's own timer); a task that has finished is never overdue, however long the driver took."""
         now = time.monotonic()
-        for task in list(self._tasks.values()):
-            if now - task.submitted > HARD_STOP * self.timeout_s and task.job.job_id not in self._cancelled:
+        late = [ref for ref, t in self._tasks.items() if now - t.submitted > HARD_STOP * self.timeout_s]
+        if not late:
+            return
+        done, _ = self._ray.wait(late, num_returns=len(late), timeout=0)
+        for ref in set(late) - set(done):
+            task = self._tasks.get(ref)
+            if task is not None and task.job.job_id not in self._cancelled:
                 self.cancel(task.job)
                 yield ReadEvent(task.job, "failed", _timeout(task.job, self.timeout_s))
 
     def cancel(self, job: ReadJob) -> None:
         """Stop reading ``job``'s file: its tasks are cancelled (their workers killed), later results dropped."""
         self._cancelled.add(job.job_id)
+        self._backlog = [b for b in self._backlog if b[0].job_id != job.job_id]
         for ref, task in list(self._tasks.items()):
             if task.job.job_id == job.job_id:
-                self._stop(ref)
+                self._stop(ref, task)
                 del self._tasks[ref]
 
-    def _stop(self, ref: Any) -> None:
-        """Cancel a task, killing its worker (a read stuck in native code); an actor call is only cancelled."""
-        try:
-            self._ray.cancel(ref, force=True)
-        except (ValueError, TypeError):  # force is not for actor tasks
+    def _stop(self, ref: Any, task: _Task) -> None:
+        """Cancel a task, killing its worker (a read stuck in native code); an encoder actor's call is only
+        cancelled (force is not for actor tasks), and the read task feeding it killed."""
+        if task.read_ref is not None and task.read_ref is not ref:
+            self._ray.cancel(task.read_ref, force=True)
             self._ray.cancel(ref)
+        else:
+            self._ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        for ref in list(self._tasks):
-            self._stop(ref)
+        for ref, task in list(self._tasks.items()):
+            self._stop(ref, task)
         self._tasks.clear()
+        self._backlog = []
         for actor in self._embedders:
             self._ray.kill(actor)
         self._embedders = []

@@ -28,7 +28,15 @@ STARTUP_GRACE_S = 60.0  # a reader process may take this long to start (imports)
 MIN_PART_PAGES = 64  # a file is split over several readers only in parts of at least this many pages
 
 
+BIG_FILE_BYTES = 1 << 20  # a file this large may have enough pages to be shared by several readers
 PARTS_PER_READER = 2  # a reader that finishes early takes the next part: no reader waits on a slow last half
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def plan_parts(page_count: int, split: int) -> list[tuple[int, int]]:
@@ -365,8 +373,11 @@ class ReaderPool:
         """Yield the jobs' events. A job whose file turns out long (``opened`` with several page ranges) has its
         later parts queued next, for the readers that are free: one long file uses every reader."""
         self._queue = queue = list(reversed(jobs))
-        for _ in range(min(self.n, sum(j.split for j in jobs)) - len(self._workers)):
-            self._new()  # start the readers now (imports take a moment): a long file's later parts find them ready
+        # start the readers now (imports take a moment): one per file, and all of them when a file may be long
+        # enough to be shared (its later parts then find them ready)
+        big = any(j.split > 1 and _size(j.path) > BIG_FILE_BYTES for j in jobs)
+        for _ in range(min(self.n, self.n if big else len(jobs)) - len(self._workers)):
+            self._new()
         try:
             while queue or any(w.job for w in self._workers):
                 while queue and len([w for w in self._workers if w.job]) < self.n:

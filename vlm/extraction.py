@@ -281,7 +281,7 @@ def extract_windows(backend: VlmBackend, schema: dict[str, Any], validate: Valid
     schema. Every value is verified on the pages of its own window."""
     plain = inline_refs(schema)
     props, required = plain.get("properties", {}), set(plain.get("required", []))
-    merge = _Merge({n for n, sub in props.items() if sub.get("type") == "array"})
+    merge = _Merge({n for n, sub in props.items() if is_array(sub)})
     used: dict[PageKey, PageRef] = {}
     attempts = prompt_tokens = completion_tokens = 0
     model = ""
@@ -312,6 +312,18 @@ def extract_windows(backend: VlmBackend, schema: dict[str, Any], validate: Valid
                       pages_used=sorted(used.values(), key=lambda p: (p.doc_id, p.page)), attempts=attempts,
                       created_at=datetime.now(UTC),
                       usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+
+
+def is_array(sub: Any) -> bool:
+    """A schema node for a list: ``type: array``, or a nullable one (``["array", "null"]``, Pydantic's
+    ``Optional[list[...]]`` as ``anyOf: [{type: array}, {type: null}]``)."""
+    if not isinstance(sub, dict):
+        return False
+    kind = sub.get("type")
+    if kind == "array" or (isinstance(kind, list) and "array" in kind):
+        return True
+    alts = [a for a in (sub.get("anyOf") or sub.get("oneOf") or []) if isinstance(a, dict)]
+    return any(is_array(a) for a in alts) and all(is_array(a) or a.get("type") == "null" for a in alts)
 
 
 def _under(path: str, name: str) -> bool:
@@ -354,9 +366,9 @@ class _Candidate:
 class _Merge:
     """Merges the windows' answers per top-level field. A scalar or object field takes its best candidate
     (``_Candidate.score``); a different non-empty value another window gave for the same leaf is kept on that leaf
-    as an ``Alternative``. An array field concatenates its windows' items in page order; an item seen twice — the
-    same values at the same place (overlapping windows) — is kept once, while equal items on different pages (the
-    same article bought twice) both stay."""
+    as an ``Alternative``. An array field concatenates its windows' items in page order; an item another window
+    already gave — the same values verified at the same place (the same page and box: windows that overlap) — is
+    kept once, while equal rows within one window or on different pages (the same article bought twice) all stay."""
 
     def __init__(self, arrays: set[str]) -> None:
         self.arrays = arrays
@@ -369,9 +381,11 @@ class _Merge:
         data: dict[str, Any] = {}
         fields: list[FieldResult] = []
         for name, cands in self.candidates.items():
-            value, leaves = (self._array(name, cands) if name in self.arrays and all(isinstance(c.value, list)
-                                                                                   for c in cands)
-                             else self._scalar(cands))
+            lists = [c for c in cands if isinstance(c.value, list)]
+            if name in self.arrays and lists:  # a window that answered null for a list has no items to add
+                value, leaves = self._array(name, lists)
+            else:
+                value, leaves = self._scalar(cands)
             data[name] = value
             fields += leaves
         return data, fields
@@ -396,17 +410,17 @@ class _Merge:
     def _array(name: str, cands: list[_Candidate]) -> tuple[list[Any], list[FieldResult]]:
         items: list[Any] = []
         fields: list[FieldResult] = []
-        seen: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
+        seen: dict[tuple[str, tuple[Any, ...]], int] = {}  # (item, where it was verified) -> the window that gave it
         for c in sorted(cands, key=lambda c: c.rank):
             for i, item in enumerate(c.value):
                 prefix = f"{name}[{i}]"
                 leaves = [f for f in c.fields if f.path == prefix or f.path.startswith((f"{prefix}.", f"{prefix}["))]
-                where = tuple(sorted({(b.doc_id, b.page) for f in leaves if f.status == "verified"
-                                      for b in f.boxes[:1]}))
+                where = tuple(sorted((b.doc_id, b.page, tuple(b.bbox.as_list()) if b.bbox else ())
+                                     for f in leaves if f.status == "verified" for b in f.boxes[:1]))
                 key = (json.dumps(item, sort_keys=True, default=str), where)
-                if key in seen:
-                    continue
-                seen.add(key)
+                if where and seen.get(key, c.rank) != c.rank:
+                    continue  # the same printed row, read again by another window that saw the same page
+                seen[key] = c.rank
                 new = f"{name}[{len(items)}]"
                 items.append(item)
                 fields += [f.model_copy(update={"path": new + f.path[len(prefix):]}) for f in leaves]

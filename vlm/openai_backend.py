@@ -108,8 +108,8 @@ class OpenAIBackend:
         for attempt in range(self.s.max_retries + 1):
             base = self.replicas[(first + attempt) % len(self.replicas)]  # a retry goes to the next replica
             url = f"{base}/chat/completions"
-            if attempt:
-                time.sleep(wait if len(self.replicas) == 1 else min(wait, 0.1))
+            if attempt:  # another replica not yet tried this request: go at once; else back off as for one
+                time.sleep(min(wait, 0.1) if attempt < len(self.replicas) else wait)
             try:
                 r = self._client.post(url, json=self.body(request))
             except httpx.TimeoutException as e:

@@ -111,7 +111,7 @@ class TransformersBackend:
                 self._running = True
                 batch = self._take()
             try:
-                self._run(batch)
+                self._run_or_split(batch)
             except BaseException as e:  # every caller in the batch gets the error, none waits forever
                 for p in batch:
                     if not p.done:
@@ -126,6 +126,29 @@ class TransformersBackend:
             raise mine.error
         assert mine.response is not None
         return mine.response
+
+    def _run_or_split(self, batch: list[_Pending]) -> None:
+        """Run the batch; if it fails as a batch (out of GPU memory for the padded batch, one odd request), run
+        its rows one by one so that each caller gets its own result or its own error."""
+        try:
+            self._run(batch)
+            return
+        except Exception:
+            if len(batch) == 1:
+                raise
+            log.warning("a batch of %d requests failed; running them one by one", len(batch), exc_info=True)
+        self._free_memory()
+        for p in batch:
+            try:
+                self._run([p])
+            except Exception as e:
+                p.error = e
+
+    def _free_memory(self) -> None:
+        import torch
+
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
 
     def _take(self) -> list[_Pending]:
         """The oldest waiting request and up to ``batch_size - 1`` others that can share its generate call."""
@@ -153,6 +176,8 @@ class TransformersBackend:
             texts.append(self._processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
         tok = self._processor.tokenizer
         tok.padding_side = "left"  # decoder-only generation: the prompts end where the new tokens begin
+        if tok.pad_token is None:  # some tokenizers have none: pad with the end token (the rows are masked there)
+            tok.pad_token = tok.eos_token
         inputs = self._processor(text=texts, images=images or None, padding=len(batch) > 1,
                                  return_tensors="pt").to(self.device)
         req = batch[0].request

@@ -191,3 +191,21 @@ def test_pages_are_embedded_on_the_cluster_by_encoder_actors(cluster: None, tmp_
     assert set(on_ray) == set(local) and len(local) == 157
     cos = [float(local[k] @ on_ray[k] / np.linalg.norm(local[k]) / np.linalg.norm(on_ray[k])) for k in local]
     assert min(cos) > 0.999, min(cos)
+
+
+def test_the_time_limit_inside_a_ray_task_fails_the_file_not_its_pages(cluster: None) -> None:
+    """A limit far too short for the file: the task's timer stops it and the file fails with ``timeout``, the
+    local readers' code — the timer is not taken for a page's own error (which would store the page without
+    words and go on)."""
+    from ingest.ray_readers import RayReaderPool
+    from ingest.reader import ReadJob, ReadOptions
+
+    opts = ReadOptions(render_dpi=20, ocr_dpi=100, max_render_pixels=10**6, ocr_min_words=0, max_pages=1000,
+                       memory_mb=3072, batch_pages=8)
+    job = ReadJob(job_id=0, path=PDFS / "R-intro.pdf", kind="pdf", password=None, render=False)
+    events = list(RayReaderPool(opts, "auto", timeout_s=0.02).run([job]))
+    kinds = [e.kind for e in events]
+    assert "failed" in kinds and "done" not in kinds, kinds
+    (failed,) = [e for e in events if e.kind == "failed"]
+    assert failed.payload[0] == "timeout" and "R-intro.pdf" in failed.payload[1]
+    assert not any("time limit" in w for e in events if e.kind == "pages" for p in e.payload for w in p.warnings)

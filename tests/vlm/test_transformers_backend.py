@@ -121,3 +121,28 @@ def test_concurrent_requests_run_as_batches_with_each_rows_own_result(tiny_qwen2
         assert b.text == a.text and b.completion_tokens == a.completion_tokens
         assert b.prompt_tokens == a.prompt_tokens and len(b.token_logprobs or []) == b.completion_tokens
         assert r.json_schema is None or b.text.startswith("{")
+
+
+def test_a_batch_that_fails_as_a_batch_is_run_row_by_row(tiny_qwen25: Path) -> None:
+    """Out of GPU memory for a padded batch cannot be provoked on this CPU: a batch of more than one is refused
+    here the way it would be, and every caller still gets its own result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = TransformersBackend(VlmSettings(model=str(tiny_qwen25), batch_size=4))
+    real = backend._run
+    sizes: list[int] = []
+
+    def refuse_batches(batch: list) -> None:  # type: ignore[type-arg]
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        real(batch)
+
+    backend._run = refuse_batches  # type: ignore[method-assign]
+    page = _page(max_pixels=224 * 224)
+    requests = [VlmRequest(messages=[Message("user", [page.image, f"Describe {i}."])], max_tokens=8)
+                for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        out = list(pool.map(backend.generate, requests))
+    assert all(r.completion_tokens > 0 for r in out)
+    assert max(sizes) > 1 and sizes.count(1) >= 4, sizes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.answers import FieldBox, FieldResult
 from schemas.coords import BBox
-from vlm.extraction import _Merge, plan_windows
+from vlm.extraction import _Merge, is_array, plan_windows
 
 
 def _order(k: tuple[str, int]) -> tuple[str, int]:
@@ -51,3 +51,24 @@ def test_a_verified_answer_beats_an_unverified_one_and_the_loser_is_reported() -
     data, (total,) = m.result()
     assert data == {"total": 12.5} and total.boxes[0].page == 7
     assert [(a.value, a.status) for a in total.alternatives] == [(99.0, "unverified")]
+
+
+def test_equal_rows_in_one_window_all_stay_and_a_null_list_adds_nothing() -> None:
+    """The same screw bought twice on page 40 (two rows, two boxes) is two items; a window that answered null for
+    the list neither replaces nor hides the others' rows."""
+    m = _Merge({"items"})
+    lower = FieldResult(path="items[1].a", value="screw", confidence=0.9, status="verified",
+                        boxes=[FieldBox(doc_id="d", page=40, bbox=BBox.of([0.1, 0.3, 0.2, 0.4]))])
+    m.add("items", 0, [{"a": "screw"}, {"a": "screw"}], [_leaf("items[0].a", "screw", 40), lower])
+    m.add("items", 1, None, [_leaf("items", None, 60, status="unverified")])
+    m.add("items", 2, [{"a": "bolt"}], [_leaf("items[0].a", "bolt", 80)])
+    data, fields = m.result()
+    assert data["items"] == [{"a": "screw"}, {"a": "screw"}, {"a": "bolt"}]
+    assert [f.path for f in fields] == ["items[0].a", "items[1].a", "items[2].a"]
+
+
+def test_nullable_lists_are_lists() -> None:
+    item = {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert is_array({"type": "array", "items": item}) and is_array({"type": ["array", "null"], "items": item})
+    assert is_array({"anyOf": [{"type": "array", "items": item}, {"type": "null"}]})
+    assert not is_array({"anyOf": [{"type": "string"}, {"type": "null"}]}) and not is_array({"type": "string"})

@@ -2,12 +2,13 @@
 ``ReaderPool``, so planning, writes and crash safety stay in the pipeline on the driver, decided in one place.
 
 Each file is opened by one task (its page count; an encrypted stored copy is replaced by its decrypted one there),
-then read as tasks over page ranges of ``RAY_PART_PAGES`` pages, spread over the cluster. Every task runs the local
-readers' code (``ingest.reader.read_range``) and its errors get the local readers' codes (``failure``). A task
-whose worker dies (killed, out of memory) is retried by Ray (``max_retries``) and the file is recorded failed with
-``worker_crashed`` only when the retries are spent. Limits, per task: the memory cap is set in the task's worker
-process (``RLIMIT_DATA``, as for a local reader); the time limit runs inside the task (a timer that raises) and, for a
-task stuck in native code, on the driver (cancelled with its worker after three times the limit).
+then read as tasks over page ranges of ``RAY_PART_PAGES`` pages (``RAY_RENDER_PART_PAGES`` when pages are rendered
+for the encoder), spread over the cluster. Every task runs the local readers' code (``ingest.reader.read_range``)
+and its errors get the local readers' codes (``failure``). A task whose worker dies (killed, out of memory) is
+retried by Ray (``max_retries``), and the file is recorded failed with ``worker_crashed`` only when the retries are
+spent. Limits, per task: the memory cap is set in the task's worker process (``RLIMIT_DATA``, as for a local
+reader); the time limit runs inside the task (a timer that raises) and, for a task stuck in native code, on the
+driver (cancelled with its worker after three times the limit).
 
 With an encoder, pages are embedded on the cluster too: each read task's result goes straight (by reference, never
 through the driver) to one of a few long-lived encoder actors that hold the SigLIP model — on GPUs when the cluster
@@ -30,6 +31,7 @@ from schemas.errors import ConfigError, Timeout, WorkerCrashed
 log = logging.getLogger(__name__)
 
 RAY_PART_PAGES = 128  # pages per read task: results stay small in the object store, work spreads over the cluster
+RAY_RENDER_PART_PAGES = 32  # with page images (for the encoder): a local reader's batch, so a task's memory is too
 MAX_RETRIES = 3  # a task whose worker died is run again this many times
 HARD_STOP = 3.0  # the driver cancels a task still running after this many times the per-file time limit
 
@@ -220,7 +222,8 @@ class RayReaderPool:
             return
         if task.kind == "open":
             count = int(payload)
-            ranges = [(a, min(count, a + RAY_PART_PAGES)) for a in range(0, count, RAY_PART_PAGES)] or [(0, 0)]
+            size = RAY_RENDER_PART_PAGES if job.render else RAY_PART_PAGES
+            ranges = [(a, min(count, a + size)) for a in range(0, count, size)] or [(0, 0)]
             yield ReadEvent(job, "started")
             yield ReadEvent(job, "opened", (count, ranges))
             self._backlog += [(job, "read", r) for r in reversed(ranges)]  # next, before later files' opens

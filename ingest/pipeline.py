@@ -68,12 +68,6 @@ class Ingestor:
         self.captioner = Captioner(settings, self.library, vlm, self.encoder)
         self._names: dict[Path, str] = {}
 
-    def words_version(self) -> str:
-        return words_version(self.s)
-
-    def embed_version(self) -> str:
-        return embed_version(self.s)
-
     def encoder(self) -> SiglipEncoder | None:
         """The encoder, loaded on first need; None (with ``encoder_error`` set) when it cannot load."""
         if self._encoder is None and self._encoder_error is None:
@@ -300,12 +294,12 @@ class Ingestor:
         self.index.flush()  # vectors durable before the document is marked complete
         doc = self.catalog.get_document(plan.doc_id)
         stages = dict(doc.stages) if doc else {}
-        stages.update({"words": self.words_version(), "index": bm25.VERSION, "ocr_words": SPLITTER_VERSION})
+        stages.update({"words": words_version(self.s), "index": bm25.VERSION, "ocr_words": SPLITTER_VERSION})
         if plan.mode == "full":
             stages.pop("caption", None)  # page rows were rewritten without captions
         pending = [p for p in (doc.pending if doc else []) if p == "caption" and plan.mode == "render"]
         if encoder is not None and plan.embedded:
-            stages["embed"] = self.embed_version()
+            stages["embed"] = embed_version(self.s)
         else:
             stages.pop("embed", None)
             pending.append("embed")

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.reader import ReadEvent, ReadJob, ReadOptions
-from schemas.errors import ConfigError, Timeout, WorkerCrashed
+from ingest.reader import ReadEvent, ReadJob, ReadOptions, timed_out
+from schemas.errors import ConfigError, WorkerCrashed
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ def _read_task(job: ReadJob, opts: ReadOptions, start: int, stop: int, timeout_s
 
 
 def _timeout(job: ReadJob, timeout_s: float) -> tuple[str, str]:
-    err = Timeout(f"{job.label} took over {timeout_s:.0f} s to read and was stopped; it may be malformed, or raise "
-                  "PAGELENS_INGEST__FILE_TIMEOUT_S")
+    err = timed_out(job, timeout_s)
     return err.code, err.message
 
 

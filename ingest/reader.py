@@ -296,6 +296,12 @@ def failure(job: ReadJob, opts: ReadOptions, e: BaseException) -> tuple[str, str
     return ("invalid_pdf" if job.kind == "pdf" else "invalid_image"), f"{job.label} cannot be read: {why}"
 
 
+def timed_out(job: ReadJob, timeout_s: float) -> Timeout:
+    """The error of a file whose reading ran past the per-file time limit (local readers and Ray tasks alike)."""
+    return Timeout(f"{job.label} took over {timeout_s:.0f} s to read and was stopped; it may be malformed, or raise "
+                   "PAGELENS_INGEST__FILE_TIMEOUT_S")
+
+
 def read_range(job: ReadJob, opts: ReadOptions, start: int, stop: int) -> list[PageOut]:
     """Pages [start, stop) of ``job``'s file, read as a local reader reads them (for readers elsewhere: Ray).
     Raises what reading raises; ``failure`` names it."""
@@ -439,8 +445,7 @@ class ReaderPool:
             spent = (now - w.started) - (self._busy - w.busy_at_start)
             if spent > self.timeout_s:
                 self._kill(w)
-                err = Timeout(f"{job.label} took over {self.timeout_s:.0f} s to read and was stopped; it may "
-                              "be malformed, or raise PAGELENS_INGEST__FILE_TIMEOUT_S")
+                err = timed_out(job, self.timeout_s)
                 yield ReadEvent(job, "failed", (err.code, err.message))
 
     def cancel(self, job: ReadJob) -> None:

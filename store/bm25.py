@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import re
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -59,11 +58,11 @@ def raw_tokens(text: str) -> list[str]:
 
 
 def _raw_index(token: str) -> int:
-    return zlib.crc32(b"raw\0" + token.encode("utf-8")) & _U32
+    return zlib.crc32(token.encode("utf-8"), _RAW_CRC) & _U32
 
 
 def _pair_index(a: str, b: str) -> int:
-    return zlib.crc32(b"pair\0" + a.encode("utf-8") + b"\0" + b.encode("utf-8")) & _U32
+    return zlib.crc32(b"\0" + b.encode("utf-8"), zlib.crc32(a.encode("utf-8"), _PAIR_CRC)) & _U32
 
 
 def _heading_index(word_index: int) -> int:
@@ -80,11 +79,6 @@ def _title_index(text: str) -> int | None:
     if not found:
         return None
     return zlib.crc32(b"title\0" + b",".join(str(t).encode() for t in found)) & _U32
-
-
-def _tf(counts: Counter[int], length: int) -> dict[int, float]:
-    norm = K1 * (1 - B + B * length / AVG_LEN)
-    return {i: n * (K1 + 1) / (n + norm) for i, n in counts.items()}
 
 
 def _merge(*parts: dict[int, float]) -> SparseVec:
@@ -111,7 +105,7 @@ def page_vector(words: Sequence[str], caption: str | None = None, headings: Sequ
 def embed_document(text: str, headings: Sequence[str] = ()) -> SparseVec:
     """A page's sparse vector: ``text`` (words + caption) in the words and raw fields, ``headings`` in the
     heading field. Runs for every page ingested, so the raw and pair terms are counted and weighted with numpy
-    (the same indices as ``_raw_index`` / ``_pair_index``, the same weights as ``_tf``, the fields summed as
+    (the same indices as ``_raw_index`` / ``_pair_index``, BM25 term-frequency weights, the fields summed as
     ``_merge`` does)."""
     import numpy as np
 

@@ -31,7 +31,6 @@ class Captioner:
 
     def __init__(self, settings: Settings, library: Library, vlm: VlmProvider | None, encoder: EncoderFn) -> None:
         self.s = settings
-        self.library = library
         self.catalog = library.catalog
         self.files = library.files
         self.index = library.index

@@ -35,13 +35,22 @@ def _small(folder: Path, n: int) -> list[Path]:
     return out
 
 
-def _run(files: list[Path], ray: str | None, workers: int) -> tuple[float, int]:
+def _encoder(kind: str) -> Path | None:
+    from tests.tiny_models import build_tiny_siglip
+
+    out = Path(tempfile.mkdtemp(prefix="pl-siglip-"))
+    if kind == "b16":
+        return build_tiny_siglip(out, image_size=224, width=768, layers=12, head_width=64)
+    return build_tiny_siglip(out) if kind == "tiny" else None
+
+
+def _run(files: list[Path], ray: str | None, workers: int, encoder: Path | None = None) -> tuple[float, int]:
     from app.service import Service
     from schemas.settings import EncoderSettings, Settings, VlmSettings
 
     data = Path(tempfile.mkdtemp(prefix="pl-ray-"))
-    svc = Service(Settings(data_dir=data, encoder=EncoderSettings(enabled=False),
-                           vlm=VlmSettings(backend="none", captions=False)))
+    enc = EncoderSettings(model=str(encoder)) if encoder else EncoderSettings(enabled=False)
+    svc = Service(Settings(data_dir=data, encoder=enc, vlm=VlmSettings(backend="none", captions=False)))
     try:
         t = time.perf_counter()
         report = svc.ingest(files, workers=workers, ray=ray)
@@ -57,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--small", type=int, default=50)
+    ap.add_argument("--encoder", choices=["b16", "tiny", "none"], default="none")
+    ap.add_argument("--only-encoder", action="store_true", help="skip the runs without an encoder")
     args = ap.parse_args()
     import ray
 
@@ -67,7 +78,7 @@ def main() -> None:
             "corpus (3 PDFs)": sorted((ROOT.parent / "shared" / "corpus" / "pdfs").glob("*.pdf")),
             f"{args.small} one-page PDFs": _small(Path(tempfile.mkdtemp()) / "small", args.small)}
     print(f"{'input':22s} {'local --workers ' + str(args.cpus):>24s} {'Ray':>22s}  Ray overhead per file")
-    for name, files in sets.items():
+    for name, files in ({} if args.only_encoder else sets).items():
         if not all(f.exists() for f in files):
             print(f"{name}: missing (bash bench/corpus.sh)")
             continue
@@ -76,6 +87,14 @@ def main() -> None:
         on_ray, _ = min(_run(files, "auto", args.cpus) for _ in range(2))
         print(f"{name:22s} {pages / local:10.0f} pages/s {local:6.2f} s {pages / on_ray:8.0f} pages/s {on_ray:6.2f} s"
               f"  {(on_ray - local) / len(files) * 1000:7.1f} ms")
+    model = _encoder(args.encoder)
+    if model is not None:
+        files = sets["corpus (3 PDFs)"]
+        _run(files[:1], "auto", args.cpus, model)  # warm: workers' imports, as a long-lived cluster has them
+        local, pages = _run(files, None, args.cpus, model)
+        on_ray, _ = _run(files, "auto", args.cpus, model)
+        print(f"with SigLIP ({args.encoder}), corpus: local {pages / local:.1f} pages/s ({local:.1f} s), "
+              f"Ray Data {pages / on_ray:.1f} pages/s ({on_ray:.1f} s)")
     ray.shutdown()
 
 

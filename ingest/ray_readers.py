@@ -10,12 +10,11 @@ spent. Limits, per task: the memory cap is set in the task's worker process (``R
 reader); the time limit runs inside the task (a timer that raises) and, for a task stuck in native code, on the
 driver (cancelled with its worker after three times the limit).
 
-With an encoder, pages are embedded on the cluster too: each read task's result goes straight (by reference, never
-through the driver) to one of a few long-lived encoder actors that hold the SigLIP model — on GPUs when the cluster
-has them (``num_gpus=1`` each, one actor per GPU), else on CPUs — which return the pages with their image vectors
-and without their images. A dead actor is restarted by Ray and its call retried.
+With an encoder, reading and embedding run as one Ray Data pipeline once the files are opened
+(``ingest.ray_data``): read tasks → an actor pool holding SigLIP (``map_batches``; GPU actors when the cluster has
+GPUs) → the driver, which receives vectors, never images.
 
-Ray is an optional extra (``pip install 'pagelens[ray]'``): only this module imports it."""
+Ray is an optional extra (``pip install 'pagelens[ray]'``): only ``ingest/ray_*.py`` import it."""
 
 from __future__ import annotations
 
@@ -110,32 +109,11 @@ def _timeout(job: ReadJob, timeout_s: float) -> tuple[str, str]:
     return err.code, err.message
 
 
-class _Embedder:
-    """A Ray actor holding the SigLIP encoder (see the module's docstring)."""
-
-    def __init__(self, settings: Any) -> None:
-        from vlm.siglip import load_encoder
-
-        self.encoder = load_encoder(settings)
-
-    def embed(self, result: tuple[str, Any]) -> tuple[str, Any]:
-        kind, pages = result
-        if kind != "pages":
-            return result
-        with_image = [p for p in pages if p.image is not None]
-        if with_image:
-            vectors = self.encoder.encode_images([p.image for p in with_image])
-            for k, p in enumerate(with_image):
-                p.image_vector, p.image = vectors[k].tolist(), None
-        return kind, pages
-
-
 @dataclass
 class _Task:
     job: ReadJob
     kind: str  # "open" or "read"
     submitted: float
-    read_ref: Any = None  # the read task behind an encoder actor's call (cancelled with it)
 
 
 class RayReaderPool:
@@ -155,13 +133,10 @@ class RayReaderPool:
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
         self._open = remote(_open_task)
         self._read = remote(_read_task)
-        self._embedders: list[Any] = []
-        if encoder is not None:
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-            actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=MAX_RETRIES,
-                               max_task_retries=MAX_RETRIES)(_Embedder)
-            self._embedders = [actor.remote(encoder) for _ in range(embed_actors or max(1, gpus))]
-        self._turn = 0
+        self.encoder = encoder
+        self._gpus = int(ray.cluster_resources().get("GPU", 0))
+        self._embed_actors = embed_actors or max(1, self._gpus)
+        self._to_embed: list[tuple[ReadJob, int, int]] = []  # ranges for the Ray Data pipeline (read + embed)
         self._tasks: dict[Any, _Task] = {}
         # tasks are submitted only while fewer than two per CPU are out, so a task's clock starts about when it
         # does (not while it queues behind a large batch) and waiting on them stays cheap
@@ -188,6 +163,8 @@ class RayReaderPool:
                         continue
                     yield from self._finished(ref, task)
                 yield from self._overdue()
+            if self._to_embed:
+                yield from self._read_and_embed()
         finally:
             self.close()
 
@@ -201,20 +178,15 @@ class RayReaderPool:
                 self._tasks[self._open.remote(job, self.opts, self.timeout_s)] = _Task(job, kind, time.monotonic())
                 continue
             assert pages is not None
-            ref = read_ref = self._read.remote(job, self.opts, pages[0], pages[1], self.timeout_s)
-            if self._embedders and job.render:  # read → embed on the cluster; the driver gets the vectors
-                self._turn += 1
-                ref = self._embedders[self._turn % len(self._embedders)].embed.remote(read_ref)
-            self._tasks[ref] = _Task(job, kind, time.monotonic(), read_ref)
+            ref = self._read.remote(job, self.opts, pages[0], pages[1], self.timeout_s)
+            self._tasks[ref] = _Task(job, kind, time.monotonic())
 
     def _finished(self, ref: Any, task: _Task) -> Iterator[ReadEvent]:
         job = task.job
         try:
             kind, payload = self._ray.get(ref)
         except self._ray.exceptions.RayError as e:  # the worker died MAX_RETRIES + 1 times, or the task was lost
-            err = WorkerCrashed(f"{job.label} crashed the PDF reader on the Ray cluster ({e.__class__.__name__}); "
-                                "the file is probably malformed — re-export or repair it (e.g. qpdf) and retry")
-            yield ReadEvent(job, "failed", (err.code, err.message))
+            yield ReadEvent(job, "failed", self._crashed(job, e.__class__.__name__))
             return
         if kind == "failed":
             yield ReadEvent(job, "failed", payload)
@@ -225,12 +197,40 @@ class RayReaderPool:
             ranges = [(a, min(count, a + size)) for a in range(0, count, size)] or [(0, 0)]
             yield ReadEvent(job, "started")
             yield ReadEvent(job, "opened", (count, ranges))
-            self._backlog += [(job, "read", r) for r in reversed(ranges)]  # next, before later files' opens
+            if self.encoder is not None and job.render:  # read and embedded by Ray Data once all files are open
+                self._to_embed += [(job, a, b) for a, b in ranges]
+            else:
+                self._backlog += [(job, "read", r) for r in reversed(ranges)]  # next, before later files' opens
             return
+        yield from self._range_read(job, payload)
+
+    def _range_read(self, job: ReadJob, pages: list[Any]) -> Iterator[ReadEvent]:
         batch = self.opts.batch_pages
-        for i in range(0, len(payload), batch):  # the pipeline writes in batches, as pages come from local readers
-            yield ReadEvent(job, "pages", payload[i:i + batch])
+        for i in range(0, len(pages), batch):  # the pipeline writes in batches, as pages come from local readers
+            yield ReadEvent(job, "pages", pages[i:i + batch])
         yield ReadEvent(job, "done")  # this range is done: one "done" per range, as local readers send per part
+
+    def _read_and_embed(self) -> Iterator[ReadEvent]:
+        from ingest.ray_data import read_and_embed
+
+        ranges, self._to_embed = self._to_embed, []
+        hard_stop = max(HARD_STOP * self.timeout_s, self.timeout_s + 30)  # the watchdog's grace: no retry race
+        for k, kind, payload in read_and_embed(ranges, self.opts, self.timeout_s, hard_stop,
+                                               self.encoder, self._embed_actors, self._gpus, MAX_RETRIES):
+            job = ranges[k][0]
+            if job.job_id in self._cancelled:
+                continue
+            if kind == "pages":
+                yield from self._range_read(job, payload)
+                continue
+            self._cancelled.add(job.job_id)  # one failure per file; the rest of its ranges is dropped
+            yield ReadEvent(job, "failed", payload if kind == "failed" else self._crashed(job, payload))
+
+    @staticmethod
+    def _crashed(job: ReadJob, why: str) -> tuple[str, str]:
+        err = WorkerCrashed(f"{job.label} crashed the PDF reader on the Ray cluster ({why}); the file is probably "
+                            "malformed — re-export or repair it (e.g. qpdf) and retry")
+        return err.code, err.message
 
     def _overdue(self) -> Iterator[ReadEvent]:
         """Tasks still running HARD_STOP times the limit after they were submitted (stuck in native code, beyond
@@ -256,19 +256,12 @@ class RayReaderPool:
                 del self._tasks[ref]
 
     def _stop(self, ref: Any, task: _Task) -> None:
-        """Cancel a task, killing its worker (a read stuck in native code); an encoder actor's call is only
-        cancelled (force is not for actor tasks), and the read task feeding it killed."""
-        if task.read_ref is not None and task.read_ref is not ref:
-            self._ray.cancel(task.read_ref, force=True)
-            self._ray.cancel(ref)
-        else:
-            self._ray.cancel(ref, force=True)
+        """Cancel a task, killing its worker (a read stuck in native code)."""
+        self._ray.cancel(ref, force=True)
 
     def close(self) -> None:
         for ref, task in list(self._tasks.items()):
             self._stop(ref, task)
         self._tasks.clear()
         self._backlog = []
-        for actor in self._embedders:
-            self._ray.kill(actor)
-        self._embedders = []
+        self._to_embed = []

@@ -36,9 +36,11 @@ def train_tokenizer(out: Path, max_length: int) -> Any:
     return hf_tok
 
 
-def build_tiny_siglip(out: Path, *, image_size: int = 64, width: int = 64, seed: int = 0) -> Path:
+def build_tiny_siglip(out: Path, *, image_size: int = 64, width: int = 64, seed: int = 0, layers: int = 2,
+                      head_width: int = 32) -> Path:
     """A SigLIP-architecture open_clip checkpoint dir (config + safetensors + a locally trained tokenizer),
-    shaped like a downloaded ``timm/ViT-B-16-SigLIP2`` directory but tiny. Returns ``out``."""
+    shaped like a downloaded ``timm/ViT-B-16-SigLIP2`` directory but tiny (benchmarks ask for the real vision-tower
+    size: ``image_size=224, width=768, layers=12, head_width=64``). Returns ``out``."""
     import open_clip
     import torch
     from safetensors.torch import save_file
@@ -50,8 +52,8 @@ def build_tiny_siglip(out: Path, *, image_size: int = 64, width: int = 64, seed:
     cfg["embed_dim"] = width
     # The real vision tower is timm's vit_base_patch16_siglip_224 (fixed size); open_clip's own ViT stands in
     # at tiny size. The text tower and the checkpoint layout are SigLIP's.
-    cfg["vision_cfg"] = {"image_size": image_size, "patch_size": 16, "width": width, "layers": 2,
-                         "head_width": 32}
+    cfg["vision_cfg"] = {"image_size": image_size, "patch_size": 16, "width": width, "layers": layers,
+                         "head_width": head_width}
     cfg["text_cfg"].update({"context_length": 16, "vocab_size": len(hf_tok), "width": width, "heads": 2,
                             "layers": 2, "pad_id": hf_tok.pad_token_id, "hf_tokenizer_name": str(out)})
     cfg["text_cfg"].pop("tokenizer_kwargs", None)

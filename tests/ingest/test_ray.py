@@ -93,39 +93,80 @@ def _ray_task_pids(name: str) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
-def test_a_worker_killed_mid_task_is_retried(cluster: None, tmp_path: Path) -> None:
-    """Scanned receipts (OCR: seconds a page) read on Ray; the worker reading one is killed with SIGKILL mid-task.
-    Ray runs the task again and the receipts end ingested with the words a local reader reads."""
-    images = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[:2]
-    svc = Service(make_settings(tmp_path / "ray", None))
+def _kill_while_running(name: str, times: int, stop: threading.Event) -> tuple[threading.Thread, list[int]]:
+    """A thread that SIGKILLs workers running ``name`` (up to ``times`` of them, until ``stop``)."""
     killed: list[int] = []
 
-    def kill_one() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            for pid in _ray_task_pids("_read_task"):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                break
+    def run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(killed) < times and not stop.is_set():
+            for pid in _ray_task_pids(name):
+                if pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    break
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_one)
-    killer.start()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, killed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["tasks", "ray_data"])
+def test_a_worker_killed_mid_task_is_retried(cluster: None, tmp_path: Path, tiny_siglip: Path, path: str) -> None:
+    """Scanned receipts (OCR: seconds a page) read on Ray; the worker reading one is killed with SIGKILL mid-task —
+    a read task, or (with an encoder) a task of the Ray Data pipeline's read stage. Ray runs it again and the
+    receipts end ingested with the words (and, with an encoder, the image vectors) local ingest gives."""
+    images = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[:2]
+    model = str(tiny_siglip) if path == "ray_data" else None
+    svc = Service(make_settings(tmp_path / "ray", model))
+    stop = threading.Event()
+    killer, killed = _kill_while_running("_read_task" if path == "tasks" else "MapBatches(_read_stage)", 1, stop)
     try:
         report = svc.ingest(images, ray="auto")
+        stop.set()
         killer.join()
         ray_state = _state(svc)
+        if model:
+            assert all("embed" in d.stages for d in svc.list_documents())
+            assert svc.index.count() == 2 and "image" in svc.index.dense_dims()
     finally:
         svc.close()
     assert killed, "a read task was running and was killed"
     assert [(f.status, f.pages) for f in report.files] == [("ingested", 1)] * 2, report
-    local = Service(make_settings(tmp_path / "local", None))
+    local = Service(make_settings(tmp_path / "local", model))
     try:
         local.ingest(images)
         assert _state(local) == ray_state
     finally:
         local.close()
+
+
+@pytest.mark.slow
+def test_a_file_that_kills_every_try_fails_alone_and_a_rerun_converges(cluster: None, tmp_path: Path,
+                                                                       tiny_siglip: Path) -> None:
+    """In the Ray Data pipeline, a page range whose worker dies on every try (here: killed each time) is recorded
+    ``worker_crashed`` — the run ends, it does not retry forever — and the next run ingests the file."""
+    from ingest.ray_readers import MAX_RETRIES
+
+    receipt = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[:1]
+    svc = Service(make_settings(tmp_path / "ray", str(tiny_siglip)))
+    try:
+        stop = threading.Event()
+        killer, killed = _kill_while_running("MapBatches(_read_stage)", MAX_RETRIES + 1, stop)
+        report = svc.ingest(receipt, ray="auto")
+        stop.set()
+        killer.join()
+        assert len(killed) == MAX_RETRIES + 1, killed
+        (f,) = report.files
+        assert f.status == "failed" and f.error is not None and f.error.code == "worker_crashed", f
+        assert svc.index.count() == 0
+        (f,) = svc.ingest(receipt, ray="auto").files
+        assert (f.status, f.pages) == ("ingested", 1), f
+        assert svc.index.count() == 1
+    finally:
+        svc.close()
 
 
 @pytest.mark.slow
@@ -153,15 +194,18 @@ def test_extract_each_reads_new_files_on_ray(tmp_path: Path) -> None:
         assert all(f["status"] == "verified" for f in r["fields"])
 
 
-def test_pages_are_embedded_on_the_cluster_by_encoder_actors(cluster: None, tmp_path: Path, tiny_siglip: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """With an encoder, the pages read on Ray are embedded there (actors holding the tiny offline SigLIP, loaded
-    through the same open_clip path): every point has its image vector, the same (to float noise) as local ingest
-    gives, and the documents' embed stage is recorded."""
+def test_pages_are_embedded_on_the_cluster_by_ray_data(cluster: None, tmp_path: Path, tiny_siglip: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an encoder, the pages are read and embedded on the cluster by a Ray Data pipeline (map_batches: read
+    tasks, then an actor pool holding the tiny offline SigLIP, loaded through the same open_clip path): the corpus,
+    a long file (ten page ranges) and one malformed PDF per class give the outcomes, catalog rows and sparse
+    vectors local ingest gives, every point has its image vector (the same to float noise), and only vectors reach
+    the driver."""
     import numpy as np
     import qdrant_edge as qe
 
     from ingest import pipeline
+    from tests.ingest.test_page_ranges import _manual
 
     arrived: list[tuple[bool, bool]] = []  # (has a vector, has an image) for each page that reached the driver
     real_pages = pipeline.Ingestor._pages
@@ -171,13 +215,16 @@ def test_pages_are_embedded_on_the_cluster_by_encoder_actors(cluster: None, tmp_
         return real_pages(self, plan, batch, collection, encoder)
 
     monkeypatch.setattr(pipeline.Ingestor, "_pages", spy)
-    vectors = []
+    files = [*sorted(PDFS.glob("*.pdf")), _manual(tmp_path / "manual.pdf", pages=300), *_bad_files()]
+    vectors, results = [], []
     for where in ("local", "ray"):
         arrived.clear()
         svc = Service(make_settings(tmp_path / where, str(tiny_siglip)))
         try:
-            report = svc.ingest(sorted(PDFS.glob("*.pdf")), ray="auto" if where == "ray" else None)
-            assert all(f.status == "ingested" and not f.pending for f in report.files), report
+            report = svc.ingest(files, ray="auto" if where == "ray" else None)
+            results.append((_outcomes(report), _state(svc)))
+            assert {f.status for f in report.files} == {"ingested", "failed"}
+            assert all(not f.pending for f in report.files), report
             assert all("embed" in d.stages for d in svc.list_documents())
             # locally the driver embeds the rendered images; on Ray only vectors arrive, no images
             assert set(arrived) == ({(True, False)} if where == "ray" else {(False, True)}), set(arrived)
@@ -187,25 +234,55 @@ def test_pages_are_embedded_on_the_cluster_by_encoder_actors(cluster: None, tmp_
                             for r in records})
         finally:
             svc.close()
+    assert results[1] == results[0]
     local, on_ray = vectors
-    assert set(on_ray) == set(local) and len(local) == 157
+    assert set(on_ray) == set(local) and len(local) == sum(p for *_, p in results[0][0] if p)
     cos = [float(local[k] @ on_ray[k] / np.linalg.norm(local[k]) / np.linalg.norm(on_ray[k])) for k in local]
     assert min(cos) > 0.999, min(cos)
 
 
-def test_the_time_limit_inside_a_ray_task_fails_the_file_not_its_pages(cluster: None) -> None:
+@pytest.mark.parametrize("path", ["tasks", "ray_data"])
+def test_the_time_limit_inside_a_ray_task_fails_the_file_not_its_pages(cluster: None, tiny_siglip: Path,
+                                                                        path: str) -> None:
     """A limit far too short for the file: the task's timer stops it and the file fails with ``timeout``, the
     local readers' code — the timer is not taken for a page's own error (which would store the page without
-    words and go on)."""
+    words and go on). In a read task, and in the Ray Data pipeline's read stage (with an encoder: a scanned receipt,
+    whose OCR takes seconds while opening it takes none)."""
     from ingest.ray_readers import RayReaderPool
     from ingest.reader import ReadJob, ReadOptions
+    from schemas.settings import EncoderSettings
 
-    opts = ReadOptions(render_dpi=20, ocr_dpi=100, max_render_pixels=10**6, ocr_min_words=0, max_pages=1000,
-                       memory_mb=3072, batch_pages=8)
-    job = ReadJob(job_id=0, path=PDFS / "R-intro.pdf", kind="pdf", password=None, render=False)
-    events = list(RayReaderPool(opts, "auto", timeout_s=0.02).run([job]))
+    opts = ReadOptions(render_dpi=20, ocr_dpi=100, max_render_pixels=10**6, ocr_min_words=0 if path == "tasks" else 5,
+                       max_pages=1000, memory_mb=3072, batch_pages=8)
+    if path == "tasks":
+        job = ReadJob(job_id=0, path=PDFS / "R-intro.pdf", kind="pdf", password=None, render=False)
+        pool = RayReaderPool(opts, "auto", timeout_s=0.02)
+    else:
+        receipt = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[0]
+        job = ReadJob(job_id=0, path=receipt, kind="image", password=None, render=True)
+        pool = RayReaderPool(opts, "auto", timeout_s=0.5, encoder=EncoderSettings(model=str(tiny_siglip)))
+    events = list(pool.run([job]))
     kinds = [e.kind for e in events]
     assert "failed" in kinds and "done" not in kinds, kinds
     (failed,) = [e for e in events if e.kind == "failed"]
-    assert failed.payload[0] == "timeout" and "R-intro.pdf" in failed.payload[1]
+    assert failed.payload[0] == "timeout" and job.path.name in failed.payload[1]
     assert not any("time limit" in w for e in events if e.kind == "pages" for p in e.payload for w in p.warnings)
+
+
+def test_a_read_past_the_hard_stop_ends_its_worker_and_is_reported_lost(cluster: None, tiny_siglip: Path) -> None:
+    """The Ray Data read stage's native watchdog: a read still running at the hard stop (here a receipt's OCR, with
+    the task's own timer set far away, as when a read is stuck in native code where that timer cannot fire) ends
+    its worker; with no retries left its range is reported lost — the pipeline finishes instead of waiting."""
+    from ingest.ray_data import read_and_embed
+    from ingest.reader import ReadJob, ReadOptions
+    from schemas.settings import EncoderSettings
+
+    opts = ReadOptions(render_dpi=20, ocr_dpi=100, max_render_pixels=10**6, ocr_min_words=5, max_pages=1000,
+                       memory_mb=3072, batch_pages=8)
+    receipt = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[0]
+    job = ReadJob(job_id=0, path=receipt, kind="image", password=None, render=True)
+    t0 = time.monotonic()
+    got = list(read_and_embed([(job, 0, 1)], opts, timeout_s=600, hard_stop_s=0.3,
+                              encoder=EncoderSettings(model=str(tiny_siglip)), actors=1, gpus=0, max_retries=0))
+    assert [(k, kind) for k, kind, _ in got] == [(0, "lost")], got
+    assert time.monotonic() - t0 < 120

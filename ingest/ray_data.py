@@ -1,0 +1,146 @@
+"""Reading and SigLIP embedding as one Ray Data pipeline (``ingest --ray`` with an encoder).
+
+    page ranges ──map_batches(read: tasks, 1 CPU each)──▶ one row per page (its words, its image as raw bytes)
+                ──map_batches(embed: an actor pool holding SigLIP, num_gpus=1 per actor on a GPU cluster,
+                              ``encoder.batch_size`` pages a batch)──▶ rows with the image vector, no image
+                ──▶ the driver (streamed: ``iter_batches``)
+
+Ray Data streams blocks between the stages under its own backpressure, so GPUs are fed while CPUs read, and the
+page images never travel to the driver. The read stage runs the local readers' code under their limits
+(``ray_readers._within_limits``: memory cap, in-task timer, the local error codes, one failure row per range); a
+read stuck in native code, where the timer cannot fire, is ended by a native watchdog (``faulthandler``, which needs
+no GIL) that exits the worker after ``HARD_STOP`` times the limit. A worker that dies is retried by Ray
+(``MAX_RETRIES``); a range whose block still errors is skipped by Ray Data (``max_errored_blocks``) and reported
+here as lost, so one crashing file fails alone. Ray is imported only in ``ingest/ray_*.py``."""
+
+from __future__ import annotations
+
+import faulthandler
+import pickle
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ingest.reader import PageOut, ReadJob, ReadOptions
+
+Range = tuple[ReadJob, int, int]  # a file's pages [start, stop)
+
+
+def _read_stage(batch: dict[str, np.ndarray], opts: ReadOptions, timeout_s: float,
+                hard_stop_s: float) -> dict[str, list[Any]]:
+    """Ray Data UDF: each row of ``batch`` is a page range → one row per page read (``kind`` "page") or one row
+    for the range ("failed": the pickled (code, message); "empty": a file without pages)."""
+    from ingest.ray_readers import _within_limits
+    from ingest.reader import read_range
+
+    out: dict[str, list[Any]] = {"r": [], "n": [], "kind": [], "page": [], "image": [], "h": [], "w": []}
+
+    def row(r: int, n: int, kind: str, page: bytes, image: bytes = b"", h: int = 0, w: int = 0) -> None:
+        for key, v in zip(out, (r, n, kind, page, image, h, w), strict=True):
+            out[key].append(v)
+
+    for r, spec in zip(batch["r"], batch["spec"], strict=True):
+        job, start, stop = pickle.loads(spec)
+        faulthandler.dump_traceback_later(hard_stop_s, exit=True)
+        try:
+            kind, payload = _within_limits("pages", partial(read_range, job, opts, start, stop), job, opts,
+                                           timeout_s)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        if kind == "failed":
+            row(int(r), 0, "failed", pickle.dumps(payload))
+            continue
+        if not payload:
+            row(int(r), 0, "empty", b"")
+        for p in payload:
+            image, p.image = p.image, None
+            h, w = (image.shape[0], image.shape[1]) if image is not None else (0, 0)
+            row(int(r), len(payload), "page", pickle.dumps(p),
+                np.ascontiguousarray(image).tobytes() if image is not None else b"", h, w)
+    return out
+
+
+class _EmbedStage:
+    """Ray Data UDF (an actor pool): holds the SigLIP encoder; adds each page's image vector (float32 bytes) and
+    drops its image."""
+
+    def __init__(self, settings: Any) -> None:
+        from vlm.siglip import load_encoder
+
+        self.encoder = load_encoder(settings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        rows = [i for i, h in enumerate(batch["h"]) if h > 0]
+        vectors: list[bytes] = [b""] * len(batch["h"])
+        if rows:
+            images = [np.frombuffer(batch["image"][i], dtype=np.uint8).reshape(int(batch["h"][i]),
+                                                                                 int(batch["w"][i]), 3)
+                      for i in rows]
+            for i, v in zip(rows, self.encoder.encode_images(images), strict=True):
+                vectors[i] = np.asarray(v, dtype=np.float32).tobytes()
+        return {"r": batch["r"], "n": batch["n"], "kind": batch["kind"], "page": batch["page"], "vector": vectors}
+
+
+def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float, hard_stop_s: float,
+                   encoder: Any, actors: int, gpus: int, max_retries: int,
+                   ) -> Iterator[tuple[int, str, Any]]:
+    """Read and embed ``ranges`` on the cluster. Yields, per range as soon as all of it arrived,
+    ``(index, "pages", list[PageOut])`` (each with its ``image_vector``, sorted by page), ``(index, "failed",
+    (code, message))``, or — for ranges whose task never succeeded (its worker died every try) or when the whole
+    pipeline failed — ``(index, "lost", why)``."""
+    import logging
+    import warnings
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    quiet = logging.getLogger("ray.data")
+    saved = ctx.max_errored_blocks, ctx.enable_progress_bars, quiet.level
+    ctx.max_errored_blocks, ctx.enable_progress_bars = len(ranges), False  # a crashing file fails alone
+    quiet.setLevel(logging.ERROR)  # the CLI shows its own progress; Ray Data's per-run INFO lines are noise there
+    items = [{"r": k, "spec": pickle.dumps(rng)} for k, rng in enumerate(ranges)]
+    try:
+        with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60 deprecates the kwargs)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = (ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+                  .map_batches(_read_stage, batch_size=1, batch_format="numpy",  # type: ignore[arg-type]  # (fn_kwargs)
+                               fn_kwargs={"opts": opts, "timeout_s": timeout_s, "hard_stop_s": hard_stop_s},
+                               num_cpus=1, max_retries=max_retries)  # Ray Data's default retries forever
+                  .map_batches(_EmbedStage, batch_size=encoder.batch_size, batch_format="numpy",
+                               fn_constructor_kwargs={"settings": encoder},
+                               compute=ray.data.ActorPoolStrategy(size=actors),  # restarted by Ray Data if lost
+                               num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1))
+        arrived: dict[int, list[PageOut]] = {}
+        finished: set[int] = set()
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for r, n, kind, page, vector in zip(batch["r"], batch["n"], batch["kind"], batch["page"],
+                                                    batch["vector"], strict=True):
+                    r = int(r)
+                    if kind == "failed":
+                        finished.add(r)
+                        yield r, "failed", pickle.loads(page)
+                        continue
+                    if kind == "empty":
+                        finished.add(r)
+                        yield r, "pages", []
+                        continue
+                    p: PageOut = pickle.loads(page)
+                    if vector:
+                        p.image_vector = np.frombuffer(vector, dtype=np.float32).tolist()
+                    got = arrived.setdefault(r, [])
+                    got.append(p)
+                    if len(got) == int(n):
+                        finished.add(r)
+                        yield r, "pages", sorted(arrived.pop(r), key=lambda q: q.page_no)
+            why = "its reading task failed on every try (the worker died)"
+        except Exception as e:  # the pipeline itself failed (e.g. the encoder actors could not start)
+            why = f"the Ray Data pipeline failed: {e.__class__.__name__}: {str(e)[:300]}"
+        for r in range(len(ranges)):
+            if r not in finished:
+                yield r, "lost", why
+    finally:
+        ctx.max_errored_blocks, ctx.enable_progress_bars, _ = saved
+        quiet.setLevel(saved[2])

@@ -16,17 +16,17 @@ from ingest.captions import Captioner
 from ingest.ocr import SPLITTER_VERSION
 from ingest.plan import Plan, embed_version, plan_file, words_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
+from ingest.write import SharedStores, Written, page_records, write_pages, written
 
 if TYPE_CHECKING:
     from ingest.ray_readers import RayReaderPool
-from schemas.documents import Page
 from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
 from schemas.settings import Settings
 from store import bm25
-from store.catalog import Catalog, PageRecord
+from store.catalog import Catalog
 from store.files import FileStore
-from store.library import Library, page_point
+from store.library import Library
 from store.vectors import VectorIndex
 from vlm.backend import VlmBackend
 from vlm.siglip import SiglipEncoder
@@ -179,7 +179,8 @@ class Ingestor:
         # (encryption at rest is the storage's job: see README "Encrypted PDFs")
         jobs = [ReadJob(job_id=n, path=self.files.path_of(p.doc_id) if self.files.has(p.doc_id) else p.path,
                         kind=p.kind, password=password, mode=p.mode, render=encoder is not None, name=p.path.name,
-                        keep_decrypted=p.mode == "full" and self.files.has(p.doc_id), split=workers)
+                        keep_decrypted=p.mode == "full" and self.files.has(p.doc_id), split=workers,
+                        doc_id=p.doc_id)
                 for n, p in enumerate(plans)]
 
         i = self.s.ingest
@@ -187,11 +188,12 @@ class Ingestor:
                            ocr_min_words=i.ocr_min_words, max_pages=i.max_pages, memory_mb=i.worker_memory_mb,
                            batch_pages=i.batch_pages, outline_headings=i.outline_headings)
         pool: ReaderPool | RayReaderPool
+        shared = SharedStores.of(self.s, coll) if ray else None  # Ray workers write their pages themselves
         if ray:
             from ingest.ray_readers import RayReaderPool
 
             pool = RayReaderPool(opts, ray, timeout_s=i.file_timeout_s,
-                                 encoder=self.s.encoder if encoder is not None else None)
+                                 encoder=self.s.encoder if encoder is not None else None, writers=shared)
         else:
             pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
         for ev in pool.run(jobs):
@@ -210,6 +212,9 @@ class Ingestor:
                 elif ev.kind == "pages":
                     self._pages(plan, ev.payload, coll, encoder)
                     pages_done += len(ev.payload)
+                elif ev.kind == "written":  # by a worker, into the shared stores
+                    self._written(plan, ev.payload, encoder)
+                    pages_done += ev.payload.pages
                 elif ev.kind == "done":
                     plan.parts_left -= 1
                     if plan.parts_left == 0:
@@ -227,6 +232,10 @@ class Ingestor:
                 pool.cancel(ev.job)
             pool.add_busy(time.perf_counter() - t_busy)
             report(plan.path.name)
+        if shared is not None:  # workers may have written pages of a failed file after it was removed: all
+            for plan in plans:  # of them have stopped now (the pool's run is over), so remove it once more
+                if plan.failed and not plan.previously_complete:
+                    self.remove(plan.doc_id)
         if self.captioner.wanted():
             self.captioner.run(outcomes, report)
         if any(o.status == "ingested" for o in outcomes.values()):
@@ -251,10 +260,8 @@ class Ingestor:
                                         page_count=plan.page_count)
 
     def _pages(self, plan: Plan, batch: list[PageOut], collection: str, encoder: SiglipEncoder | None) -> None:
-        if plan.mode == "full":  # the readers sent the words encoded and their sparse vector: nothing to decode
-            records = [PageRecord(Page(doc_id=plan.doc_id, page_no=p.page_no, width_pt=p.width_pt,
-                                       height_pt=p.height_pt, rotation=p.rotation, words_source=p.words_source,
-                                       word_count=p.word_count, headings=p.headings), p.blob) for p in batch]
+        if plan.mode == "full":
+            records = page_records(plan.doc_id, batch)
         else:
             records = self.catalog.get_pages([(plan.doc_id, p.page_no) for p in batch])
             if len(records) != len(batch):
@@ -276,19 +283,18 @@ class Ingestor:
             cap = encoder.encode_texts([r.page.caption or "" for r in captioned])
             for k, r in enumerate(captioned):
                 dense[r.page.page_no]["caption"] = cap[k].tolist()
-        if encoder is not None and sum("image" in d for d in dense.values()) < len(batch):
+        write_pages(self.index, self.catalog, records, collection, dense,
+                    {p.page_no: p.sparse for p in batch if p.sparse is not None}, rows=plan.mode == "full")
+        self._written(plan, written(batch, dense), encoder)
+
+    @staticmethod
+    def _written(plan: Plan, w: Written, encoder: SiglipEncoder | None) -> None:
+        """Account for pages written (here, or by a worker on the cluster)."""
+        if encoder is not None and w.embedded < w.pages:
             plan.embedded = False
-        for p in batch:
-            plan.warnings.extend(p.warnings)
-            if p.words_failed:
-                plan.words_failed.append(p.words_failed)
-        sparse = {p.page_no: p.sparse for p in batch if p.sparse is not None}
-        points = [page_point(r, collection, caption=r.page.caption, dense=dense[r.page.page_no],
-                             sparse=sparse.get(r.page.page_no)) for r in records]
-        self.index.upsert(points)
-        if plan.mode == "full":
-            self.catalog.put_pages(records)
-        plan.pages += len(batch)
+        plan.warnings.extend(w.warnings)
+        plan.words_failed.extend(w.words_failed)
+        plan.pages += w.pages
 
     def _done(self, plan: Plan, collection: str, encoder: SiglipEncoder | None) -> FileOutcome:
         self.index.flush()  # vectors durable before the document is marked complete

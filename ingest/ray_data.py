@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from ingest.reader import PageOut, ReadJob, ReadOptions
+from ingest.write import SharedStores, Written
+
+WRITERS = 4  # writer actors with shared stores: enough to keep a server busy from one pipeline
 
 Range = tuple[ReadJob, int, int]  # a file's pages [start, stop)
 
@@ -83,13 +86,50 @@ class _EmbedStage:
         return {"r": batch["r"], "n": batch["n"], "kind": batch["kind"], "page": batch["page"], "vector": vectors}
 
 
+class _WriteStage:
+    """Ray Data UDF (an actor pool, ``WRITERS`` of them: "many writers"): writes the freshly read pages of each batch
+    into the shared stores (``ingest.write.SharedStores``), one write per page range in the batch, and passes on,
+    instead of the pages, what the driver needs to know: the first row of each write carries its ``Written`` (or
+    the write's failure), the others only count towards their range. Pages of other modes pass through."""
+
+    def __init__(self, stores: SharedStores, jobs: dict[int, ReadJob]) -> None:
+        self.stores = stores
+        self.jobs = jobs  # range index → its file's job
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        from ingest.ray_readers import write_here
+
+        out = {key: list(batch[key]) for key in ("r", "n", "kind", "page", "vector")}
+        by_range: dict[int, list[int]] = {}
+        for i, (r, kind) in enumerate(zip(batch["r"], batch["kind"], strict=True)):
+            if kind == "page" and self.jobs[int(r)].mode == "full":
+                by_range.setdefault(int(r), []).append(i)
+        for r, rows in by_range.items():
+            kind, payload = write_here(self.stores, self.jobs[r], [_page(batch["page"][i], batch["vector"][i])
+                                                                    for i in rows])
+            out["kind"][rows[0]], out["page"][rows[0]] = kind, pickle.dumps(payload)  # "written" or "failed"
+            for i in rows:
+                out["vector"][i] = b""
+                if i != rows[0]:
+                    out["kind"][i], out["page"][i] = "counted", b""
+        return out
+
+
+def _page(page: bytes, vector: bytes) -> PageOut:
+    p: PageOut = pickle.loads(page)
+    if vector:
+        p.image_vector = np.frombuffer(vector, dtype=np.float32).tolist()
+    return p
+
+
 def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float, hard_stop_s: float,
-                   encoder: Any, actors: int, gpus: int, max_retries: int,
+                   encoder: Any, actors: int, gpus: int, max_retries: int, writers: SharedStores | None = None,
                    ) -> Iterator[tuple[int, str, Any]]:
     """Read and embed ``ranges`` on the cluster. Yields, per range as soon as all of it arrived,
-    ``(index, "pages", list[PageOut])`` (each with its ``image_vector``, sorted by page), ``(index, "failed",
-    (code, message))``, or — for ranges whose task never succeeded (its worker died every try) or when the whole
-    pipeline failed — ``(index, "lost", why)``."""
+    ``(index, "pages", list[PageOut])`` (each with its ``image_vector``, sorted by page) — or, with ``writers``,
+    ``(index, "written", Written)`` once a pool of writer actors wrote them into the shared stores —
+    ``(index, "failed", (code, message))``, or — for ranges whose task never succeeded (its worker died every try)
+    or when the whole pipeline failed — ``(index, "lost", why)``."""
     import logging
     import warnings
 
@@ -110,9 +150,16 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
                                num_cpus=1, max_retries=max_retries)  # Ray Data's default retries forever
                   .map_batches(_EmbedStage, batch_size=encoder.batch_size, batch_format="numpy",
                                fn_constructor_kwargs={"settings": encoder},
-                               compute=ray.data.ActorPoolStrategy(size=actors),  # restarted by Ray Data if lost
+                               compute=(ray.data.ActorPoolStrategy(size=actors) if gpus  # one per GPU
+                                        else ray.data.ActorPoolStrategy(min_size=1, max_size=actors)),
                                num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1))
+            if writers is not None:  # I/O-bound: no CPU reserved, so they never starve the readers
+                ds = ds.map_batches(_WriteStage, batch_size=opts.batch_pages, batch_format="numpy",
+                                    fn_constructor_kwargs={"stores": writers,
+                                                           "jobs": {k: rng[0] for k, rng in enumerate(ranges)}},
+                                    compute=ray.data.ActorPoolStrategy(size=WRITERS), num_cpus=0)
         arrived: dict[int, list[PageOut]] = {}
+        done_by_writers: dict[int, list[Written]] = {}
         finished: set[int] = set()
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -127,9 +174,17 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
                         finished.add(r)
                         yield r, "pages", []
                         continue
-                    p: PageOut = pickle.loads(page)
-                    if vector:
-                        p.image_vector = np.frombuffer(vector, dtype=np.float32).tolist()
+                    if kind in ("written", "counted"):
+                        w = done_by_writers.setdefault(r, [])
+                        w.append(pickle.loads(page) if kind == "written" else Written())
+                        if len(w) == int(n) and r not in finished:
+                            finished.add(r)
+                            total = Written()
+                            for one in done_by_writers.pop(r):
+                                total.add(one)
+                            yield r, "written", total
+                        continue
+                    p = _page(page, vector)
                     got = arrived.setdefault(r, [])
                     got.append(p)
                     if len(got) == int(n):

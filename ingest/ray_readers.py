@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.reader import ReadEvent, ReadJob, ReadOptions, timed_out
-from schemas.errors import ConfigError, WorkerCrashed
+from ingest.write import SharedStores
+from schemas.errors import ConfigError, StoreError, WorkerCrashed
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,27 @@ def _open_task(job: ReadJob, opts: ReadOptions, timeout_s: float) -> tuple[str, 
     return _within_limits("opened", lambda: page_count(job, opts), job, opts, timeout_s)
 
 
-def _read_task(job: ReadJob, opts: ReadOptions, start: int, stop: int, timeout_s: float) -> tuple[str, Any]:
-    """("pages", list[PageOut]) or ("failed", (code, message))."""
+def _read_task(job: ReadJob, opts: ReadOptions, start: int, stop: int, timeout_s: float,
+               writers: SharedStores | None = None) -> tuple[str, Any]:
+    """("pages", list[PageOut]), ("written", Written) when this worker wrote them into the shared stores itself,
+    or ("failed", (code, message))."""
     from ingest.reader import read_range
 
-    return _within_limits("pages", lambda: read_range(job, opts, start, stop), job, opts, timeout_s)
+    kind, payload = _within_limits("pages", lambda: read_range(job, opts, start, stop), job, opts, timeout_s)
+    if kind == "pages" and writers is not None and job.mode == "full":
+        return write_here(writers, job, payload)
+    return kind, payload
+
+
+def write_here(writers: SharedStores, job: ReadJob, pages: list[Any]) -> tuple[str, Any]:
+    """In a worker: write ``pages`` of ``job`` into the shared stores → ("written", Written) or ("failed", ...)."""
+    try:
+        return "written", writers.write(job.doc_id, pages)
+    except Exception as e:  # the stores refused or are unreachable from this worker: the file fails, not the run
+        err = StoreError(f"a Ray worker could not write the pages of {job.label} ({e.__class__.__name__}: "
+                         f"{str(e)[:300]}); check that every node reaches PAGELENS_QDRANT_URL and "
+                         "PAGELENS_DATABASE_URL")
+        return "failed", (err.code, err.message)
 
 
 def _timeout(job: ReadJob, timeout_s: float) -> tuple[str, str]:
@@ -120,10 +137,12 @@ class RayReaderPool:
     """``ReaderPool``'s interface over Ray tasks (see the module's docstring)."""
 
     def __init__(self, opts: ReadOptions, address: str, timeout_s: float, encoder: Any = None,
-                 embed_actors: int | None = None) -> None:
+                 embed_actors: int | None = None, writers: SharedStores | None = None) -> None:
         """``encoder``: EncoderSettings to embed the pages on the cluster with (None: the pages come back with their
-        images, if rendered, for the caller to embed); ``embed_actors``: how many encoder actors (default: one
-        per GPU in the cluster, else one)."""
+        images, if rendered, for the caller to embed); ``embed_actors``: how many encoder actors (default: one per
+        GPU in the cluster; without GPUs, up to one per CPU but one); ``writers``: the shared stores the workers
+        write freshly read pages into themselves (events ``written`` instead of ``pages``; None: every page comes
+        back to the caller)."""
         connect(address)
         import ray
 
@@ -134,8 +153,12 @@ class RayReaderPool:
         self._open = remote(_open_task)
         self._read = remote(_read_task)
         self.encoder = encoder
+        self.writers = writers
+        self._stopped: list[Any] = []  # force-cancelled tasks: waited for at close, so no write outlives the run
         self._gpus = int(ray.cluster_resources().get("GPU", 0))
-        self._embed_actors = embed_actors or max(1, self._gpus)
+        # one encoder actor per GPU; on a CPU-only cluster up to one per CPU but one (Ray Data scales the pool)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._embed_actors = embed_actors or (self._gpus or max(1, cpus - 1))
         self._to_embed: list[tuple[ReadJob, int, int]] = []  # ranges for the Ray Data pipeline (read + embed)
         self._tasks: dict[Any, _Task] = {}
         # tasks are submitted only while fewer than two per CPU are out, so a task's clock starts about when it
@@ -178,7 +201,7 @@ class RayReaderPool:
                 self._tasks[self._open.remote(job, self.opts, self.timeout_s)] = _Task(job, kind, time.monotonic())
                 continue
             assert pages is not None
-            ref = self._read.remote(job, self.opts, pages[0], pages[1], self.timeout_s)
+            ref = self._read.remote(job, self.opts, pages[0], pages[1], self.timeout_s, self.writers)
             self._tasks[ref] = _Task(job, kind, time.monotonic())
 
     def _finished(self, ref: Any, task: _Task) -> Iterator[ReadEvent]:
@@ -202,7 +225,12 @@ class RayReaderPool:
             else:
                 self._backlog += [(job, "read", r) for r in reversed(ranges)]  # next, before later files' opens
             return
-        yield from self._range_read(job, payload)
+        yield from self._range_read(job, payload) if kind == "pages" else self._range_written(job, payload)
+
+    @staticmethod
+    def _range_written(job: ReadJob, written: Any) -> Iterator[ReadEvent]:
+        yield ReadEvent(job, "written", written)
+        yield ReadEvent(job, "done")
 
     def _range_read(self, job: ReadJob, pages: list[Any]) -> Iterator[ReadEvent]:
         batch = self.opts.batch_pages
@@ -216,12 +244,16 @@ class RayReaderPool:
         ranges, self._to_embed = self._to_embed, []
         hard_stop = max(HARD_STOP * self.timeout_s, self.timeout_s + 30)  # the watchdog's grace: no retry race
         for k, kind, payload in read_and_embed(ranges, self.opts, self.timeout_s, hard_stop,
-                                               self.encoder, self._embed_actors, self._gpus, MAX_RETRIES):
+                                               self.encoder, self._embed_actors, self._gpus, MAX_RETRIES,
+                                               self.writers):
             job = ranges[k][0]
             if job.job_id in self._cancelled:
                 continue
             if kind == "pages":
                 yield from self._range_read(job, payload)
+                continue
+            if kind == "written":
+                yield from self._range_written(job, payload)
                 continue
             self._cancelled.add(job.job_id)  # one failure per file; the rest of its ranges is dropped
             yield ReadEvent(job, "failed", payload if kind == "failed" else self._crashed(job, payload))
@@ -258,6 +290,7 @@ class RayReaderPool:
     def _stop(self, ref: Any, task: _Task) -> None:
         """Cancel a task, killing its worker (a read stuck in native code)."""
         self._ray.cancel(ref, force=True)
+        self._stopped.append(ref)
 
     def close(self) -> None:
         for ref, task in list(self._tasks.items()):
@@ -265,3 +298,6 @@ class RayReaderPool:
         self._tasks.clear()
         self._backlog = []
         self._to_embed = []
+        if self._stopped and self.writers is not None:  # their workers are gone before the caller cleans up
+            self._ray.wait(self._stopped, num_returns=len(self._stopped), timeout=30)
+        self._stopped = []

@@ -76,6 +76,7 @@ class ReadJob:
     split: int = 1  # readers that may share this file, over page ranges (``plan_parts``)
     pages: tuple[int, int] | None = None  # a part's page range [start, stop) (0-based); None: the whole file,
     #                                       or its first part once the file's length is known
+    doc_id: str = ""  # the document its pages are written to (by Ray workers, with shared stores)
 
     @property
     def is_part(self) -> bool:
@@ -113,10 +114,11 @@ class PageOut:
 class ReadEvent:
     """``kind``: ``started`` (a reader took the file: its clock starts), ``opened`` (payload: (page count, the
     page ranges it is read in); only from a file's first part),
-    ``pages`` (list[PageOut]), ``done``, ``failed`` (payload: (code, message))."""
+    ``pages`` (list[PageOut]), ``written`` (``ingest.write.Written``: pages a Ray worker wrote into the shared
+    stores itself), ``done``, ``failed`` (payload: (code, message))."""
 
     job: ReadJob
-    kind: Literal["started", "opened", "pages", "done", "failed"]
+    kind: Literal["started", "opened", "pages", "written", "done", "failed"]
     payload: Any = None
 
 

@@ -18,6 +18,41 @@ PDFS = CORPUS / "pdfs"
 BADPDF = CORPUS / "badpdf"
 
 
+PG_URL = os.environ.get("PAGELENS_TEST_POSTGRES_URL", "postgresql+psycopg://pagelens:pagelens@127.0.0.1:5432/pagelens")
+
+
+def postgres_url() -> str | None:
+    """PG_URL when a PostgreSQL answers there (CI starts one: .ci/postgres.sh), else None."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=2):
+            return PG_URL
+    except Exception:
+        return None
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a schema of their own, made for this test and dropped after it (so
+    tests never see each other's rows, and processes the test starts share them through the URL)."""
+    import uuid
+
+    import psycopg
+
+    url = postgres_url()
+    if url is None:
+        pytest.skip(f"no PostgreSQL at {PG_URL} (CI starts one; set PAGELENS_TEST_POSTGRES_URL)")
+    plain, schema = url.replace("postgresql+psycopg", "postgresql"), f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(plain, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not CORPUS.exists():
         skip = pytest.mark.skip(reason=f"test corpus not found at {CORPUS}")

@@ -8,6 +8,8 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,8 @@ pytestmark = pytest.mark.corpus
 INPUTS = [PDFS / "R-intro.pdf", PDFS / "R-data.pdf", PDFS / "refcard-a4.pdf"]
 
 
-def _state(data: Path, encoder: str) -> dict:
-    svc = Service(make_settings(data, encoder))
+def _state(data: Path, encoder: str, **stores: str) -> dict:
+    svc = Service(make_settings(data, encoder).model_copy(update=stores))
     try:
         docs = svc.list_documents()
         state = {
@@ -36,12 +38,31 @@ def _state(data: Path, encoder: str) -> dict:
     return state
 
 
-def _pages_in_catalog(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as c:
-            return int(c.execute("select count(*) from pages").fetchone()[0])
-    except sqlite3.Error:
-        return 0
+def _page_counter(db: Path, database_url: str | None = None) -> Callable[[], int]:
+    """How many page rows the catalog holds now (0 before its tables exist): the SQLite file ``db``, or
+    PostgreSQL at ``database_url`` (the test's schema)."""
+    if database_url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(database_url)
+
+        def count_pg() -> int:
+            try:
+                with engine.connect() as c:
+                    return int(c.execute(text("select count(*) from pages")).scalar() or 0)
+            except Exception:
+                return 0
+
+        return count_pg
+
+    def count_sqlite() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as c:
+                return int(c.execute("select count(*) from pages").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    return count_sqlite
 
 
 @pytest.fixture(scope="module")
@@ -60,33 +81,49 @@ def _ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-@pytest.mark.parametrize("kill_after_pages,where", [
-    (1, "local"), (60, "local"),
-    pytest.param(60, "ray", marks=[pytest.mark.ray, pytest.mark.slow,
-                                   pytest.mark.skipif(not _ray_available(), reason="pip install 'pagelens[ray]'")])])
-def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path, tiny_siglip: Path, kill_after_pages: int,
-                                                where: str, expected: dict) -> None:
-    """``where="ray"``: the driver of an ingest reading on Ray (a local cluster it started) is killed; the re-run,
-    on Ray again, ends in the state of an uninterrupted local run."""
-    enc = str(tiny_siglip)
+_ON_RAY = [pytest.mark.ray, pytest.mark.slow,
+           pytest.mark.skipif(not _ray_available(), reason="pip install 'pagelens[ray]'")]
 
+
+@pytest.mark.parametrize("kill_after_pages,where", [
+    (1, "local"), (60, "local"), pytest.param(60, "ray", marks=_ON_RAY),
+    pytest.param(60, "ray-shared", marks=[*_ON_RAY, pytest.mark.server])])
+def test_kill_9_then_rerun_equals_uninterrupted(tmp_path: Path, tiny_siglip: Path, kill_after_pages: int,
+                                                where: str, expected: dict, request: pytest.FixtureRequest) -> None:
+    """``where="ray"``: the driver of an ingest reading on Ray (a local cluster it started) is killed; the re-run,
+    on Ray again, ends in the state of an uninterrupted local run. ``"ray-shared"``: the same with a PostgreSQL
+    catalog and a Qdrant server (the REST stand-in), where the Ray workers write the pages themselves."""
+    enc = str(tiny_siglip)
+    with ExitStack() as stack:
+        stores: dict[str, str] = {}
+        if where == "ray-shared":
+            from tests.qdrant_rest import qdrant_server
+
+            stores = {"database_url": request.getfixturevalue("pg_url"),
+                      "qdrant_url": stack.enter_context(qdrant_server())[0]}
+        _kill_and_rerun(tmp_path, enc, kill_after_pages, where != "local", stores, expected)
+
+
+def _kill_and_rerun(tmp_path: Path, enc: str, kill_after_pages: int, on_ray: bool, stores: dict[str, str],
+                    expected: dict) -> None:
     crashed = tmp_path / "crashed"
-    env = cli_env(crashed, enc)
-    ray = ("--ray", "local") if where == "ray" else ()
+    env = cli_env(crashed, enc, **{f"PAGELENS_{k.upper()}": v for k, v in stores.items()})
+    ray = ("--ray", "local") if on_ray else ()
     proc = popen("ingest", *ray, *map(str, INPUTS), env=env)
     deadline = time.monotonic() + 180
-    while _pages_in_catalog(crashed / "catalog.db") < kill_after_pages:
+    pages_in_catalog = _page_counter(crashed / "catalog.db", stores.get("database_url"))
+    while pages_in_catalog() < kill_after_pages:
         assert proc.poll() is None, "the run ended before it could be killed; make the window larger"
         assert time.monotonic() < deadline
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    interrupted = _state(crashed, enc)
+    interrupted = _state(crashed, enc, **stores)
     assert interrupted["total_points"] < 157, "killed mid-batch"
     assert any(d[2] == "partial" for d in interrupted["docs"]), "a document was cut mid-way"
 
     again = pagelens("ingest", *ray, *map(str, INPUTS), "--report", str(tmp_path / "r.json"), env=env)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert _state(crashed, enc) == expected
+    assert _state(crashed, enc, **stores) == expected
     statuses = [f["status"] for f in json.loads((tmp_path / "r.json").read_text())["files"]]
     assert "ingested" in statuses

@@ -37,21 +37,31 @@ def _bad_files(n_per_class: int = 1) -> list[Path]:
     return [p for ps in picked.values() for p in ps]
 
 
+def _records(svc: Service) -> list:
+    """Every point with its payload and vectors, from the embedded index or a server's."""
+    if hasattr(svc.index, "_shard"):
+        import qdrant_edge as qe
+
+        got = svc.index._shard.scroll(qe.ScrollRequest(limit=5000, with_payload=True, with_vector=True))
+        return got[0] if isinstance(got, tuple) else got
+    records, _ = svc.index._client.scroll("pages", limit=5000, with_payload=True, with_vectors=True)  # type: ignore[attr-defined]
+    return records
+
+
 def _state(svc: Service) -> tuple[list[tuple], dict[tuple[str, int], tuple]]:
-    """Every document's page rows, and each point's sparse vector and payload as the embedded index holds them."""
-    import qdrant_edge as qe
+    """Every document's page rows, and each point's sparse vector and payload as the index holds them."""
+    import numpy as np
 
     rows = [(d.doc_id, d.name, d.page_count, d.status, sorted(d.stages.items()), d.collection)
             for d in sorted(svc.list_documents(), key=lambda d: d.doc_id)]
     pages = [(r.page.doc_id, r.page.page_no, r.page.word_count, r.page.headings, r.page.words_source, r.blob())
              for d in sorted(svc.list_documents(), key=lambda d: d.doc_id) for r in svc.catalog.iter_pages(d.doc_id)]
-    got = svc.index._shard.scroll(qe.ScrollRequest(limit=5000, with_payload=True, with_vector=True))  # type: ignore[attr-defined]
-    records = got[0] if isinstance(got, tuple) else got
     points = {}
-    for r in records:
+    for r in _records(svc):
         text = r.vector["text"]
         points[(r.payload["doc_id"], int(r.payload["page"]))] = (
-            r.payload["collection"], tuple(text.indices), tuple(round(v, 5) for v in text.values))
+            r.payload["collection"],  # float32, as stored (a server may hand back the JSON double it was sent)
+            tuple(sorted(zip(text.indices, (round(float(np.float32(v)), 5) for v in text.values), strict=True))))
     return rows + pages, points
 
 
@@ -286,3 +296,58 @@ def test_a_read_past_the_hard_stop_ends_its_worker_and_is_reported_lost(cluster:
                               encoder=EncoderSettings(model=str(tiny_siglip)), actors=1, gpus=0, max_retries=0))
     assert [(k, kind) for k, kind, _ in got] == [(0, "lost")], got
     assert time.monotonic() - t0 < 120
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("with_encoder", [False, True], ids=["tasks", "ray_data"])
+def test_workers_write_their_pages_into_shared_stores(cluster: None, tmp_path: Path, tiny_siglip: Path, pg_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch, with_encoder: bool) -> None:
+    """"Many writers": with a PostgreSQL catalog and a Qdrant server (here the REST stand-in, ``tests.qdrant_rest``:
+    no Qdrant server runs on this machine), the Ray workers write the pages they read themselves — read tasks, or
+    the Ray Data pipeline's pool of writer actors after the encoder — and the driver writes none. The corpus, a long
+    file and one malformed PDF per class end as local ingest into the embedded stores leaves them: the same outcomes,
+    catalog rows, sparse vectors (and image vectors), and nothing of the failed files."""
+    import numpy as np
+
+    from ingest import pipeline
+    from tests.ingest.test_page_ranges import _manual
+    from tests.qdrant_rest import qdrant_server
+
+    driver_pages: list[int] = []
+    real_pages = pipeline.Ingestor._pages
+
+    def spy(self, plan, batch, collection, encoder):  # type: ignore[no-untyped-def]
+        driver_pages.append(len(batch))
+        return real_pages(self, plan, batch, collection, encoder)
+
+    monkeypatch.setattr(pipeline.Ingestor, "_pages", spy)
+    model = str(tiny_siglip) if with_encoder else None
+    files = [*sorted(PDFS.glob("*.pdf")), _manual(tmp_path / "manual.pdf", pages=300), *_bad_files()]
+    results, vectors = [], []
+    with qdrant_server() as (url, app):
+        for where in ("local", "ray"):
+            driver_pages.clear()
+            settings = make_settings(tmp_path / where, model)
+            if where == "ray":
+                settings = settings.model_copy(update={"database_url": pg_url, "qdrant_url": url})
+            svc = Service(settings)
+            try:
+                report = svc.ingest(files, ray="auto" if where == "ray" else None)
+                results.append((_outcomes(report), _state(svc)))
+                assert {f.status for f in report.files} == {"ingested", "failed"}
+                assert svc.index.doc_ids() == {d.doc_id for d in svc.list_documents()}, "no points of failed files"
+                vectors.append({(r.payload["doc_id"], int(r.payload["page"])): np.array(r.vector["image"])
+                                for r in _records(svc)} if with_encoder else {})
+                if where == "ray":
+                    assert driver_pages == [], "the driver wrote pages: the workers should have"
+                    assert app.state.calls["upsert"] >= 10, app.state.calls
+                else:
+                    assert sum(driver_pages) > 400
+            finally:
+                svc.close()
+    assert results[1] == results[0]
+    if with_encoder:
+        local, on_ray = vectors
+        assert set(local) == set(on_ray)
+        assert min(float(local[k] @ on_ray[k] / np.linalg.norm(local[k]) / np.linalg.norm(on_ray[k]))
+                   for k in local) > 0.999

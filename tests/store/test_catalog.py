@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,18 +15,6 @@ from schemas.results import BatchResult
 from schemas.wordtable import WordTable
 from store.catalog import Catalog, PageRecord
 
-PG_URL = os.environ.get("PAGELENS_TEST_POSTGRES_URL", "postgresql+psycopg://pagelens:pagelens@127.0.0.1:5432/pagelens")
-
-
-def _postgres_url() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=2):
-            return PG_URL
-    except Exception:
-        return None
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
@@ -36,14 +23,8 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
         yield cat
         cat.close()
         return
-    url = _postgres_url()
-    if url is None:
-        pytest.skip(f"no PostgreSQL at {PG_URL} (CI starts one; set PAGELENS_TEST_POSTGRES_URL)")
-    cat = Catalog(url)
+    cat = Catalog(request.getfixturevalue("pg_url"))  # a schema of its own for this test
     yield cat
-    from store.catalog import metadata
-
-    metadata.drop_all(cat.engine)
     cat.close()
 
 

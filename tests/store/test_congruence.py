@@ -1,9 +1,11 @@
-"""Congruence: the same upserts, queries, filters and deletes on Qdrant Edge (embedded) and qdrant-client
-(``:memory:`` stands in for a server here) give the same answers."""
+"""Congruence: the same upserts, queries, filters and deletes on Qdrant Edge (embedded) and through qdrant-client
+give the same answers — in-process (``:memory:``) and over REST (``tests.qdrant_rest``: the server's routes over
+real HTTP, answered by qdrant-client's local engine, since no Qdrant server runs here)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from store import bm25
 from store.qdrant_edge import EdgeIndex
 from store.qdrant_server import ServerIndex
 from store.vectors import PagePoint, PageQuery, VectorIndex
+from tests.qdrant_rest import qdrant_server
 
 DIM = 16
 TEXTS = [
@@ -36,17 +39,19 @@ def _points() -> list[PagePoint]:
     return pts
 
 
-@pytest.fixture
-def both(tmp_path: Path) -> Iterator[list[VectorIndex]]:
-    edge, server = EdgeIndex(tmp_path / "qdrant"), ServerIndex(":memory:")
-    for ix in (edge, server):
-        assert ix.ensure_dense("image", DIM) is True
-        assert ix.ensure_dense("image", DIM) is False
-        ix.upsert(_points())
-        ix.flush()
-    yield [edge, server]
-    edge.close()
-    server.close()
+@pytest.fixture(params=["memory", "rest"])
+def both(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[VectorIndex]]:
+    with ExitStack() as stack:
+        url = ":memory:" if request.param == "memory" else stack.enter_context(qdrant_server())[0]
+        edge, server = EdgeIndex(tmp_path / "qdrant"), ServerIndex(url)
+        for ix in (edge, server):
+            assert ix.ensure_dense("image", DIM) is True
+            assert ix.ensure_dense("image", DIM) is False
+            ix.upsert(_points())
+            ix.flush()
+        yield [edge, server]
+        edge.close()
+        server.close()
 
 
 def _ranked(ix: VectorIndex, q: PageQuery) -> list[tuple[float, str, int]]:

@@ -44,22 +44,62 @@ def _encoder(kind: str) -> Path | None:
     return build_tiny_siglip(out) if kind == "tiny" else None
 
 
-def _run(files: list[Path], ray: str | None, workers: int, encoder: Path | None = None) -> tuple[float, int]:
+def _run(files: list[Path], ray: str | None, workers: int, encoder: Path | None = None,
+         stores: dict[str, str] | None = None, cpu: list[float] | None = None) -> tuple[float, int]:
+    """Seconds and pages of one ingest into a fresh data dir (``stores``: database_url/qdrant_url); the driver's
+    CPU seconds appended to ``cpu``."""
     from app.service import Service
     from schemas.settings import EncoderSettings, Settings, VlmSettings
 
     data = Path(tempfile.mkdtemp(prefix="pl-ray-"))
     enc = EncoderSettings(model=str(encoder)) if encoder else EncoderSettings(enabled=False)
-    svc = Service(Settings(data_dir=data, encoder=enc, vlm=VlmSettings(backend="none", captions=False)))
+    svc = Service(Settings(data_dir=data, encoder=enc, vlm=VlmSettings(backend="none", captions=False),
+                           **(stores or {})))
     try:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         report = svc.ingest(files, workers=workers, ray=ray)
         dt = time.perf_counter() - t
+        if cpu is not None:
+            cpu.append(time.process_time() - c)
         assert all(f.status == "ingested" for f in report.files), report
+        for f in report.files:  # a fresh schema/collection per run would be cleaner; removing is as good
+            if f.doc_id:
+                svc.ingestor.remove(f.doc_id)
         return dt, sum(f.pages for f in report.files)
     finally:
         svc.close()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _shared(files: list[Path], cpus: int, pg_url: str) -> None:
+    import subprocess
+    import uuid
+
+    import psycopg
+
+    from ingest import write
+
+    plain, schema = pg_url.replace("postgresql+psycopg", "postgresql"), f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(plain, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    server = subprocess.Popen([sys.executable, "-m", "tests.qdrant_rest"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        stores = {"database_url": f"{pg_url}?options=-csearch_path%3D{schema}",
+                  "qdrant_url": server.stdout.readline().strip()}
+        real_of = write.SharedStores.of
+        for who in ("driver", "workers"):
+            write.SharedStores.of = (real_of if who == "workers"  # type: ignore[method-assign]
+                                     else staticmethod(lambda _s, _c: None))
+            cpu: list[float] = []
+            dt, pages = _run(files, "auto", cpus, stores=stores, cpu=cpu)
+            print(f"shared stores, {who:7s} write: {pages / dt:6.0f} pages/s ({dt:.2f} s); driver CPU "
+                  f"{cpu[0] / pages * 1000:.2f} ms a page")
+        write.SharedStores.of = real_of  # type: ignore[method-assign]
+    finally:
+        server.kill()
+        with psycopg.connect(plain, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def main() -> None:
@@ -68,6 +108,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=50)
     ap.add_argument("--encoder", choices=["b16", "tiny", "none"], default="none")
     ap.add_argument("--only-encoder", action="store_true", help="skip the runs without an encoder")
+    ap.add_argument("--shared", metavar="POSTGRES_URL", help="also: octave.pdf into shared stores (see above)")
     args = ap.parse_args()
     import ray
 
@@ -78,7 +119,7 @@ def main() -> None:
             "corpus (3 PDFs)": sorted((ROOT.parent / "shared" / "corpus" / "pdfs").glob("*.pdf")),
             f"{args.small} one-page PDFs": _small(Path(tempfile.mkdtemp()) / "small", args.small)}
     print(f"{'input':22s} {'local --workers ' + str(args.cpus):>24s} {'Ray':>22s}  Ray overhead per file")
-    for name, files in ({} if args.only_encoder else sets).items():
+    for name, files in ({} if args.only_encoder or args.shared else sets).items():
         if not all(f.exists() for f in files):
             print(f"{name}: missing (bash bench/corpus.sh)")
             continue
@@ -87,6 +128,9 @@ def main() -> None:
         on_ray, _ = min(_run(files, "auto", args.cpus) for _ in range(2))
         print(f"{name:22s} {pages / local:10.0f} pages/s {local:6.2f} s {pages / on_ray:8.0f} pages/s {on_ray:6.2f} s"
               f"  {(on_ray - local) / len(files) * 1000:7.1f} ms")
+    if args.shared:
+        _run(sets["octave.pdf"], "auto", args.cpus)  # warm the workers
+        _shared(sets["octave.pdf"], args.cpus, args.shared)
     model = _encoder(args.encoder)
     if model is not None:
         files = sets["corpus (3 PDFs)"]

@@ -196,46 +196,53 @@ class Ingestor:
                                  encoder=self.s.encoder if encoder is not None else None, writers=shared)
         else:
             pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
-        for ev in pool.run(jobs):
-            plan = plans[ev.job.job_id]
-            if plan.failed:  # another part of this file failed: what its other parts still send is dropped
-                continue
-            t_busy = time.perf_counter()
-            try:
-                if ev.kind == "started" and not ev.job.is_part:  # the file's own time, not its wait for a reader
-                    plan.started = time.perf_counter()
-                elif ev.kind == "opened":  # from the file's first part: its length and the ranges it is read in
-                    plan.page_count, ranges = ev.payload
-                    plan.parts_left = len(ranges)
-                    pages_total += plan.page_count
-                    self._opened(plan, coll)
-                elif ev.kind == "pages":
-                    self._pages(plan, ev.payload, coll, encoder)
-                    pages_done += len(ev.payload)
-                elif ev.kind == "written":  # by a worker, into the shared stores
-                    self._written(plan, ev.payload, encoder)
-                    pages_done += ev.payload.pages
-                elif ev.kind == "done":
-                    plan.parts_left -= 1
-                    if plan.parts_left == 0:
-                        outcomes[plan.path] = self._done(plan, coll, encoder)
-                elif ev.kind == "failed":
-                    code, message = ev.payload
-                    outcomes[plan.path] = self._failed(plan, code, message)
+        events = pool.run(jobs)
+        try:
+            for ev in events:
+                plan = plans[ev.job.job_id]
+                if plan.failed:  # another part of this file failed: what its other parts still send is dropped
+                    continue
+                t_busy = time.perf_counter()
+                try:
+                    if ev.kind == "started" and not ev.job.is_part:  # the file's own time, not its wait for a reader
+                        plan.started = time.perf_counter()
+                    elif ev.kind == "opened":  # from the file's first part: its length and the ranges it is read in
+                        plan.page_count, ranges = ev.payload
+                        plan.parts_left = len(ranges)
+                        pages_total += plan.page_count
+                        self._opened(plan, coll)
+                    elif ev.kind == "pages":
+                        self._pages(plan, ev.payload, coll, encoder)
+                        pages_done += len(ev.payload)
+                    elif ev.kind == "written":  # by a worker, into the shared stores
+                        self._written(plan, ev.payload, encoder)
+                        pages_done += ev.payload.pages
+                    elif ev.kind == "done":
+                        plan.parts_left -= 1
+                        if plan.parts_left == 0:
+                            outcomes[plan.path] = self._done(plan, coll, encoder)
+                    elif ev.kind == "failed":
+                        code, message = ev.payload
+                        outcomes[plan.path] = self._failed(plan, code, message)
+                        pool.cancel(ev.job)
+                except StoreError as e:  # the catalog is gone: stop (nothing can be recorded); the next run reconciles
+                    outcomes[plan.path] = FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",
+                                                      error=ErrorInfo(code=e.code, message=e.message))
+                    raise
+                except PageLensError as e:  # an error on one file: record it, abandon the file, go on
+                    outcomes[plan.path] = self._failed(plan, e.code, e.message)
                     pool.cancel(ev.job)
-            except StoreError as e:  # the catalog is gone: stop (nothing can be recorded); the next run reconciles
-                outcomes[plan.path] = FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",
-                                                  error=ErrorInfo(code=e.code, message=e.message))
-                raise
-            except PageLensError as e:  # an error on one file: record it, abandon the file, go on
-                outcomes[plan.path] = self._failed(plan, e.code, e.message)
-                pool.cancel(ev.job)
-            pool.add_busy(time.perf_counter() - t_busy)
-            report(plan.path.name)
-        if shared is not None:  # workers may have written pages of a failed file after it was removed: all
-            for plan in plans:  # of them have stopped now (the pool's run is over), so remove it once more
-                if plan.failed and not plan.previously_complete:
-                    self.remove(plan.doc_id)
+                pool.add_busy(time.perf_counter() - t_busy)
+                report(plan.path.name)
+        finally:
+            events.close()  # the pool stops its readers (on an error too, before what follows)
+            if shared is not None:  # a worker killed between its points and its rows may have left points of
+                for plan in plans:  # a failed file: every worker has stopped now, so remove such files once more
+                    if plan.failed and not plan.previously_complete:
+                        try:
+                            self.remove(plan.doc_id)
+                        except PageLensError as e:  # the stores are gone: the next run's reconcile removes it
+                            log.warning("could not remove the failed %s yet: %s", plan.name, e.message)
         if self.captioner.wanted():
             self.captioner.run(outcomes, report)
         if any(o.status == "ingested" for o in outcomes.values()):

@@ -25,17 +25,35 @@ import numpy as np
 
 from ingest.reader import PageOut, ReadJob, ReadOptions
 from ingest.write import SharedStores, Written
+from schemas.errors import EmbedFailed, WorkerCrashed
 
 WRITERS = 4  # writer actors with shared stores: enough to keep a server busy from one pipeline
 
 Range = tuple[ReadJob, int, int]  # a file's pages [start, stop)
 
 
-def _read_stage(batch: dict[str, np.ndarray], opts: ReadOptions, timeout_s: float,
-                hard_stop_s: float) -> dict[str, list[Any]]:
+KV_NAMESPACE = "pagelens"
+
+
+def _first_start(run: str, r: int) -> float:
+    """When range ``r`` of run ``run`` was first started, on any node (now, if this is its first try): kept in the
+    cluster's key-value store, so a try after the watchdog ended the last one knows the range's time is spent."""
+    import time
+
+    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
+
+    key = f"{run}:{r}"
+    _internal_kv_put(key, str(time.time()), overwrite=False, namespace=KV_NAMESPACE)
+    return float(_internal_kv_get(key, namespace=KV_NAMESPACE))
+
+
+def _read_stage(batch: dict[str, np.ndarray], opts: ReadOptions, timeout_s: float, hard_stop_s: float,
+                run: str) -> dict[str, list[Any]]:
     """Ray Data UDF: each row of ``batch`` is a page range → one row per page read (``kind`` "page") or one row
     for the range ("failed": the pickled (code, message); "empty": a file without pages)."""
-    from ingest.ray_readers import _within_limits
+    import time
+
+    from ingest.ray_readers import _timeout, _within_limits
     from ingest.reader import read_range
 
     out: dict[str, list[Any]] = {"r": [], "n": [], "kind": [], "page": [], "image": [], "h": [], "w": []}
@@ -46,6 +64,9 @@ def _read_stage(batch: dict[str, np.ndarray], opts: ReadOptions, timeout_s: floa
 
     for r, spec in zip(batch["r"], batch["spec"], strict=True):
         job, start, stop = pickle.loads(spec)
+        if time.time() - _first_start(run, int(r)) > hard_stop_s:  # an earlier try was ended by the watchdog
+            row(int(r), 0, "failed", pickle.dumps(_timeout(job, timeout_s)))
+            continue
         faulthandler.dump_traceback_later(hard_stop_s, exit=True)
         try:
             kind, payload = _within_limits("pages", partial(read_range, job, opts, start, stop), job, opts,
@@ -75,15 +96,23 @@ class _EmbedStage:
         self.encoder = load_encoder(settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        out = {key: list(batch[key]) for key in ("r", "n", "kind", "page")}
         rows = [i for i, h in enumerate(batch["h"]) if h > 0]
-        vectors: list[bytes] = [b""] * len(batch["h"])
+        out["vector"] = [b""] * len(batch["h"])
         if rows:
             images = [np.frombuffer(batch["image"][i], dtype=np.uint8).reshape(int(batch["h"][i]),
                                                                                  int(batch["w"][i]), 3)
                       for i in rows]
-            for i, v in zip(rows, self.encoder.encode_images(images), strict=True):
-                vectors[i] = np.asarray(v, dtype=np.float32).tobytes()
-        return {"r": batch["r"], "n": batch["n"], "kind": batch["kind"], "page": batch["page"], "vector": vectors}
+            try:
+                vectors = self.encoder.encode_images(images)
+            except Exception as e:  # e.g. out of GPU memory: these pages' files fail, with what to do
+                err = EmbedFailed(f"the image encoder failed on the Ray cluster ({e.__class__.__name__}: "
+                                  f"{str(e)[:200]}); lower PAGELENS_ENCODER__BATCH_SIZE, or ingest without --ray")
+                _fail_rows(out, rows, (err.code, err.message))
+                return out
+            for i, v in zip(rows, vectors, strict=True):
+                out["vector"][i] = np.asarray(v, dtype=np.float32).tobytes()
+        return out
 
 
 class _WriteStage:
@@ -115,6 +144,15 @@ class _WriteStage:
         return out
 
 
+def _fail_rows(out: dict[str, list[Any]], rows: list[int], failure: tuple[str, str]) -> None:
+    """Turn ``rows`` of a batch into one "failed" row per page range (carrying ``failure``) and "counted" rows."""
+    seen: set[int] = set()
+    for i in rows:
+        r = int(out["r"][i])
+        out["kind"][i], out["page"][i] = ("counted", b"") if r in seen else ("failed", pickle.dumps(failure))
+        seen.add(r)
+
+
 def _page(page: bytes, vector: bytes) -> PageOut:
     p: PageOut = pickle.loads(page)
     if vector:
@@ -124,16 +162,18 @@ def _page(page: bytes, vector: bytes) -> PageOut:
 
 def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float, hard_stop_s: float,
                    encoder: Any, actors: int, gpus: int, max_retries: int, writers: SharedStores | None = None,
-                   ) -> Iterator[tuple[int, str, Any]]:
+                   actor_cpus: int = 1) -> Iterator[tuple[int, str, Any]]:
     """Read and embed ``ranges`` on the cluster. Yields, per range as soon as all of it arrived,
     ``(index, "pages", list[PageOut])`` (each with its ``image_vector``, sorted by page) — or, with ``writers``,
     ``(index, "written", Written)`` once a pool of writer actors wrote them into the shared stores —
     ``(index, "failed", (code, message))``, or — for ranges whose task never succeeded (its worker died every try)
     or when the whole pipeline failed — ``(index, "lost", why)``."""
     import logging
+    import uuid
     import warnings
 
     import ray.data
+    from ray.experimental.internal_kv import _internal_kv_del
 
     ctx = ray.data.DataContext.get_current()
     quiet = logging.getLogger("ray.data")
@@ -141,23 +181,28 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
     ctx.max_errored_blocks, ctx.enable_progress_bars = len(ranges), False  # a crashing file fails alone
     quiet.setLevel(logging.ERROR)  # the CLI shows its own progress; Ray Data's per-run INFO lines are noise there
     items = [{"r": k, "spec": pickle.dumps(rng)} for k, rng in enumerate(ranges)]
+    run = uuid.uuid4().hex
     try:
         with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60 deprecates the kwargs)
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = (ray.data.from_items(items, override_num_blocks=max(1, len(items)))
                   .map_batches(_read_stage, batch_size=1, batch_format="numpy",  # type: ignore[arg-type]  # (fn_kwargs)
-                               fn_kwargs={"opts": opts, "timeout_s": timeout_s, "hard_stop_s": hard_stop_s},
+                               fn_kwargs={"opts": opts, "timeout_s": timeout_s, "hard_stop_s": hard_stop_s,
+                                          "run": run},
                                num_cpus=1, max_retries=max_retries)  # Ray Data's default retries forever
                   .map_batches(_EmbedStage, batch_size=encoder.batch_size, batch_format="numpy",
                                fn_constructor_kwargs={"settings": encoder},
                                compute=(ray.data.ActorPoolStrategy(size=actors) if gpus  # one per GPU
                                         else ray.data.ActorPoolStrategy(min_size=1, max_size=actors)),
-                               num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1))
+                               num_gpus=1 if gpus else 0, num_cpus=0 if gpus else actor_cpus,
+                               # a batch that kills its actor every time fails its files, not the run forever
+                               max_restarts=max_retries, max_task_retries=max_retries))
             if writers is not None:  # I/O-bound: no CPU reserved, so they never starve the readers
                 ds = ds.map_batches(_WriteStage, batch_size=opts.batch_pages, batch_format="numpy",
                                     fn_constructor_kwargs={"stores": writers,
                                                            "jobs": {k: rng[0] for k, rng in enumerate(ranges)}},
-                                    compute=ray.data.ActorPoolStrategy(size=WRITERS), num_cpus=0)
+                                    compute=ray.data.ActorPoolStrategy(size=WRITERS), num_cpus=0,
+                                    max_restarts=max_retries, max_task_retries=max_retries)
         arrived: dict[int, list[PageOut]] = {}
         done_by_writers: dict[int, list[Written]] = {}
         finished: set[int] = set()
@@ -166,6 +211,8 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
                 for r, n, kind, page, vector in zip(batch["r"], batch["n"], batch["kind"], batch["page"],
                                                     batch["vector"], strict=True):
                     r = int(r)
+                    if r in finished:  # failed already: what else of it arrives is dropped
+                        continue
                     if kind == "failed":
                         finished.add(r)
                         yield r, "failed", pickle.loads(page)
@@ -190,12 +237,15 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
                     if len(got) == int(n):
                         finished.add(r)
                         yield r, "pages", sorted(arrived.pop(r), key=lambda q: q.page_no)
-            why = "its reading task failed on every try (the worker died)"
+            broken = None
         except Exception as e:  # the pipeline itself failed (e.g. the encoder actors could not start)
-            why = f"the Ray Data pipeline failed: {e.__class__.__name__}: {str(e)[:300]}"
+            broken = WorkerCrashed(f"the Ray Data pipeline failed ({e.__class__.__name__}: {str(e)[:300]}); nothing "
+                                   "says the file is at fault: run the ingest again, or without --ray")
         for r in range(len(ranges)):
-            if r not in finished:
-                yield r, "lost", why
+            if r not in finished:  # its task's worker died on every try (or the pipeline failed)
+                yield (r, "lost", "its reading task failed on every try") if broken is None else (
+                    r, "failed", (broken.code, broken.message))
     finally:
+        _internal_kv_del(f"{run}:", del_by_prefix=True, namespace=KV_NAMESPACE)
         ctx.max_errored_blocks, ctx.enable_progress_bars, _ = saved
         quiet.setLevel(saved[2])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,9 +140,9 @@ class RayReaderPool:
                  embed_actors: int | None = None, writers: SharedStores | None = None) -> None:
         """``encoder``: EncoderSettings to embed the pages on the cluster with (None: the pages come back with their
         images, if rendered, for the caller to embed); ``embed_actors``: how many encoder actors (default: one per
-        GPU in the cluster; without GPUs, up to one per CPU but one); ``writers``: the shared stores the workers
-        write freshly read pages into themselves (events ``written`` instead of ``pages``; None: every page comes
-        back to the caller)."""
+        GPU in the cluster; without GPUs, 4-CPU actors beside one reading CPU); ``writers``: the shared stores
+        the workers write freshly read pages into themselves (events ``written`` instead of ``pages``; None: every
+        page comes back to the caller)."""
         connect(address)
         import ray
 
@@ -156,9 +156,11 @@ class RayReaderPool:
         self.writers = writers
         self._stopped: list[Any] = []  # force-cancelled tasks: waited for at close, so no write outlives the run
         self._gpus = int(ray.cluster_resources().get("GPU", 0))
-        # one encoder actor per GPU; on a CPU-only cluster up to one per CPU but one (Ray Data scales the pool)
+        # one encoder actor per GPU; on a CPU-only cluster actors of up to 4 CPUs (torch threads) each, as many as
+        # fit beside one reading CPU (Ray Data scales the pool from one): each holds a copy of the model
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        self._embed_actors = embed_actors or (self._gpus or max(1, cpus - 1))
+        self._actor_cpus = 1 if self._gpus else min(4, max(1, cpus - 1))
+        self._embed_actors = embed_actors or (self._gpus or max(1, (cpus - 1) // self._actor_cpus))
         self._to_embed: list[tuple[ReadJob, int, int]] = []  # ranges for the Ray Data pipeline (read + embed)
         self._tasks: dict[Any, _Task] = {}
         # tasks are submitted only while fewer than two per CPU are out, so a task's clock starts about when it
@@ -171,7 +173,7 @@ class RayReaderPool:
     def add_busy(self, seconds: float) -> None:
         """The driver's own time does not count against a task's limit (each task keeps its own clock)."""
 
-    def run(self, jobs: Sequence[ReadJob]) -> Iterator[ReadEvent]:
+    def run(self, jobs: Sequence[ReadJob]) -> Generator[ReadEvent, None, None]:
         self._backlog = [(job, "open", None) for job in reversed(jobs)]
         try:
             while self._tasks or self._backlog:
@@ -245,7 +247,7 @@ class RayReaderPool:
         hard_stop = max(HARD_STOP * self.timeout_s, self.timeout_s + 30)  # the watchdog's grace: no retry race
         for k, kind, payload in read_and_embed(ranges, self.opts, self.timeout_s, hard_stop,
                                                self.encoder, self._embed_actors, self._gpus, MAX_RETRIES,
-                                               self.writers):
+                                               self.writers, self._actor_cpus):
             job = ranges[k][0]
             if job.job_id in self._cancelled:
                 continue
@@ -299,5 +301,7 @@ class RayReaderPool:
         self._backlog = []
         self._to_embed = []
         if self._stopped and self.writers is not None:  # their workers are gone before the caller cleans up
-            self._ray.wait(self._stopped, num_returns=len(self._stopped), timeout=30)
+            _, running = self._ray.wait(self._stopped, num_returns=len(self._stopped), timeout=30)
+            if running:  # their late writes are taken back by the writers themselves (ingest.write)
+                log.warning("%d cancelled Ray tasks still running after 30 s", len(running))
         self._stopped = []

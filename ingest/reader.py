@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -377,7 +377,7 @@ class ReaderPool:
         w.conn.close()
         self._workers.remove(w)
 
-    def run(self, jobs: Sequence[ReadJob]) -> Iterator[ReadEvent]:
+    def run(self, jobs: Sequence[ReadJob]) -> Generator[ReadEvent, None, None]:
         """Yield the jobs' events. A job whose file turns out long (``opened`` with several page ranges) has its
         later parts queued next, for the readers that are free: one long file uses every reader."""
         self._queue = queue = list(reversed(jobs))

@@ -83,11 +83,17 @@ class SharedStores:
         return SharedStores(settings.catalog_url, url, settings.qdrant_api_key, collection)
 
     def write(self, doc_id: str, batch: Sequence[PageOut]) -> Written:
-        """In a worker: write freshly read pages (``mode="full"``, with their image vectors if embedded)."""
+        """In a worker: write freshly read pages (``mode="full"``, with their image vectors if embedded). When the
+        driver has begun removing the document meanwhile (its file failed), the rows are not written and the
+        points just written are taken back — whichever of the two gets its row first, nothing is left of it."""
         catalog, index = _open(self)
         dense = {p.page_no: {"image": p.image_vector} if p.image_vector is not None else {} for p in batch}
-        write_pages(index, catalog, page_records(doc_id, batch), self.collection, dense,
-                    {p.page_no: p.sparse for p in batch if p.sparse is not None}, rows=True)
+        records = page_records(doc_id, batch)
+        write_pages(index, catalog, records, self.collection, dense,
+                    {p.page_no: p.sparse for p in batch if p.sparse is not None}, rows=False)
+        if not catalog.put_pages_if_partial(records):
+            index.delete_document(doc_id)
+            return Written()
         return written(batch, dense)
 
 
@@ -99,5 +105,6 @@ def _open(stores: SharedStores) -> tuple[Catalog, VectorIndex]:
     if key not in _OPEN:
         from store.qdrant_server import ServerIndex
 
-        _OPEN[key] = (Catalog(stores.catalog_url), ServerIndex(stores.qdrant_url, api_key=stores.qdrant_api_key))
+        _OPEN[key] = (Catalog(stores.catalog_url, pooled=False),
+                      ServerIndex(stores.qdrant_url, api_key=stores.qdrant_api_key))
     return _OPEN[key]

@@ -11,7 +11,9 @@ from schemas.coords import BBox
 
 WordSource = Literal["text_layer", "ocr"]
 PageWordsSource = Literal["text_layer", "ocr", "none"]
-DocumentStatus = Literal["partial", "complete"]
+# partial: being ingested (or left by a killed run: the next run removes it); removing: being taken out (a failed
+# file, or a delete) — writers elsewhere (Ray workers) no longer add to it, and a killed run's next run finishes it
+DocumentStatus = Literal["partial", "complete", "removing"]
 
 
 class Frozen(BaseModel):

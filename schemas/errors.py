@@ -124,6 +124,12 @@ class WorkerCrashed(PageLensError):
     code = "worker_crashed"
 
 
+class EmbedFailed(PageLensError):
+    """The image encoder failed on a file's pages where they were read (a Ray cluster: e.g. out of GPU memory)."""
+
+    code = "embed_failed"
+
+
 class RenderFailed(InputError):
     """MuPDF cannot draw a page of a stored file (a malformed page); the file itself must be fixed."""
 

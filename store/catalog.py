@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from schemas.answers import Extraction
 from schemas.documents import Document, Page, PageWordsSource, Word
@@ -166,9 +167,12 @@ def _add_missing_columns(engine: Engine) -> None:
 class Catalog:
     """Documents, names and pages in a SQL database at ``url``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pooled: bool = True) -> None:
+        """``pooled=False``: a connection per use, closed after it (a Ray worker's writer: thousands of workers
+        must not each hold a PostgreSQL connection for their whole life)."""
         try:
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+            kw: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"), **kw)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
@@ -300,8 +304,16 @@ class Catalog:
                       .values(collection=collection, updated_at=_now()))
 
     def partial_documents(self) -> list[str]:
+        """Documents a run left unfinished: still being ingested, or being removed."""
         with self.engine.connect() as c:
-            return list(c.execute(select(documents.c.doc_id).where(documents.c.status == "partial")).scalars())
+            q = select(documents.c.doc_id).where(documents.c.status.in_(["partial", "removing"]))
+            return list(c.execute(q).scalars())
+
+    def mark_removing(self, doc_id: str) -> None:
+        """The first step of removing a document: from now on ``put_pages_if_partial`` writes nothing to it (the
+        update waits for writes holding its row)."""
+        with self.engine.begin() as c:
+            c.execute(update(documents).where(documents.c.doc_id == doc_id).values(status="removing"))
 
     def delete_document(self, doc_id: str) -> None:
         with self.engine.begin() as c:
@@ -446,18 +458,37 @@ class Catalog:
     def put_pages(self, records: Iterable[PageRecord]) -> None:
         """Insert or replace pages (one transaction)."""
         recs = list(records)
+        if recs:
+            with self.engine.begin() as c:
+                self._put_pages(c, recs)
+
+    def put_pages_if_partial(self, records: Iterable[PageRecord]) -> bool:
+        """``put_pages``, only while the pages' documents are being ingested (status ``partial``), holding a shared
+        lock on their rows: a removal (``mark_removing``) waits for this write, or this write sees it and writes
+        nothing (returns False). For writers that run beside the driver (Ray workers)."""
+        recs = list(records)
+        doc_ids = sorted({r.page.doc_id for r in recs})
+        with self.engine.begin() as c:
+            q = select(documents.c.status).where(documents.c.doc_id.in_(doc_ids)).with_for_update(read=True)
+            statuses = list(c.execute(q).scalars())
+            if len(statuses) != len(doc_ids) or any(st != "partial" for st in statuses):
+                return False
+            self._put_pages(c, recs)
+        return True
+
+    @staticmethod
+    def _put_pages(c: Any, recs: list[PageRecord]) -> None:
         if not recs:
             return
-        with self.engine.begin() as c:
-            for doc_id in {r.page.doc_id for r in recs}:
-                nos = [r.page.page_no for r in recs if r.page.doc_id == doc_id]
-                c.execute(delete(pages).where(pages.c.doc_id == doc_id, pages.c.page_no.in_(nos)))
-            c.execute(insert(pages), [
-                {"doc_id": r.page.doc_id, "page_no": r.page.page_no, "width_pt": r.page.width_pt,
-                 "height_pt": r.page.height_pt, "rotation": r.page.rotation, "words_source": r.page.words_source,
-                 "word_count": r.page.word_count, "words": r.blob(), "caption": r.page.caption,
-                 "headings": json.dumps(r.page.headings) if r.page.headings else None}
-                for r in recs])
+        for doc_id in {r.page.doc_id for r in recs}:
+            nos = [r.page.page_no for r in recs if r.page.doc_id == doc_id]
+            c.execute(delete(pages).where(pages.c.doc_id == doc_id, pages.c.page_no.in_(nos)))
+        c.execute(insert(pages), [
+            {"doc_id": r.page.doc_id, "page_no": r.page.page_no, "width_pt": r.page.width_pt,
+             "height_pt": r.page.height_pt, "rotation": r.page.rotation, "words_source": r.page.words_source,
+             "word_count": r.page.word_count, "words": r.blob(), "caption": r.page.caption,
+             "headings": json.dumps(r.page.headings) if r.page.headings else None}
+            for r in recs])
 
     def set_captions(self, doc_id: str, captions: dict[int, str]) -> None:
         with self.engine.begin() as c:

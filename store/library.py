@@ -35,7 +35,9 @@ class Library:
         self.index = index
 
     def remove(self, doc_id: str) -> None:
-        """Delete a document everywhere: vectors first, then rows, then the stored file."""
+        """Delete a document everywhere: marked ``removing`` (so writers beside this process stop adding to it;
+        a killed run's next run finishes the removal), then its vectors, its rows, the stored file."""
+        self.catalog.mark_removing(doc_id)
         self.index.delete_document(doc_id)
         self.index.flush()
         self.catalog.delete_document(doc_id)

@@ -96,6 +96,7 @@ def make_app(engine: QdrantClient) -> Any:
 
     @app.post("/collections/{name}/points/delete")
     async def delete(name: str, request: Request) -> dict[str, Any]:
+        count("delete")
         raw = await request.json()
         selector: Any = (models.FilterSelector.model_validate(raw) if "filter" in raw
                          else models.PointIdsList.model_validate(raw))
@@ -127,7 +128,7 @@ def make_app(engine: QdrantClient) -> Any:
 @contextmanager
 def qdrant_server() -> Iterator[tuple[str, Any]]:
     """Serve a fresh empty stand-in on a free loopback port; yields (its URL, the app: ``app.state.calls`` counts
-    upserts)."""
+    upserts and deletes)."""
     import uvicorn
 
     app = make_app(QdrantClient(location=":memory:"))
@@ -145,3 +146,21 @@ def qdrant_server() -> Iterator[tuple[str, Any]]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def main() -> None:
+    """``python -m tests.qdrant_rest``: serve a stand-in in its own process (benchmarks: its CPU is not theirs);
+    prints its URL, then serves until killed."""
+    import sys
+
+    with qdrant_server() as (url, _app):
+        print(url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

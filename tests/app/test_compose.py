@@ -3,6 +3,7 @@ wired, and every PAGELENS_ variable it sets is one that Settings reads, with a v
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from schemas.settings import Settings
@@ -22,7 +23,8 @@ def _expand(v: str) -> str:
 
 def test_services_and_health_checks() -> None:
     c = _compose()
-    assert set(c["services"]) == {"qdrant", "postgres", "vllm", "api", "ui", "ray-head", "ray-worker"}
+    assert set(c["services"]) == {"qdrant", "postgres", "vllm", "api", "ui", "ray-head", "ray-worker",
+                                  "ray-gpu-worker"}
     for name, svc in c["services"].items():
         assert "healthcheck" in svc, name
     assert c["services"]["api"]["depends_on"]["vllm"] == {"condition": "service_healthy"}
@@ -39,9 +41,26 @@ def test_the_ray_profile_is_optional_and_shares_stores_and_files() -> None:
     assert head["profiles"] == worker["profiles"] == ["ray"], "only `--profile ray` starts Ray"
     assert "--head" in head["command"] and "--address=ray-head:6379" in worker["command"]
     assert worker["depends_on"]["ray-head"] == {"condition": "service_healthy"}
-    for svc in (head, worker):  # the driver's planned files are read in place, and results go to the shared stores
+    gpu = c["ray-gpu-worker"]
+    assert gpu["profiles"] == ["ray-gpu"] and gpu["command"] == worker["command"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert "cu" in gpu["build"]["args"]["TORCH_INDEX"], "CUDA torch for the encoder actors"
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in (ROOT / "Dockerfile").read_text()
+    for svc in (head, worker, gpu):  # the driver's planned files are read in place; results go to the shared stores
         assert svc["environment"] == c["api"]["environment"] and "data:/data" in svc["volumes"]
     assert "ray" in (ROOT / "Dockerfile").read_text().split("pip install '.[")[1].split("]")[0].split(",")
+
+
+def test_the_stack_makes_ray_workers_write_into_the_shared_stores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compose stack's stores are a Qdrant server and PostgreSQL, so on its Ray cluster the workers write the
+    pages they read themselves ("many writers"), rather than sending them all to the driver."""
+    from ingest.write import SharedStores
+
+    for k, v in _compose()["services"]["ray-head"]["environment"].items():
+        monkeypatch.setenv(k, _expand(str(v)))
+    stores = SharedStores.of(Settings(), "default")
+    assert stores is not None and stores.qdrant_url == "http://qdrant:6333"
+    assert stores.catalog_url.startswith("postgresql+psycopg://")
 
 
 def test_environment_is_what_pagelens_reads(monkeypatch: object) -> None:

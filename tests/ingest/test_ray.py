@@ -351,3 +351,45 @@ def test_workers_write_their_pages_into_shared_stores(cluster: None, tmp_path: P
         assert set(local) == set(on_ray)
         assert min(float(local[k] @ on_ray[k] / np.linalg.norm(local[k]) / np.linalg.norm(on_ray[k]))
                    for k in local) > 0.999
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("with_encoder", [False, True], ids=["tasks", "ray_data"])
+def test_a_file_failing_after_workers_wrote_some_of_it_leaves_nothing(
+        cluster: None, tmp_path: Path, tiny_siglip: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+        with_encoder: bool) -> None:
+    """Many writers, and a long file whose later page ranges fail after workers wrote its first ones: its stored
+    copy is cut short when the driver hears of the first range written, so the ranges read after that cannot open
+    it (``invalid_pdf``) while others may still be writing. The file is one failed outcome and nothing of it is
+    left — no rows, no points (late writes are taken back by the writers) — and the other file is ingested."""
+    from ingest import pipeline
+    from tests.ingest.test_page_ranges import _manual
+    from tests.qdrant_rest import qdrant_server
+
+    manual = _manual(tmp_path / "manual.pdf", pages=1000)  # 8 read tasks (32 Ray Data ranges), 4 at a time
+    good = _manual(tmp_path / "short.pdf", pages=3)
+    real_written = pipeline.Ingestor._written
+    cut: list[str] = []
+
+    def written_then_cut(plan, w, encoder):  # type: ignore[no-untyped-def]
+        real_written(plan, w, encoder)
+        if plan.path == manual and not cut:
+            stored = svc.files.path_of(plan.doc_id)
+            stored.write_bytes(stored.read_bytes()[:2000])
+            cut.append(plan.doc_id)
+
+    monkeypatch.setattr(pipeline.Ingestor, "_written", staticmethod(written_then_cut))
+    with qdrant_server() as (url, _app):
+        settings = make_settings(tmp_path / "data", str(tiny_siglip) if with_encoder else None)
+        svc = Service(settings.model_copy(update={"database_url": pg_url, "qdrant_url": url}))
+        try:
+            report = svc.ingest([manual, good], ray="auto")
+            out, other = report.files
+            assert cut, "pages of the long file were written before it was cut"
+            assert out.status == "failed" and out.error is not None and out.error.code == "invalid_pdf", out
+            assert other.status == "ingested" and other.pages == 3, other
+            assert [d.name for d in svc.list_documents()] == [str(good)]
+            assert svc.catalog.page_count_stored(cut[0]) == 0 and svc.index.count(cut[0]) == 0
+            assert svc.index.count() == 3 and svc.index.doc_ids() == {other.doc_id}
+        finally:
+            svc.close()

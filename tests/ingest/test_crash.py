@@ -119,7 +119,9 @@ def _kill_and_rerun(tmp_path: Path, enc: str, kill_after_pages: int, on_ray: boo
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     interrupted = _state(crashed, enc, **stores)
-    assert interrupted["total_points"] < 157, "killed mid-batch"
+    # killed mid-batch (with shared stores the workers may still finish writing pages as the driver dies, but no
+    # document can be complete: only the driver completes documents)
+    assert interrupted["total_points"] < 157 or stores, "killed mid-batch"
     assert any(d[2] == "partial" for d in interrupted["docs"]), "a document was cut mid-way"
 
     again = pagelens("ingest", *ray, *map(str, INPUTS), "--report", str(tmp_path / "r.json"), env=env)

@@ -279,10 +279,13 @@ def test_the_time_limit_inside_a_ray_task_fails_the_file_not_its_pages(cluster: 
     assert not any("time limit" in w for e in events if e.kind == "pages" for p in e.payload for w in p.warnings)
 
 
-def test_a_read_past_the_hard_stop_ends_its_worker_and_is_reported_lost(cluster: None, tiny_siglip: Path) -> None:
+def test_a_read_past_the_hard_stop_ends_its_worker_and_its_retry_reports_timeout(cluster: None,
+                                                                                tiny_siglip: Path) -> None:
     """The Ray Data read stage's native watchdog: a read still running at the hard stop (here a receipt's OCR, with
     the task's own timer set far away, as when a read is stuck in native code where that timer cannot fire) ends
-    its worker; with no retries left its range is reported lost — the pipeline finishes instead of waiting."""
+    its worker; Ray retries the task, and the retry, finding the range's time spent (its first start is kept in the
+    cluster's key-value store), fails it with ``timeout`` at once instead of reading it again. Without retries left
+    the range is reported lost. Either way the pipeline finishes instead of waiting."""
     from ingest.ray_data import read_and_embed
     from ingest.reader import ReadJob, ReadOptions
     from schemas.settings import EncoderSettings
@@ -291,11 +294,15 @@ def test_a_read_past_the_hard_stop_ends_its_worker_and_is_reported_lost(cluster:
                        memory_mb=3072, batch_pages=8)
     receipt = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[0]
     job = ReadJob(job_id=0, path=receipt, kind="image", password=None, render=True)
-    t0 = time.monotonic()
-    got = list(read_and_embed([(job, 0, 1)], opts, timeout_s=600, hard_stop_s=0.3,
-                              encoder=EncoderSettings(model=str(tiny_siglip)), actors=1, gpus=0, max_retries=0))
-    assert [(k, kind) for k, kind, _ in got] == [(0, "lost")], got
-    assert time.monotonic() - t0 < 120
+    enc = EncoderSettings(model=str(tiny_siglip))
+    for retries, expected in ((1, "failed"), (0, "lost")):
+        t0 = time.monotonic()
+        got = list(read_and_embed([(job, 0, 1)], opts, timeout_s=600, hard_stop_s=0.3, encoder=enc, actors=1,
+                                  gpus=0, max_retries=retries))
+        assert [(k, kind) for k, kind, _ in got] == [(0, expected)], got
+        if expected == "failed":
+            assert got[0][2][0] == "timeout" and receipt.name in got[0][2][1]
+        assert time.monotonic() - t0 < 120
 
 
 @pytest.mark.server

@@ -14,6 +14,10 @@ With an encoder, reading and embedding run as one Ray Data pipeline once the fil
 (``ingest.ray_data``): read tasks → an actor pool holding SigLIP (``map_batches``; GPU actors when the cluster has
 GPUs) → the driver, which receives vectors, never images.
 
+With shared stores (a Qdrant server and PostgreSQL: ``ingest.write.SharedStores``) the workers write the pages they
+read themselves — read tasks, or a pool of writer actors after the encoder — and the driver gets ``written``
+summaries; it still begins and completes every document, so crash safety is the local one.
+
 Ray is an optional extra (``pip install 'pagelens[ray]'``): only ``ingest/ray_*.py`` import it."""
 
 from __future__ import annotations

@@ -274,3 +274,15 @@ def test_serve_on_all_interfaces_without_key_warns(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     assert first.startswith("warning") and "PAGELENS_API_KEY" in first and "0.0.0.0" in first
+
+
+def test_ingest_without_ray_never_imports_ray(tmp_path: Path) -> None:
+    """Ray is an optional extra: a plain ingest (local readers) runs without importing it, even where it is
+    installed; only ``--ray`` does."""
+    env = cli_env(tmp_path / "data", None)
+    probe = IMPORT_PROBE.format(heavy=["ray", "ray.data", "pyarrow"])
+    res = subprocess.run([sys.executable, "-c", probe, "ingest", str(_tiny_pdf(tmp_path / "tiny.pdf"))], env=env,
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "1 ingested" in res.stdout
+    assert json.loads(res.stderr.strip().splitlines()[-1]) == [], "a local ingest imported Ray"

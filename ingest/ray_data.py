@@ -246,6 +246,9 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
                 yield (r, "lost", "its reading task failed on every try") if broken is None else (
                     r, "failed", (broken.code, broken.message))
     finally:
-        _internal_kv_del(f"{run}:", del_by_prefix=True, namespace=KV_NAMESPACE)
+        try:
+            _internal_kv_del(f"{run}:", del_by_prefix=True, namespace=KV_NAMESPACE)
+        except Exception as e:  # the cluster went away: its key-value store with it
+            logging.getLogger(__name__).debug("Ray KV cleanup skipped: %s", e)
         ctx.max_errored_blocks, ctx.enable_progress_bars, _ = saved
         quiet.setLevel(saved[2])

@@ -205,12 +205,24 @@ def _finish(conn: Connection, job: ReadJob, kind: Literal["done", "failed"], pay
     conn.send((kind, job.job_id, payload))
 
 
-def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
+def _open(job: ReadJob, opts: ReadOptions) -> Any:
+    """``job``'s file, opened as every reader opens it (raises what opening raises)."""
     from ingest import pdf
 
+    return pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
+
+
+def _outline(doc: Any, job: ReadJob, opts: ReadOptions) -> dict[int, list[str]]:
+    """The outline titles by page that ``job`` reads as headings (none when it only renders)."""
+    from ingest import pdf
+
+    return pdf.outline_by_page(doc) if opts.outline_headings and job.kind == "pdf" and job.mode == "full" else {}
+
+
+def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
     conn.send(("started", job.job_id, None))  # the file's time limit starts now, not at process start-up
     try:
-        doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
+        doc = _open(job, opts)
     except PageLensError as e:
         _finish(conn, job, "failed", (e.code, e.message))
         return
@@ -225,8 +237,7 @@ def _run_job(conn: Connection, job: ReadJob, opts: ReadOptions) -> None:
             start, stop = job.pages
             if doc.page_count < stop:  # the file changed under us (the stored copy is immutable: not expected)
                 raise ValueError(f"has {doc.page_count} pages, fewer than this part's range {job.pages}")
-        outline = (pdf.outline_by_page(doc) if opts.outline_headings and job.kind == "pdf" and job.mode == "full"
-                   else {})
+        outline = _outline(doc, job, opts)
         batch: list[PageOut] = []
         for i in range(start, stop):
             batch.append(_read_page(doc, i, job, opts, outline))
@@ -307,12 +318,9 @@ def timed_out(job: ReadJob, timeout_s: float) -> Timeout:
 def read_range(job: ReadJob, opts: ReadOptions, start: int, stop: int) -> list[PageOut]:
     """Pages [start, stop) of ``job``'s file, read as a local reader reads them (for readers elsewhere: Ray).
     Raises what reading raises; ``failure`` names it."""
-    from ingest import pdf
-
-    doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
+    doc = _open(job, opts)
     try:
-        outline = (pdf.outline_by_page(doc) if opts.outline_headings and job.kind == "pdf" and job.mode == "full"
-                   else {})
+        outline = _outline(doc, job, opts)
         return [_read_page(doc, i, job, opts, outline) for i in range(start, min(stop, doc.page_count))]
     finally:
         doc.close()
@@ -320,9 +328,7 @@ def read_range(job: ReadJob, opts: ReadOptions, start: int, stop: int) -> list[P
 
 def page_count(job: ReadJob, opts: ReadOptions) -> int:
     """How many pages ``job``'s file has (opening it as a reader does; raises what opening raises)."""
-    from ingest import pdf
-
-    doc = pdf.open_document(job.path, job.kind, job.password, opts.max_pages, name=job.label)
+    doc = _open(job, opts)
     try:
         if job.keep_decrypted and doc.needs_pass:  # opened with the password: keep the copy pages render from
             _store_decrypted(doc, job.path)

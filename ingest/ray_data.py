@@ -42,8 +42,9 @@ def _first_start(run: str, r: int) -> float:
 
     from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
 
-    key = f"{run}:{r}"
-    _internal_kv_put(key, str(time.time()), overwrite=False, namespace=KV_NAMESPACE)
+    key, now = f"{run}:{r}", time.time()
+    if not _internal_kv_put(key, str(now), overwrite=False, namespace=KV_NAMESPACE):  # True: it was there
+        return now
     return float(_internal_kv_get(key, namespace=KV_NAMESPACE))
 
 

@@ -1,5 +1,5 @@
 """Reading on a Ray cluster (``pagelens ingest --ray ADDRESS``): the same ReadJobs in, the same events out as
-``ReaderPool``, so planning, writes and crash safety stay in the pipeline on the driver, decided in one place.
+``ReaderPool``, so planning and crash safety stay in the pipeline on the driver, decided in one place.
 
 Each file is opened by one task (its page count; an encrypted stored copy is replaced by its decrypted one there),
 then read as tasks over page ranges of ``RAY_PART_PAGES`` pages (``RAY_RENDER_PART_PAGES`` when pages are rendered
@@ -159,17 +159,17 @@ class RayReaderPool:
         self.encoder = encoder
         self.writers = writers
         self._stopped: list[Any] = []  # force-cancelled tasks: waited for at close, so no write outlives the run
-        self._gpus = int(ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()
+        self._gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         # one encoder actor per GPU; on a CPU-only cluster actors of up to 4 CPUs (torch threads) each, as many as
         # fit beside one reading CPU (Ray Data scales the pool from one): each holds a copy of the model
-        cpus = int(ray.cluster_resources().get("CPU", 1))
         self._actor_cpus = 1 if self._gpus else min(4, max(1, cpus - 1))
         self._embed_actors = embed_actors or (self._gpus or max(1, (cpus - 1) // self._actor_cpus))
         self._to_embed: list[tuple[ReadJob, int, int]] = []  # ranges for the Ray Data pipeline (read + embed)
         self._tasks: dict[Any, _Task] = {}
         # tasks are submitted only while fewer than two per CPU are out, so a task's clock starts about when it
         # does (not while it queues behind a large batch) and waiting on them stays cheap
-        self._cap = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        self._cap = max(2, 2 * cpus)
         self._backlog: list[tuple[ReadJob, str, tuple[int, int] | None]] = []  # (job, "open"/"read", range)
         self._cancelled: set[int] = set()
         self.peak_rss_mb = 0.0  # not reported from the cluster
@@ -290,17 +290,17 @@ class RayReaderPool:
         self._backlog = [b for b in self._backlog if b[0].job_id != job.job_id]
         for ref, task in list(self._tasks.items()):
             if task.job.job_id == job.job_id:
-                self._stop(ref, task)
+                self._stop(ref)
                 del self._tasks[ref]
 
-    def _stop(self, ref: Any, task: _Task) -> None:
+    def _stop(self, ref: Any) -> None:
         """Cancel a task, killing its worker (a read stuck in native code)."""
         self._ray.cancel(ref, force=True)
         self._stopped.append(ref)
 
     def close(self) -> None:
-        for ref, task in list(self._tasks.items()):
-            self._stop(ref, task)
+        for ref in self._tasks:
+            self._stop(ref)
         self._tasks.clear()
         self._backlog = []
         self._to_embed = []

@@ -64,13 +64,14 @@ def check_data_dir(settings: Settings, *, create: bool) -> None:
 def field_question(name: str, sub: dict[str, Any]) -> str:
     """The search question for one top-level field of a schema: its name in words, title and description, and
     for a list of objects its item fields' names (a line-item table's header words)."""
+    from vlm.extraction import array_items
+
     def words(key: str) -> str:
         return key.replace("_", " ").replace("-", " ")
 
     parts = [words(name), str(sub.get("title") or ""), str(sub.get("description") or "")]
-    alts = [a for a in sub.get("anyOf", []) if isinstance(a, dict)] if isinstance(sub.get("anyOf"), list) else []
-    items = sub.get("items") or next((a["items"] for a in alts if isinstance(a.get("items"), dict)), None)
-    parts += [words(k) for k in (items.get("properties") or {})] if isinstance(items, dict) else []
+    items = array_items(sub)
+    parts += [words(k) for k in (items.get("properties") or {})] if items is not None else []
     enum = sub.get("enum")
     parts += [str(e) for e in enum[:10]] if isinstance(enum, list) else []
     return " ".join(p for p in parts if p)

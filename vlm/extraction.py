@@ -322,8 +322,23 @@ def is_array(sub: Any) -> bool:
     kind = sub.get("type")
     if kind == "array" or (isinstance(kind, list) and "array" in kind):
         return True
-    alts = [a for a in (sub.get("anyOf") or sub.get("oneOf") or []) if isinstance(a, dict)]
+    alts = _alternatives(sub)
     return any(is_array(a) for a in alts) and all(is_array(a) or a.get("type") == "null" for a in alts)
+
+
+def array_items(sub: Any) -> dict[str, Any] | None:
+    """The item schema a node lists: its ``items``, or those of the list in its ``anyOf``/``oneOf`` (a nullable
+    list); None when it lists none."""
+    if not isinstance(sub, dict):
+        return None
+    if isinstance(sub.get("items"), dict):
+        return sub["items"]
+    return next((a["items"] for a in _alternatives(sub) if isinstance(a.get("items"), dict)), None)
+
+
+def _alternatives(sub: dict[str, Any]) -> list[dict[str, Any]]:
+    alts = sub.get("anyOf") or sub.get("oneOf") or []
+    return [a for a in alts if isinstance(a, dict)] if isinstance(alts, list) else []
 
 
 def _under(path: str, name: str) -> bool:
@@ -414,7 +429,7 @@ class _Merge:
         for c in sorted(cands, key=lambda c: c.rank):
             for i, item in enumerate(c.value):
                 prefix = f"{name}[{i}]"
-                leaves = [f for f in c.fields if f.path == prefix or f.path.startswith((f"{prefix}.", f"{prefix}["))]
+                leaves = [f for f in c.fields if _under(f.path, prefix)]
                 where = tuple(sorted((b.doc_id, b.page, tuple(b.bbox.as_list()) if b.bbox else ())
                                      for f in leaves if f.status == "verified" for b in f.boxes[:1]))
                 key = (json.dumps(item, sort_keys=True, default=str), where)

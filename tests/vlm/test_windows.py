@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.answers import FieldBox, FieldResult
 from schemas.coords import BBox
-from vlm.extraction import _Merge, is_array, plan_windows
+from vlm.extraction import _Merge, array_items, is_array, plan_windows
 
 
 def _order(k: tuple[str, int]) -> tuple[str, int]:
@@ -72,3 +72,7 @@ def test_nullable_lists_are_lists() -> None:
     assert is_array({"type": "array", "items": item}) and is_array({"type": ["array", "null"], "items": item})
     assert is_array({"anyOf": [{"type": "array", "items": item}, {"type": "null"}]})
     assert not is_array({"anyOf": [{"type": "string"}, {"type": "null"}]}) and not is_array({"type": "string"})
+    # their items (a line-item table's columns make the field's search question)
+    assert array_items({"type": "array", "items": item}) == item
+    assert array_items({"anyOf": [{"type": "array", "items": item}, {"type": "null"}]}) == item
+    assert array_items({"anyOf": [{"type": "string"}, {"type": "null"}]}) is None

@@ -73,33 +73,26 @@ def _run(files: list[Path], ray: str | None, workers: int, encoder: Path | None 
 
 def _shared(files: list[Path], cpus: int, pg_url: str) -> None:
     import subprocess
-    import uuid
-
-    import psycopg
 
     from ingest import write
+    from tests.conftest import own_schema
 
-    plain, schema = pg_url.replace("postgresql+psycopg", "postgresql"), f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(plain, autocommit=True) as c:
-        c.execute(f"CREATE SCHEMA {schema}")
     server = subprocess.Popen([sys.executable, "-m", "tests.qdrant_rest"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    real_of = write.SharedStores.of
     try:
         assert server.stdout is not None
-        stores = {"database_url": f"{pg_url}?options=-csearch_path%3D{schema}",
-                  "qdrant_url": server.stdout.readline().strip()}
-        real_of = write.SharedStores.of
-        for who in ("driver", "workers"):
-            write.SharedStores.of = (real_of if who == "workers"  # type: ignore[method-assign]
-                                     else staticmethod(lambda _s, _c: None))
-            cpu: list[float] = []
-            dt, pages = _run(files, "auto", cpus, stores=stores, cpu=cpu)
-            print(f"shared stores, {who:7s} write: {pages / dt:6.0f} pages/s ({dt:.2f} s); driver CPU "
-                  f"{cpu[0] / pages * 1000:.2f} ms a page")
-        write.SharedStores.of = real_of  # type: ignore[method-assign]
+        with own_schema(pg_url, prefix="bench") as database_url:
+            stores = {"database_url": database_url, "qdrant_url": server.stdout.readline().strip()}
+            for who in ("driver", "workers"):
+                write.SharedStores.of = (real_of if who == "workers"  # type: ignore[method-assign]
+                                         else staticmethod(lambda _s, _c: None))
+                cpu: list[float] = []
+                dt, pages = _run(files, "auto", cpus, stores=stores, cpu=cpu)
+                print(f"shared stores, {who:7s} write: {pages / dt:6.0f} pages/s ({dt:.2f} s); driver CPU "
+                      f"{cpu[0] / pages * 1000:.2f} ms a page")
     finally:
+        write.SharedStores.of = real_of  # type: ignore[method-assign]
         server.kill()
-        with psycopg.connect(plain, autocommit=True) as c:
-            c.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on a hub: fail at once (see OFF
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,18 +33,15 @@ def postgres_url() -> str | None:
         return None
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose tables live in a schema of their own, made for this test and dropped after it (so
-    tests never see each other's rows, and processes the test starts share them through the URL)."""
+@contextmanager
+def own_schema(url: str, prefix: str = "t") -> Iterator[str]:
+    """``url`` (PostgreSQL) made to keep its tables in a fresh schema of their own, dropped on leaving (so runs
+    never see each other's rows, and the processes they start share them through the URL)."""
     import uuid
 
     import psycopg
 
-    url = postgres_url()
-    if url is None:
-        pytest.skip(f"no PostgreSQL at {PG_URL} (CI starts one; set PAGELENS_TEST_POSTGRES_URL)")
-    plain, schema = url.replace("postgresql+psycopg", "postgresql"), f"t_{uuid.uuid4().hex[:16]}"
+    plain, schema = url.replace("postgresql+psycopg", "postgresql"), f"{prefix}_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(plain, autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
     try:
@@ -51,6 +49,16 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(plain, autocommit=True) as c:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL with a schema of its own for this test (``own_schema``)."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip(f"no PostgreSQL at {PG_URL} (CI starts one; set PAGELENS_TEST_POSTGRES_URL)")
+    with own_schema(url) as schema_url:
+        yield schema_url
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

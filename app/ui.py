@@ -15,7 +15,7 @@ import streamlit as st
 from app.service import Service
 from schemas.coords import BBox
 from schemas.errors import ModelUnavailable, PageLensError
-from schemas.jobs import Job
+from schemas.jobs import ACTIVE_STATES, Job
 from vlm.backend import HOW_TO_CONFIGURE, backend_name
 
 STATUS_STYLE = {"verified": ("#16a34a", "verified — found on the page, box snapped to its words"),
@@ -330,7 +330,7 @@ def jobs_page() -> None:
             done = p.files_done / p.files_total if p.files_total else 0.0
         c1, c2 = st.columns([5, 1])
         c1.progress(min(1.0, done), text=job_label(job))
-        active = job.state in ("queued", "running") and not job.cancel_requested
+        active = job.state in ACTIVE_STATES and not job.cancel_requested
         if active and c2.button("Cancel", key=f"cancel-{job.job_id}"):
             svc.cancel_job(job.job_id)
             st.rerun()

@@ -66,6 +66,13 @@ class SearchRequest(BaseModel):
     doc_ids: list[str] | None = None
 
 
+class DocumentSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=2000)
+    k: int = Field(5, ge=1, le=100)
+    collection: str | None = None
+
+
 class AskRequest(SearchRequest):
     k: int = Field(3, ge=1, le=20)
 
@@ -75,6 +82,7 @@ class ExtractRequest(BaseModel):
     json_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema of the fields to extract")
     doc_ids: list[str] = Field(min_length=1)
     max_pages: int = Field(8, ge=1, le=64)
+    save: bool = Field(True, description="keep the extraction in the catalog (false: an evaluation run)")
 
 
 class ExtractJobRequest(BaseModel):
@@ -83,6 +91,17 @@ class ExtractJobRequest(BaseModel):
     doc_ids: list[str] | None = Field(None, min_length=1, description="the documents (ids, id prefixes, names); "
                                       "leave out for every document")
     max_pages: int = Field(8, ge=1, le=64)
+
+
+class StoredExtraction(BaseModel):
+    extraction: Extraction
+    corrections: dict[str, Any] = Field(description="field path -> the value a person set by hand")
+
+
+class CorrectionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(min_length=1, max_length=1000, description="the field's path, as in the extraction")
+    value: str | int | float | bool | None
 
 
 class LocateRequest(BaseModel):
@@ -121,11 +140,15 @@ def _internal_error(e: Exception) -> JSONResponse:
     return _error(500, "internal_error", f"an unexpected error occurred ({e.__class__.__name__}); see the server log")
 
 
-def key_ok(expected: str | None, given: str | None) -> bool:
-    """Whether ``given`` is the API key (always true when none is configured); compared in constant time."""
+def key_ok(expected: str | None, given: str | None, local_token: str | None = None) -> bool:
+    """Whether ``given`` is the API key (always true when none is configured) or the token this server wrote for
+    the shells of its data dir (``store.owner``); compared in constant time."""
     if not expected:
         return True
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    if given is None:
+        return False
+    ok = hmac.compare_digest(given.encode(), expected.encode())
+    return ok | (local_token is not None and hmac.compare_digest(given.encode(), local_token.encode()))
 
 
 def body_limit(settings: Settings) -> int:
@@ -153,9 +176,10 @@ class RequestGuard:
     for a Content-Length over ``max_body`` bytes *before* the body is read, and cuts a streamed (chunked) body
     off at ``max_body`` bytes with a 413. Adds the security headers to every response, errors included."""
 
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body: int, local_token: str | None = None) -> None:
         self.app = app
         self.api_key = api_key
+        self.local_token = local_token
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -173,7 +197,7 @@ class RequestGuard:
         await self._run_limited(scope, receive, send)
 
     def _early_rejection(self, headers: Headers) -> JSONResponse | None:
-        if not key_ok(self.api_key, headers.get("x-api-key")):
+        if not key_ok(self.api_key, headers.get("x-api-key"), self.local_token):
             return _error(401, "unauthorized", "missing or wrong API key: send it in the X-API-Key header")
         length = headers.get("content-length")
         if length is not None and not length.strip().isdigit():
@@ -286,9 +310,11 @@ def open_stores(svc: Service) -> None:
     svc.reconcile()
 
 
-def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, service: Service | None = None, *,
+               local_token: str | None = None) -> FastAPI:
     """The API over ``service`` (or a new one from ``settings``); its stores are opened here (fails fast with
-    StoreError when another process holds them)."""
+    StoreError when another process holds them). ``local_token``: a key the shells of this data dir use (it
+    opens what PAGELENS_API_KEY opens; ``pagelens serve`` records it, see ``store.owner``)."""
     svc = service or Service(settings)
     s = svc.settings
     open_stores(svc)
@@ -298,7 +324,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
                   description="Grounded search, answers and structured extraction over PDFs and page images.")
     app.state.service = svc
     app.state.jobs = runner
-    app.add_middleware(RequestGuard, api_key=s.api_key, max_body=body_limit(s))
+    app.add_middleware(RequestGuard, api_key=s.api_key, max_body=body_limit(s), local_token=local_token)
 
     @app.exception_handler(PageLensError)
     def _pagelens_error(_r: Request, e: PageLensError) -> JSONResponse:
@@ -326,7 +352,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     def health(x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
         """Probes the catalog and the vector index: 200 ``ok``, or 503 ``degraded`` with the parts that failed.
         Document and page counts only with the API key (or when none is configured)."""
-        report = svc.health(counts=key_ok(s.api_key, x_api_key))
+        report = svc.health(counts=key_ok(s.api_key, x_api_key, local_token))
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.post("/documents", dependencies=guarded, status_code=202, response_model=None,
@@ -356,6 +382,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         if not wait:
             return JSONResponse(job.model_dump(mode="json"), status_code=202, headers=where)
         ended = runner.wait(job_id)
+        if ended.state == "failed":
+            why = ended.error.message if ended.error else "see the server log"
+            return _error(500, ended.error.code if ended.error else "job_failed",
+                          f"job {job_id} failed: {why} (GET /jobs/{job_id})", job_id=job_id)
         if not isinstance(ended.result, IngestReport):
             return _error(409, "job_cancelled", f"job {job_id} was cancelled before it finished; what it had "
                                                 f"finished is ingested (GET /jobs/{job_id})")
@@ -377,12 +407,22 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
              responses={200: {"content": {"image/png": {}}}}, response_class=Response)
     def page_image(ref: str, page: int, width: Annotated[int, Query(ge=50, le=4000)] = 1000,
                    boxes: Annotated[str | None, Query(description="x0,y0,x1,y1[:style];… in page fractions")] = None,
+                   crop: Annotated[str | None, Query(max_length=200, description="x0,y0,x1,y1: zoom into this "
+                                                                                  "part of the page")] = None,
                    ) -> Response:
-        return Response(svc.page_png(ref, page, width=width, boxes=parse_boxes(boxes)), media_type="image/png")
+        zoom = parse_boxes(crop)[0][0] if crop else None
+        return Response(svc.page_png(ref, page, width=width, boxes=parse_boxes(boxes), crop=zoom),
+                        media_type="image/png")
 
     @app.post("/search", dependencies=guarded)
     def search(req: SearchRequest) -> list[Hit]:
         return svc.search(req.question, k=req.k, collection=req.collection, doc_ids=req.doc_ids)
+
+    @app.post("/search/documents", dependencies=guarded)
+    def search_documents(req: DocumentSearchRequest) -> list[dict[str, Any]]:
+        """The documents most about the question, best first: ``doc_id``, ``name``, ``score`` (its best page's) and
+        ``pages`` (its matching pages, best first)."""
+        return svc.search_documents(req.question, k=req.k, collection=req.collection)
 
     @app.post("/ask", dependencies=guarded)
     def ask(req: AskRequest) -> Answer:
@@ -390,7 +430,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     @app.post("/extract", dependencies=guarded)
     def extract(req: ExtractRequest) -> Extraction:
-        return svc.extract(req.json_schema, req.doc_ids, max_pages=req.max_pages)
+        return svc.extract(req.json_schema, req.doc_ids, max_pages=req.max_pages, save=req.save)
 
     @app.post("/extract/jobs", dependencies=guarded, status_code=202, response_model=None,
               responses={202: {"model": Job, "description": "queued; poll the Location (/jobs/{id})"}})
@@ -401,6 +441,19 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         docs = svc.batch_targets(req.json_schema, req.doc_ids)
         job = runner.submit_extract(req.json_schema, docs, max_pages=req.max_pages)
         return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{job.job_id}"})
+
+    @app.get("/extractions/{ex_id}", dependencies=guarded)
+    def get_extraction(ex_id: str) -> StoredExtraction:
+        """A stored extraction (``POST /extract``, or a batch job's ``extraction_id``) with its hand corrections."""
+        ex, corrections = svc.get_extraction(ex_id)
+        return StoredExtraction(extraction=ex, corrections=corrections)
+
+    @app.post("/extractions/{ex_id}/corrections", dependencies=guarded)
+    def correct_extraction(ex_id: str, req: CorrectionRequest) -> StoredExtraction:
+        """Keep a hand correction of one field; the model's value stays beside it."""
+        svc.correct_extraction(ex_id, req.field, req.value)
+        ex, corrections = svc.get_extraction(ex_id)
+        return StoredExtraction(extraction=ex, corrections=corrections)
 
     @app.get("/jobs", dependencies=guarded)
     def list_jobs(state: JobState | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Job]:
@@ -429,3 +482,31 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         svc.close()
 
     return app
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL the shells of this machine reach a server bound to ``host:port`` at (a wildcard bind: loopback)."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve_data_dir(settings: Settings, *, host: str, port: int) -> None:
+    """``pagelens serve``: open the stores (refused with StoreLocked when another process owns the data dir), record
+    where this server listens so the data dir's other shells run through it (``store.owner``), serve until
+    stopped. The record goes with the server."""
+    import secrets
+
+    import uvicorn
+
+    svc = Service(settings)
+    token = secrets.token_urlsafe(32)
+    try:
+        app = create_app(service=svc, local_token=token)
+        if svc.owner is not None:  # embedded stores: this process owns the data dir; shared stores need no owner
+            svc.owner.advertise(local_url(host, port), token)
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        svc.close()

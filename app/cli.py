@@ -39,11 +39,16 @@ err = Console(stderr=True)
 
 
 def _service(*, read_only: bool = False) -> Any:
-    """The service, built from the environment. ``read_only``: never create a data dir (a mistyped
+    """The service, built from the environment: through the PageLens server that owns the data dir when one runs
+    (said once, on stderr), else in this process. ``read_only``: never create a data dir (a mistyped
     PAGELENS_DATA_DIR must not look like an empty store)."""
-    from app.service import Service
+    from app.remote import open_service
 
-    return Service(create_data_dir=not read_only)
+    svc = open_service(create_data_dir=not read_only)
+    if getattr(svc, "remote", False):
+        err.print(f"[dim]via the PageLens server at {escape(svc.url)}, which owns "
+                  f"{escape(str(svc.settings.data_dir))}[/]", soft_wrap=True)
+    return svc
 
 
 def _print_error(e: PageLensError) -> None:
@@ -395,7 +400,7 @@ def _extract_each(schema: str, files: list[Path], docs: list[str], max_pages: in
                   csv_path: Path | None, concurrency: int | None, ray: str | None = None) -> int:
     """``extract --each``: ingest what is new, then one extraction per document with a progress bar; results
     stream to --out as they finish. Returns the exit code (1 when a document failed)."""
-    from app.batch import BatchResult, extract_each, to_csv
+    from app.batch import BatchResult, to_csv
 
     failed: list[BatchResult] = []
     with _session() as svc:
@@ -428,8 +433,8 @@ def _extract_each(schema: str, files: list[Path], docs: list[str], max_pages: in
                         sink.write(r.model_dump_json() + "\n")
                         sink.flush()
 
-                results = failed + extract_each(svc, schema, targets, max_pages=max_pages, concurrency=concurrency,
-                                                on_result=done)
+                results = failed + svc.extract_each(schema, targets, max_pages=max_pages, concurrency=concurrency,
+                                                    on_result=done)
         finally:
             if sink:
                 sink.close()
@@ -589,15 +594,20 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from app.api import create_app
+    from app.api import serve_data_dir
     from schemas.settings import load_settings
 
-    if not is_loopback(host) and not load_settings().api_key:
+    try:
+        settings = load_settings()
+    except PageLensError as e:
+        raise _fail(e) from e
+    if not is_loopback(host) and not settings.api_key:
         err.print(f"[yellow]warning[/]: serving on {host} without PAGELENS_API_KEY: anyone who can reach this "
                   "machine can read and delete documents; set PAGELENS_API_KEY or bind 127.0.0.1", soft_wrap=True)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    try:
+        serve_data_dir(settings, host=host, port=port)
+    except PageLensError as e:
+        raise _fail(e) from e
 
 
 def is_loopback(host: str) -> bool:

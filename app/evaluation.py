@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.errors import InputError, PageLensError
+from schemas.errors import InputError, NotFound, PageLensError, StoreError
 
 IOU_HIT = 0.5
 STATUSES = ("verified", "approximate", "unverified")
@@ -110,7 +110,7 @@ def _resolver(find: Callable[[str], Any]) -> Callable[[str], str | None]:
         if ref not in cache:
             try:
                 cache[ref] = find(ref).doc_id
-            except PageLensError:
+            except NotFound:  # a store that cannot be read (locked, down) is an error, not a missing document
                 cache[ref] = None
         return cache[ref]
 
@@ -141,13 +141,15 @@ def _unknown_docs(refs: Iterable[str], resolve: Callable[[str], str | None]) -> 
 def eval_retrieval(svc: Any, gold: Sequence[RetrievalGold], *, k: int = 5, collection: str | None = None,
                    on_item: Callable[[], None] | None = None) -> dict[str, Any]:
     """Search every gold question over the store (as users do: the whole store or ``collection``)."""
-    resolve = _resolver(svc.catalog.find_document)
+    resolve = _resolver(svc.get_document)
     errors = _unknown_docs((g.doc for g in gold), resolve)
     names: dict[str, str] = {}
     items: list[dict[str, Any]] = []
     for g, doc_id in _resolved(gold, resolve, on_item):
         try:
             hits = svc.search(g.question, k=k, collection=collection)
+        except StoreError:  # the store, not this item: the whole run is wrong
+            raise
         except PageLensError as e:
             errors.append({"id": g.id, "error": e.message})
             continue
@@ -181,12 +183,14 @@ def eval_locate(svc: Any, gold: Sequence[LocateGold], *,
     """Run the verifier on every gold value with no hint box. A hit: not ``unverified`` and a returned box (any
     line of it, or their union) with IoU ≥ 0.5 with the gold box; for an absent value (``box: null``), a hit is
     ``unverified``."""
-    resolve = _resolver(svc.catalog.find_document)
+    resolve = _resolver(svc.get_document)
     errors = _unknown_docs((g.doc for g in gold), resolve)
     items: list[dict[str, Any]] = []
     for g, doc_id in _resolved(gold, resolve, on_item):
         try:
             r = svc.locate(doc_id, g.page, g.value)
+        except StoreError:  # the store, not this item: the whole run is wrong
+            raise
         except PageLensError as e:
             errors.append({"id": g.id, "error": e.message})
             continue
@@ -293,13 +297,15 @@ def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_page
     box IoU where a gold box is given, status; and the calibration of the confidences (accuracy per bucket)."""
     from app.reliability import calibration
 
-    resolve = _resolver(svc.catalog.find_document)
+    resolve = _resolver(svc.get_document)
     errors = _unknown_docs((g.doc for g in gold), resolve)
     docs: list[dict[str, Any]] = []
     fields: list[dict[str, Any]] = []
     for g, doc_id in _resolved(gold, resolve, on_item):
         try:
             ex = svc.extract(schema, [doc_id], max_pages=max_pages, save=False)
+        except StoreError:  # the store, not this item: the whole run is wrong
+            raise
         except PageLensError as e:
             errors.append({"id": g.id, "error": f"{e.code}: {e.message}"})
             continue

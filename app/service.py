@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ingest.pipeline import Ingestor, ProgressFn
     from retrieval.search import Searcher
     from store.catalog import Catalog
+    from store.owner import DataDirOwner
     from store.vectors import VectorIndex
     from vlm.backend import VlmBackend
     from vlm.pages import PageInput
@@ -83,6 +84,32 @@ def also_found(f: Any) -> str:
                      for a in f.alternatives)
 
 
+def extraction_rows(ex: Extraction, corrections: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per field: path, value (hand correction applied), model value, status, confidence, pages, and what
+    other page windows of a long document said instead (``also_found``; empty when they agreed)."""
+    return [{"field": f.path, "value": corrections.get(f.path, f.value), "model_value": f.value,
+             "corrected": f.path in corrections, "status": f.status, "confidence": round(f.confidence, 3),
+             "pages": ",".join(f"{b.page}" for b in f.boxes), "also_found": also_found(f)} for f in ex.fields]
+
+
+def export_extraction(ex: Extraction, corrections: dict[str, Any], fmt: str) -> str:
+    """The extraction as JSON (data with corrections applied, fields, provenance) or CSV (one row a field)."""
+    import csv
+    import io
+    import json
+
+    rows = extraction_rows(ex, corrections)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["field", "value"])
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+    body = ex.model_dump(mode="json")
+    body["corrections"] = corrections
+    return json.dumps(body, indent=2)
+
+
 class Service:
     """Everything PageLens does, for the shells. One per process (the embedded stores are single-process)."""
 
@@ -98,9 +125,21 @@ class Service:
         self.write_lock = WriteGate()
 
     @cached_property
+    def owner(self) -> DataDirOwner | None:
+        """This process's claim on the data dir, taken before any embedded store is opened (None when the vector
+        store is a server, which many processes share). Raises StoreLocked when another process holds it: then no
+        file of its stores has been touched."""
+        if self.settings.qdrant_url:
+            return None
+        from store.owner import DataDirOwner
+
+        return DataDirOwner.claim(self.settings.data_dir)
+
+    @cached_property
     def catalog(self) -> Catalog:
         from store.catalog import Catalog
 
+        _ = self.owner
         return Catalog(self.settings.catalog_url)
 
     @cached_property
@@ -111,6 +150,7 @@ class Service:
     def index(self) -> VectorIndex:
         from store.vectors import open_vector_index
 
+        _ = self.owner
         return open_vector_index(self.settings)
 
     def encoder(self) -> SiglipEncoder:
@@ -316,31 +356,25 @@ class Service:
             return self.ingest(list(names), collection=collection, password=password, on_progress=on_progress,
                                names=names)
 
+    def get_extraction(self, ex_id: str) -> tuple[Extraction, dict[str, Any]]:
+        """A stored extraction and its hand corrections (field path -> value). Raises NotFound."""
+        return self.catalog.get_extraction(ex_id)
+
+    def correct_extraction(self, ex_id: str, path: str, value: Any) -> None:
+        """Keep a hand correction of one field (the model's value stays too). Raises NotFound."""
+        self.catalog.correct_extraction(ex_id, path, value)
+
     def extraction_table(self, ex_id: str) -> list[dict[str, Any]]:
-        """One row per field: path, value (hand correction applied), model value, status, confidence, pages, and
-        what other page windows of a long document said instead (``also_found``; empty when they agreed)."""
-        ex, corrections = self.catalog.get_extraction(ex_id)
-        return [{"field": f.path, "value": corrections.get(f.path, f.value), "model_value": f.value,
-                 "corrected": f.path in corrections, "status": f.status, "confidence": round(f.confidence, 3),
-                 "pages": ",".join(f"{b.page}" for b in f.boxes), "also_found": also_found(f)} for f in ex.fields]
+        return extraction_rows(*self.get_extraction(ex_id))
 
     def export_extraction(self, ex_id: str, fmt: str) -> str:
-        """The extraction as JSON (data with corrections applied, fields, provenance) or CSV (one row a field)."""
-        import csv
-        import io
-        import json
+        return export_extraction(*self.get_extraction(ex_id), fmt)
 
-        ex, corrections = self.catalog.get_extraction(ex_id)
-        rows = self.extraction_table(ex_id)
-        if fmt == "csv":
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["field", "value"])
-            w.writeheader()
-            w.writerows(rows)
-            return buf.getvalue()
-        body = ex.model_dump(mode="json")
-        body["corrections"] = corrections
-        return json.dumps(body, indent=2)
+    def vlm_name(self) -> str:
+        """The VLM backend the settings select ('none' when there is none)."""
+        from vlm.backend import backend_name
+
+        return backend_name(self.settings)
 
     def ask(self, question: str, *, k: int = 3, collection: str | None = None,
             doc_ids: list[str] | None = None) -> Answer:
@@ -378,6 +412,14 @@ class Service:
         if save:
             self.catalog.save_extraction(result, model=backend.model, doc_ids=[d.doc_id for d in docs])
         return result
+
+    def extract_each(self, schema: str | dict[str, Any] | type, targets: list[tuple[str, str]], *, max_pages: int,
+                     concurrency: int | None = None, on_result: Any = None) -> list[Any]:
+        """One extraction per (doc_id, name) target, several at once, resumable (``app.batch.extract_each``)."""
+        from app.batch import extract_each
+
+        return extract_each(self, schema, targets, max_pages=max_pages, concurrency=concurrency,
+                            on_result=on_result)
 
     def _extract_long(self, backend: Any, user_schema: dict[str, Any], validate: Any, docs: list[Any],
                       max_pages: int) -> Extraction:
@@ -457,6 +499,8 @@ class Service:
             self.index.close()
         if "catalog" in self.__dict__:
             self.catalog.close()
+        if self.__dict__.get("owner") is not None:
+            self.owner.release()  # type: ignore[union-attr]
 
 
 def _doc_ids(files: list[Path]) -> set[str]:

@@ -12,11 +12,11 @@ from typing import Any
 
 import streamlit as st
 
-from app.service import Service
+from app.remote import open_service
 from schemas.coords import BBox
 from schemas.errors import ModelUnavailable, PageLensError
 from schemas.jobs import ACTIVE_STATES, Job
-from vlm.backend import HOW_TO_CONFIGURE, backend_name
+from vlm.backend import HOW_TO_CONFIGURE
 
 STATUS_STYLE = {"verified": ("#16a34a", "verified — found on the page, box snapped to its words"),
                 "approximate": ("#d97706", "approximate — fuzzy match, or found elsewhere on the page"),
@@ -24,8 +24,9 @@ STATUS_STYLE = {"verified": ("#16a34a", "verified — found on the page, box sna
 
 
 @st.cache_resource
-def service() -> Service:
-    return Service()
+def service() -> Any:
+    """The UI's way to the data dir: the running PageLens server that owns it (its API), else a Service here."""
+    return open_service()
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -79,7 +80,7 @@ def legend() -> None:
 
 
 def vlm_ready() -> bool:
-    if backend_name(service().settings) == "none":
+    if service().vlm_name() == "none":
         st.info(HOW_TO_CONFIGURE[0].upper() + HOW_TO_CONFIGURE[1:], icon=":material/info:")
         return False
     return True
@@ -270,7 +271,7 @@ def extract_page() -> None:
     ex_id = st.session_state.get("extraction")
     if not ex_id:
         return
-    ex, _ = svc.catalog.get_extraction(ex_id)
+    ex, _ = svc.get_extraction(ex_id)
     st.caption(f"model {ex.model} · {ex.attempts} attempt(s) · schema {ex.schema_hash} · pages "
                + ", ".join(f"{p.page}" for p in ex.pages_used))
     legend()
@@ -283,7 +284,7 @@ def extract_page() -> None:
                    "shown is the best verified one; check the others on their pages.", icon=":material/warning:")
     for before, after in zip(table, edited, strict=False):
         if str(after["value"]) != str(before["value"]):
-            svc.catalog.correct_extraction(ex_id, before["field"], after["value"])
+            svc.correct_extraction(ex_id, before["field"], after["value"])
             st.toast(f"kept your correction of {before['field']}")
     c1, c2 = st.columns(2)
     c1.download_button("Export JSON", svc.export_extraction(ex_id, "json"), f"extraction-{ex_id[:8]}.json",

@@ -134,3 +134,15 @@ class RenderFailed(InputError):
     """MuPDF cannot draw a page of a stored file (a malformed page); the file itself must be fixed."""
 
     code = "render_failed"
+
+
+def error_from(code: str, message: str) -> PageLensError:
+    """The error a ``{code, message}`` pair (a report, an HTTP body) stands for: the class with that code, else a
+    PageLensError carrying the code. So a shell talking to a server raises what the server's Service raised."""
+    def subclasses(cls: type[PageLensError]) -> list[type[PageLensError]]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    for cls in subclasses(PageLensError):
+        if cls.__dict__.get("code") == code:
+            return cls(message)
+    return PageLensError(message, code=code)

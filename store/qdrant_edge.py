@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,39 @@ def _doc_filter(doc_id: str) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition(key="doc_id", match=qe.MatchValue(value=doc_id))])
 
 
+_OPEN: set[Path] = set()  # shards open in this process: a second handle is refused before Qdrant loads it
+_OPEN_LOCK = threading.Lock()
+
+
+def _locked(path: Path) -> StoreLocked:
+    return StoreLocked(f"the embedded vector store at {path} is open in another PageLens process (UI, API or a batch "
+                       "job). Stop that process, or run several at once against a Qdrant server: set "
+                       "PAGELENS_QDRANT_URL.")
+
+
 class EdgeIndex:
-    """Vector index in a Qdrant Edge shard at ``path``."""
+    """Vector index in a Qdrant Edge shard at ``path``. One handle per process: loading a shard writes to it
+    even when the load then fails on the shard's lock, so a second handle is refused before it is loaded (and a
+    second process by ``store.owner``, before anything is opened)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._key = self.path.resolve()
+        with _OPEN_LOCK:
+            if self._key in _OPEN:
+                raise _locked(self.path)
+            _OPEN.add(self._key)
+        try:
+            self._open()
+        except BaseException:
+            with _OPEN_LOCK:
+                _OPEN.discard(self._key)
+            raise
+        self._closed = False
+        self._dims: dict[str, int] = (json.loads(self._dims_path.read_text())
+                                      if self._dims_path.exists() else {})
+
+    def _open(self) -> None:
         self._dims_path = self.path.parent / f"{self.path.name}.{_DIMS_FILE}"
         try:
             if (self.path / "wal").exists() or (self.path / "segments").exists():
@@ -48,14 +77,8 @@ class EdgeIndex:
                     self._shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
         except Exception as e:
             if "WouldBlock" in str(e):
-                raise StoreLocked(
-                    f"the embedded vector store at {self.path} is open in another PageLens process "
-                    "(UI, API or a batch job). Stop that process, or run several at once against a Qdrant "
-                    "server: set PAGELENS_QDRANT_URL.") from e
+                raise _locked(self.path) from e
             raise StoreError(f"cannot open the embedded vector store at {self.path}: {e}") from e
-        self._closed = False
-        self._dims: dict[str, int] = (json.loads(self._dims_path.read_text())
-                                      if self._dims_path.exists() else {})
 
     # -- schema -----------------------------------------------------------------------------------
     def dense_dims(self) -> dict[str, int]:
@@ -111,6 +134,8 @@ class EdgeIndex:
         if not self._closed:
             self._shard.close()
             self._closed = True
+            with _OPEN_LOCK:
+                _OPEN.discard(self._key)
 
     # -- reads ------------------------------------------------------------------------------------
     def query(self, q: PageQuery) -> list[ScoredPage]:

@@ -1,13 +1,16 @@
 """The HTTP API (FastAPI): upload/list/delete documents, search, ask, extract, locate, page images with boxes,
-health; uploads and batch extractions run as jobs (``/jobs``, app/jobs.py). OpenAPI at /docs. API-key auth
-(X-API-Key) when PAGELENS_API_KEY is set, checked with the body size before any body is read (``RequestGuard``).
+health; uploads and batch extractions run as jobs (``/jobs``, app/jobs.py); API keys and the audit log. OpenAPI at
+/docs. Every guarded request acts as the key it sends in X-API-Key (``app.access``: its role and collections),
+checked with the body size before any body is read (``RequestGuard``); with no key configured anywhere the API
+is open, as the local admin.
 Every error is JSON: ``{"error": {"code", "message"}}`` with a 4xx/5xx status chosen by who made the mistake."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import shutil
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,29 +23,35 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.access import BOOTSTRAP, Gatekeeper, RateLimiter
 from app.jobs import JobRunner, new_job_id, upload_paths
 from app.service import Service
+from schemas.access import LOCAL_ADMIN, AuditEvent, KeyInfo, Principal, Role
 from schemas.answers import Answer, Extraction, LocateResult
 from schemas.coords import BBox
 from schemas.documents import Document
 from schemas.errors import (
     ConfigError,
     Conflict,
+    Forbidden,
     InputError,
     ModelBehaviorError,
     ModelHTTPError,
     NotFound,
     PageLensError,
     PasswordRequired,
+    RateLimited,
     RenderFailed,
     StoreError,
     TooLarge,
+    Unauthorized,
     UnsupportedType,
     WrongPassword,
 )
 from schemas.jobs import Job, JobState
+from schemas.names import check_name
 from schemas.results import Hit, IngestReport
-from schemas.settings import Settings
+from schemas.settings import AccessSettings, Settings
 from store.pages import MAX_BOXES
 
 log = logging.getLogger(__name__)
@@ -58,19 +67,23 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options"
 STRICT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 
 
+DocRef = Annotated[str, Field(min_length=1, max_length=300)]  # an id, id prefix or file name
+MAX_DOC_REFS = 1000
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=2000)
     k: int = Field(5, ge=1, le=100)
-    collection: str | None = None
-    doc_ids: list[str] | None = None
+    collection: str | None = Field(None, max_length=200)
+    doc_ids: list[DocRef] | None = Field(None, max_length=MAX_DOC_REFS)
 
 
 class DocumentSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=2000)
     k: int = Field(5, ge=1, le=100)
-    collection: str | None = None
+    collection: str | None = Field(None, max_length=200)
 
 
 class AskRequest(SearchRequest):
@@ -80,7 +93,7 @@ class AskRequest(SearchRequest):
 class ExtractRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     json_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema of the fields to extract")
-    doc_ids: list[str] = Field(min_length=1)
+    doc_ids: list[DocRef] = Field(min_length=1, max_length=MAX_DOC_REFS)
     max_pages: int = Field(8, ge=1, le=64)
     save: bool = Field(True, description="keep the extraction in the catalog (false: an evaluation run)")
 
@@ -88,7 +101,8 @@ class ExtractRequest(BaseModel):
 class ExtractJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     json_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema of the fields to extract")
-    doc_ids: list[str] | None = Field(None, min_length=1, description="the documents (ids, id prefixes, names); "
+    doc_ids: list[DocRef] | None = Field(None, min_length=1, max_length=MAX_DOC_REFS,
+                                         description="the documents (ids, id prefixes, names); "
                                       "leave out for every document")
     max_pages: int = Field(8, ge=1, le=64)
 
@@ -104,15 +118,33 @@ class CorrectionRequest(BaseModel):
     value: str | int | float | bool | None
 
 
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+    collections: list[str] | None = Field(None, max_length=1000, description="null: every collection")
+    expires: str | None = Field(None, max_length=40, description="30d, 12h, 90m or an ISO date; null: never")
+
+
+class NewKeyOut(KeyInfo):
+    key: str = Field(description="the key: shown this once")
+
+
 class LocateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    doc_id: str
-    page: int = Field(ge=1)
-    value: str | int | float
+    doc_id: DocRef
+    page: int = Field(ge=1, le=1_000_000)
+    value: Annotated[str, Field(max_length=10_000)] | int | float
     near: list[float] | None = Field(None, min_length=4, max_length=4)
 
 
 def _status(e: PageLensError) -> int:
+    if isinstance(e, Unauthorized):
+        return 401
+    if isinstance(e, Forbidden):
+        return 403
+    if isinstance(e, RateLimited):
+        return 429
     if isinstance(e, NotFound):
         return 404
     if isinstance(e, Conflict):
@@ -140,17 +172,6 @@ def _internal_error(e: Exception) -> JSONResponse:
     return _error(500, "internal_error", f"an unexpected error occurred ({e.__class__.__name__}); see the server log")
 
 
-def key_ok(expected: str | None, given: str | None, local_token: str | None = None) -> bool:
-    """Whether ``given`` is the API key (always true when none is configured) or the token this server wrote for
-    the shells of its data dir (``store.owner``); compared in constant time."""
-    if not expected:
-        return True
-    if given is None:
-        return False
-    ok = hmac.compare_digest(given.encode(), expected.encode())
-    return ok | (local_token is not None and hmac.compare_digest(given.encode(), local_token.encode()))
-
-
 def body_limit(settings: Settings) -> int:
     """The largest request body, in bytes: UPLOAD_FILES_FACTOR files at ``max_upload_mb`` plus BODY_OVERHEAD."""
     return int(settings.max_upload_mb * 2**20 * UPLOAD_FILES_FACTOR) + BODY_OVERHEAD
@@ -176,11 +197,14 @@ class RequestGuard:
     for a Content-Length over ``max_body`` bytes *before* the body is read, and cuts a streamed (chunked) body
     off at ``max_body`` bytes with a 413. Adds the security headers to every response, errors included."""
 
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body: int, local_token: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, gate: Gatekeeper, max_body: int, limits: AccessSettings,
+                 on_denied: Callable[[Principal | None, str, str], None]) -> None:
         self.app = app
-        self.api_key = api_key
-        self.local_token = local_token
+        self.gate = gate
         self.max_body = max_body
+        self.requests = RateLimiter(limits.requests_per_minute, limits.burst)
+        self.failures = RateLimiter(limits.auth_failures_per_minute, max(1, int(limits.auth_failures_per_minute)))
+        self.on_denied = on_denied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -190,15 +214,28 @@ class RequestGuard:
         if scope["path"] in PUBLIC_PATHS:
             await self._run(scope, receive, send)
             return
-        rejection = self._early_rejection(Headers(scope=scope))
+        rejection = self._early_rejection(Headers(scope=scope), scope)
         if rejection is not None:
             await rejection(scope, receive, send)
             return
         await self._run_limited(scope, receive, send)
 
-    def _early_rejection(self, headers: Headers) -> JSONResponse | None:
-        if not key_ok(self.api_key, headers.get("x-api-key"), self.local_token):
-            return _error(401, "unauthorized", "missing or wrong API key: send it in the X-API-Key header")
+    def _early_rejection(self, headers: Headers, scope: Scope) -> JSONResponse | None:
+        client = (scope.get("client") or ("?", 0))[0]
+        wait = self.failures.blocked(client)
+        if wait is not None:  # key guessing: this address sent too many wrong keys; its keys are not even checked
+            return _retry_later(wait, "too many requests with a wrong API key from this address")
+        who = self.gate.principal(headers.get("x-api-key"))
+        if who is None:
+            self.failures.take(client)
+            self.on_denied(None, f"{scope['method']} {scope['path']}", "unauthorized")
+            return _error(401, "unauthorized", "missing, wrong, revoked or expired API key: send a valid one in the "
+                                               "X-API-Key header")
+        wait = None if who in (LOCAL_ADMIN, BOOTSTRAP) else self.requests.take(who.name)  # operators: no share
+        if wait is not None:
+            return _retry_later(wait, f"key '{who.name}' is over its share of requests "
+                                      "(PAGELENS_ACCESS__REQUESTS_PER_MINUTE)")
+        scope.setdefault("state", {})["principal"] = who
         length = headers.get("content-length")
         if length is not None and not length.strip().isdigit():
             return _error(400, "invalid_request", f"the Content-Length header '{length[:40]}' is not a number")
@@ -253,6 +290,31 @@ class RequestGuard:
                 raise
         if over:
             await self._too_large()(scope, receive, send)
+
+
+def _need(role: Role) -> Any:
+    """The dependency of a route that needs ``role``: the request's principal (set by RequestGuard), or 403,
+    recorded in the audit log."""
+    def acting(request: Request) -> Principal:
+        who: Principal = request.state.principal
+        if not who.can(role):
+            request.app.state.service.audit(who, f"{request.method} {request.url.path}", "denied",
+                                            detail=f"needs the {role} role")
+            raise Forbidden(f"key '{who.name}' is a {who.role}; this needs the {role} role")
+        return who
+    return Depends(acting)
+
+
+Reader = Annotated[Principal, _need("reader")]
+Writer = Annotated[Principal, _need("writer")]
+Admin = Annotated[Principal, _need("admin")]
+
+
+def _retry_later(wait_s: float, why: str) -> JSONResponse:
+    seconds = max(1, round(wait_s + 0.5))
+    response = _error(429, "rate_limited", f"{why}; retry in {seconds} s")
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def _client_name(raw: str | None, i: int) -> str:
@@ -324,10 +386,32 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
                   description="Grounded search, answers and structured extraction over PDFs and page images.")
     app.state.service = svc
     app.state.jobs = runner
-    app.add_middleware(RequestGuard, api_key=s.api_key, max_body=body_limit(s), local_token=local_token)
+    gate = Gatekeeper(svc.catalog, bootstrap_key=s.api_key, local_token=local_token)
+    app.state.gate = gate
+    app.add_middleware(RequestGuard, gate=gate, max_body=body_limit(s), limits=s.access,
+                       on_denied=lambda who, action, why: svc.audit(who, action, "denied", detail=why))
+
+    def writable(who: Principal, collection: str | None) -> str:
+        """The collection ``who`` writes to (the default when None), checked. Raises Forbidden (recorded)."""
+        name = check_name("collection", collection) if collection is not None else s.default_collection
+        if not who.sees(name):
+            svc.audit(who, "write", "denied", collection=name, detail="collection outside the key's scope")
+            raise Forbidden(f"key '{who.name}' may not write to collection '{name[:200]}'")
+        return name
+
+    def fair_share(who: Principal) -> None:
+        if who.name in (LOCAL_ADMIN.name, BOOTSTRAP.name):
+            return
+        if svc.catalog.queued_jobs_of(who.name) >= s.access.max_active_jobs:
+            raise RateLimited(f"key '{who.name}' has {s.access.max_active_jobs} jobs queued or running "
+                              "(PAGELENS_ACCESS__MAX_ACTIVE_JOBS); wait for one to end", retry_after_s=5)
+
+
 
     @app.exception_handler(PageLensError)
     def _pagelens_error(_r: Request, e: PageLensError) -> JSONResponse:
+        if isinstance(e, RateLimited):
+            return _retry_later(e.retry_after_s, e.message)
         extra = {"raw_output": e.raw_output[:4000]} if isinstance(e, ModelBehaviorError) else {}
         return _error(_status(e), e.code, e.message, **extra)
 
@@ -351,14 +435,18 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     @app.get("/health", responses={503: {"description": "a store is down or locked; `failed` says which"}})
     def health(x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
         """Probes the catalog and the vector index: 200 ``ok``, or 503 ``degraded`` with the parts that failed.
-        Document and page counts only with the API key (or when none is configured)."""
-        report = svc.health(counts=key_ok(s.api_key, x_api_key, local_token))
+        Document and page counts only with a valid key (or when none is configured), of its collections."""
+        try:
+            who = gate.principal(x_api_key)
+        except PageLensError:
+            who = None
+        report = svc.health(counts=who is not None, who=who or LOCAL_ADMIN)
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.post("/documents", dependencies=guarded, status_code=202, response_model=None,
               responses={202: {"model": Job, "description": "queued as a job; poll the Location (/jobs/{id})"},
                          200: {"model": IngestReport, "description": "with wait=true: the ingest report"}})
-    def upload(files: Annotated[list[UploadFile], File(description="PDF/PNG/JPEG/TIFF files")],
+    def upload(who: Writer, files: Annotated[list[UploadFile], File(description="PDF/PNG/JPEG/TIFF files")],
                collection: Annotated[str | None, Form()] = None,
                password: Annotated[str | None, Form()] = None,
                wait: Annotated[bool, Query(description="answer when the files are ingested, with the report "
@@ -368,6 +456,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         the job (``job_id``, ``state``) and ``Location: /jobs/{id}`` to poll. ``?wait=true`` waits for the job and
         answers 200 with its IngestReport, as this endpoint did before jobs (the job is still listed)."""
         names = [_client_name(f.filename, i) for i, f in enumerate(files)]
+        collection = writable(who, collection)
+        fair_share(who)
         job_id = new_job_id()
         job_dir = svc.job_dir(job_id)
         job_dir.mkdir(parents=True)
@@ -377,7 +467,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        job = runner.submit_ingest(job_id, names, collection=collection, password=password)
+        job = runner.submit_ingest(job_id, names, collection=collection, password=password,
+                                   key_name=None if who is LOCAL_ADMIN else who.name)
+        svc.audit(who, "upload", "ok", collection=collection, detail=f"job {job_id}: {', '.join(names)[:1000]}")
         where = {"Location": f"/jobs/{job_id}"}
         if not wait:
             return JSONResponse(job.model_dump(mode="json"), status_code=202, headers=where)
@@ -392,89 +484,119 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         return JSONResponse(ended.result.model_dump(mode="json"), headers=where)
 
     @app.get("/documents", dependencies=guarded)
-    def list_documents(collection: str | None = None) -> list[Document]:
-        return svc.list_documents(collection)
+    def list_documents(who: Reader, collection: Annotated[str | None, Query(max_length=200)] = None
+                       ) -> list[Document]:
+        return svc.list_documents(collection, who=who)
 
     @app.get("/documents/{ref}", dependencies=guarded)
-    def get_document(ref: str) -> Document:
-        return svc.get_document(ref)
+    def get_document(who: Reader, ref: str) -> Document:
+        return svc.get_document(ref, who=who)
 
     @app.delete("/documents/{ref}", dependencies=guarded)
-    def delete_document(ref: str) -> Document:
-        return svc.delete_document(ref)
+    def delete_document(who: Writer, ref: str) -> Document:
+        return svc.delete_document(ref, who=who)
 
     @app.get("/documents/{ref}/pages/{page}.png", dependencies=guarded,
              responses={200: {"content": {"image/png": {}}}}, response_class=Response)
-    def page_image(ref: str, page: int, width: Annotated[int, Query(ge=50, le=4000)] = 1000,
+    def page_image(who: Reader, ref: str, page: int, width: Annotated[int, Query(ge=50, le=4000)] = 1000,
                    boxes: Annotated[str | None, Query(description="x0,y0,x1,y1[:style];… in page fractions")] = None,
                    crop: Annotated[str | None, Query(max_length=200, description="x0,y0,x1,y1: zoom into this "
                                                                                   "part of the page")] = None,
                    ) -> Response:
         zoom = parse_boxes(crop)[0][0] if crop else None
-        return Response(svc.page_png(ref, page, width=width, boxes=parse_boxes(boxes), crop=zoom),
+        return Response(svc.page_png(ref, page, width=width, boxes=parse_boxes(boxes), crop=zoom, who=who),
                         media_type="image/png")
 
     @app.post("/search", dependencies=guarded)
-    def search(req: SearchRequest) -> list[Hit]:
-        return svc.search(req.question, k=req.k, collection=req.collection, doc_ids=req.doc_ids)
+    def search(who: Reader, req: SearchRequest) -> list[Hit]:
+        return svc.search(req.question, k=req.k, collection=req.collection, doc_ids=req.doc_ids, who=who)
 
     @app.post("/search/documents", dependencies=guarded)
-    def search_documents(req: DocumentSearchRequest) -> list[dict[str, Any]]:
+    def search_documents(who: Reader, req: DocumentSearchRequest) -> list[dict[str, Any]]:
         """The documents most about the question, best first: ``doc_id``, ``name``, ``score`` (its best page's) and
         ``pages`` (its matching pages, best first)."""
-        return svc.search_documents(req.question, k=req.k, collection=req.collection)
+        return svc.search_documents(req.question, k=req.k, collection=req.collection, who=who)
 
     @app.post("/ask", dependencies=guarded)
-    def ask(req: AskRequest) -> Answer:
-        return svc.ask(req.question, k=req.k, collection=req.collection, doc_ids=req.doc_ids)
+    def ask(who: Reader, req: AskRequest) -> Answer:
+        return svc.ask(req.question, k=req.k, collection=req.collection, doc_ids=req.doc_ids, who=who)
 
     @app.post("/extract", dependencies=guarded)
-    def extract(req: ExtractRequest) -> Extraction:
-        return svc.extract(req.json_schema, req.doc_ids, max_pages=req.max_pages, save=req.save)
+    def extract(who: Writer, req: ExtractRequest) -> Extraction:
+        return svc.extract(req.json_schema, req.doc_ids, max_pages=req.max_pages, save=req.save, who=who)
 
     @app.post("/extract/jobs", dependencies=guarded, status_code=202, response_model=None,
               responses={202: {"model": Job, "description": "queued; poll the Location (/jobs/{id})"}})
-    def extract_job(req: ExtractJobRequest) -> JSONResponse:
+    def extract_job(who: Writer, req: ExtractJobRequest) -> JSONResponse:
         """Extract the schema from each document separately (all documents when ``doc_ids`` is left out), as a
         job: 202 with the job and ``Location: /jobs/{id}``; its result is one BatchResult per document. Documents
         already extracted with this schema, model and prompt are not extracted again."""
-        docs = svc.batch_targets(req.json_schema, req.doc_ids)
-        job = runner.submit_extract(req.json_schema, docs, max_pages=req.max_pages)
+        docs = svc.batch_targets(req.json_schema, req.doc_ids, who=who)
+        fair_share(who)
+        job = runner.submit_extract(req.json_schema, docs, max_pages=req.max_pages,
+                                    key_name=None if who is LOCAL_ADMIN else who.name)
+        svc.audit(who, "extract job", "ok", detail=f"job {job.job_id}: {len(docs)} documents")
         return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{job.job_id}"})
 
     @app.get("/extractions/{ex_id}", dependencies=guarded)
-    def get_extraction(ex_id: str) -> StoredExtraction:
+    def get_extraction(who: Writer, ex_id: str) -> StoredExtraction:
         """A stored extraction (``POST /extract``, or a batch job's ``extraction_id``) with its hand corrections."""
-        ex, corrections = svc.get_extraction(ex_id)
+        ex, corrections = svc.get_extraction(ex_id, who=who)
         return StoredExtraction(extraction=ex, corrections=corrections)
 
     @app.post("/extractions/{ex_id}/corrections", dependencies=guarded)
-    def correct_extraction(ex_id: str, req: CorrectionRequest) -> StoredExtraction:
+    def correct_extraction(who: Writer, ex_id: str, req: CorrectionRequest) -> StoredExtraction:
         """Keep a hand correction of one field; the model's value stays beside it."""
-        svc.correct_extraction(ex_id, req.field, req.value)
-        ex, corrections = svc.get_extraction(ex_id)
+        svc.correct_extraction(ex_id, req.field, req.value, who=who)
+        ex, corrections = svc.get_extraction(ex_id, who=who)
         return StoredExtraction(extraction=ex, corrections=corrections)
 
     @app.get("/jobs", dependencies=guarded)
-    def list_jobs(state: JobState | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Job]:
+    def list_jobs(who: Writer, state: JobState | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+                  ) -> list[Job]:
         """The newest jobs first (uploads and batch extractions), only those in ``state`` when given."""
-        return svc.list_jobs(state, limit)
+        return svc.list_jobs(state, limit, who=who)
 
     @app.get("/jobs/{job_id}", dependencies=guarded)
-    def get_job(job_id: str) -> Job:
+    def get_job(who: Writer, job_id: str) -> Job:
         """A job's state (queued, running, done, failed, cancelled), progress, per-file errors and, once done, its
         result (the IngestReport, or one BatchResult per document)."""
-        return svc.get_job(job_id)
+        return svc.get_job(job_id, who=who)
 
     @app.delete("/jobs/{job_id}", dependencies=guarded, responses={409: {"description": "the job has ended"}})
-    def cancel_job(job_id: str) -> Job:
+    def cancel_job(who: Writer, job_id: str) -> Job:
         """Cancel a job: a queued one never runs; a running one stops at its next file or page batch (files it
         finished stay ingested; a half-read file is removed). Answers the job (``cancel_requested``)."""
-        return svc.cancel_job(job_id)
+        return svc.cancel_job(job_id, who=who)
 
     @app.post("/locate", dependencies=guarded)
-    def locate(req: LocateRequest) -> LocateResult:
-        return svc.locate(req.doc_id, req.page, req.value, req.near)
+    def locate(who: Reader, req: LocateRequest) -> LocateResult:
+        return svc.locate(req.doc_id, req.page, req.value, req.near, who=who)
+
+    @app.post("/keys", dependencies=guarded, status_code=201)
+    def create_key(who: Admin, req: KeyRequest) -> NewKeyOut:
+        """A new API key, answered once as ``key`` (only its SHA-256 is kept)."""
+        made = svc.create_key(req.name, req.role, req.collections, req.expires, who=who)
+        gate.forget()
+        return NewKeyOut(key=made.key, **made.info.model_dump())
+
+    @app.get("/keys", dependencies=guarded)
+    def list_keys(who: Admin) -> list[KeyInfo]:
+        """Every key (never the key itself): name, role, collections, created, expires, revoked, last 4 chars."""
+        return svc.list_keys()
+
+    @app.delete("/keys/{name}", dependencies=guarded)
+    def revoke_key(who: Admin, name: str) -> KeyInfo:
+        """Revoke a key: it stops working at once."""
+        info = svc.revoke_key(name, who=who)
+        gate.forget()
+        return info
+
+    @app.get("/audit", dependencies=guarded)
+    def audit(who: Admin, since: datetime | None = None, key: Annotated[str | None, Query(max_length=100)] = None,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEvent]:
+        """The audit log, newest first: every write and every denied request (read-only: no route changes it)."""
+        return svc.audit_events(since=since, key_name=key, limit=limit)
 
     @app.on_event("shutdown")
     def _close() -> None:

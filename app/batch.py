@@ -32,8 +32,8 @@ def batch_result(path: str, ex: Extraction, status: BatchStatus) -> BatchResult:
 
 
 def extract_each(svc: Any, schema: Any, docs: Sequence[tuple[str, str]], *, max_pages: int = 8,
-                 concurrency: int | None = None, on_result: Callable[[BatchResult], None] | None = None
-                 ) -> list[BatchResult]:
+                 concurrency: int | None = None, on_result: Callable[[BatchResult], None] | None = None,
+                 who: Any = None) -> list[BatchResult]:
     """Extract ``schema`` from each of ``docs`` — (doc_id, name) pairs — separately. Results come back in the
     order of ``docs``; ``on_result`` is called as each finishes (for progress and streaming output)."""
     from vlm import prompts
@@ -50,7 +50,8 @@ def extract_each(svc: Any, schema: Any, docs: Sequence[tuple[str, str]], *, max_
             done = svc.catalog.find_extraction(doc_id, *key)
             if done is not None:
                 return batch_result(name, done, "skipped")
-            return batch_result(name, svc.extract(given, [doc_id], max_pages=max_pages), "extracted")
+            scoped = {"who": who} if who is not None else {}
+            return batch_result(name, svc.extract(given, [doc_id], max_pages=max_pages, **scoped), "extracted")
         except PageLensError as e:
             return BatchResult(doc_id=doc_id, path=name, status="failed", error={"code": e.code, "message": e.message})
         except Exception as e:  # a bug or an unexpected failure costs this document only; it is in the results

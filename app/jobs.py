@@ -21,6 +21,7 @@ from typing import Any
 
 from app.batch import extract_each
 from app.service import Service
+from schemas.access import LOCAL_ADMIN, Principal
 from schemas.errors import ConfigError, PageLensError, PasswordRequired, WrongPassword
 from schemas.jobs import FINISHED_STATES, Job, JobError, JobProgress, JobState
 from schemas.results import BatchResult, FileOutcome, IngestReport
@@ -153,18 +154,24 @@ class JobRunner:
 
     # -- submitting ---------------------------------------------------------------------------------
     def submit_ingest(self, job_id: str, names: list[str], *, collection: str | None = None,
-                      password: str | None = None) -> Job:
-        """Queue the ingest of files already saved at ``upload_paths(svc.job_dir(job_id), names)``."""
+                      password: str | None = None, key_name: str | None = None) -> Job:
+        """Queue the ingest of files already saved at ``upload_paths(svc.job_dir(job_id), names)``, for the key
+        ``key_name`` (None: a local shell)."""
         if password:
             self._passwords[job_id] = password
-        job = self.svc.catalog.add_job(job_id, "ingest", {"files": names, "collection": collection})
+        job = self.svc.catalog.add_job(job_id, "ingest", {"files": names, "collection": collection},
+                                       key_name=key_name,
+                                       collections=[collection or self.svc.settings.default_collection])
         self._wake.set()
         return job
 
-    def submit_extract(self, schema: dict[str, Any], docs: list[tuple[str, str]], *, max_pages: int) -> Job:
+    def submit_extract(self, schema: dict[str, Any], docs: list[tuple[str, str]], *, max_pages: int,
+                       key_name: str | None = None) -> Job:
         """Queue a batch extraction of ``schema`` from each of ``docs`` ((doc_id, name) pairs)."""
+        collections = self.svc.catalog.collections_of([d for d, _ in docs]).values()
         job = self.svc.catalog.add_job(new_job_id(), "extract", {"schema": schema, "docs": [list(d) for d in docs],
-                                                                 "max_pages": max_pages})
+                                                                 "max_pages": max_pages},
+                                       key_name=key_name, collections=collections)
         self._wake.set()
         return job
 
@@ -272,7 +279,8 @@ class JobRunner:
 
         report: IngestReport = self.svc.ingest(paths, collection=job.params.get("collection"),
                                                password=self._passwords.get(job.job_id), on_progress=on_progress,
-                                               names=dict(zip(paths, names, strict=True)), let_deletes_in=True)
+                                               names=dict(zip(paths, names, strict=True)), let_deletes_in=True,
+                                               who=_submitter(job))
         report = report.model_copy(update={"files": [api_wording(f) for f in report.files]})
         tracker.errors = [JobError(path=f.path, doc_id=f.doc_id, code=f.error.code, message=f.error.message)
                           for f in report.files if f.error is not None]
@@ -295,6 +303,12 @@ class JobRunner:
                            pages_done=p.pages_done + pages.get(r.doc_id or "", 0))
 
         out = extract_each(self.svc, job.params["schema"], docs, max_pages=job.params["max_pages"],
-                           on_result=on_result)
+                           on_result=on_result, who=_submitter(job))
         tracker.progress = tracker.progress.model_copy(update={"current": None})
         return [r.model_dump(mode="json") for r in out]
+
+
+def _submitter(job: Job) -> Principal:
+    """Who a job acts for, in the audit log: the key that submitted it (its documents were checked against that
+    key's collections when it was submitted), or the local shells."""
+    return Principal(name=job.key_name, role="writer") if job.key_name else LOCAL_ADMIN

@@ -9,16 +9,29 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.writes import WriteGate
+from schemas.access import (
+    LOCAL_ADMIN,
+    MAX_KEY_NAME,
+    ROLES,
+    AuditEvent,
+    AuditOutcome,
+    KeyInfo,
+    NewKey,
+    Principal,
+    Role,
+)
 from schemas.answers import Answer, Extraction, LocateResult
 from schemas.coords import BBox
 from schemas.documents import Document
-from schemas.errors import ConfigError, InputError
+from schemas.errors import ConfigError, InputError, NotFound, PageLensError
 from schemas.jobs import Job, JobState
+from schemas.names import check_name
 from schemas.results import Hit, IngestReport
 from schemas.settings import Settings, load_settings
 from store.files import FileStore
@@ -187,7 +200,7 @@ class Service:
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
                on_progress: ProgressFn | None = None, workers: int | None = None,
                names: dict[Path, str] | None = None, let_deletes_in: bool = False,
-               ray: str | None = None) -> IngestReport:
+               ray: str | None = None, who: Principal = LOCAL_ADMIN) -> IngestReport:
         """Ingest files and folders. ``names``: the name the user knows a file by, when not its path (uploads).
         ``workers``: page-reader processes (default: the ``ingest.workers`` setting); ``ray``: read on the Ray
         cluster at this address instead (``ingest.ray_readers``).
@@ -199,60 +212,72 @@ class Service:
 
         files = discover(paths)
         readers = workers or self.settings.ingest.reader_count()
+        if collection is not None:
+            check_name("collection", collection)
         if not let_deletes_in:
             with self.write_lock:
-                return self.ingestor.ingest(files, collection=collection, password=password,
-                                            on_progress=on_progress, workers=readers, names=names, ray=ray)
-        with self.write_lock.long_writing(_doc_ids(files)) as let_in:
-            def progress(p: Any) -> None:
-                if on_progress is not None:
-                    on_progress(p)
-                let_in()  # called after each file event and page batch: nothing is half-written then
+                report = self.ingestor.ingest(files, collection=collection, password=password,
+                                              on_progress=on_progress, workers=readers, names=names, ray=ray)
+        else:
+            with self.write_lock.long_writing(_doc_ids(files)) as let_in:
+                def progress(p: Any) -> None:
+                    if on_progress is not None:
+                        on_progress(p)
+                    let_in()  # called after each file event and page batch: nothing is half-written then
 
-            return self.ingestor.ingest(files, collection=collection, password=password, on_progress=progress,
-                                        workers=readers, names=names, ray=ray)
+                report = self.ingestor.ingest(files, collection=collection, password=password,
+                                              on_progress=progress, workers=readers, names=names, ray=ray)
+        where = collection or self.settings.default_collection
+        for f in report.files:
+            if f.status != "unchanged":
+                self.audit(who, "ingest", "ok" if f.status == "ingested" else "failed", collection=where,
+                           doc_id=f.doc_id, detail=f"{f.path}" + (f": {f.error.code}" if f.error else ""))
+        return report
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
-               doc_ids: list[str] | None = None) -> list[Hit]:
-        """Top ``k`` pages for ``question``; ``doc_ids`` are document refs (ids, unique id prefixes or file names,
-        as everywhere). Raises NotFound for an unknown or ambiguous ref."""
-        resolved = self.resolve_docs(doc_ids) if doc_ids is not None else None
-        return self.searcher.search(question, k=k, collection=collection, doc_ids=resolved)
+               doc_ids: list[str] | None = None, who: Principal = LOCAL_ADMIN) -> list[Hit]:
+        """Top ``k`` pages for ``question`` among what ``who`` sees; ``doc_ids`` are document refs (ids, unique id
+        prefixes or file names, as everywhere). Raises NotFound for an unknown or ambiguous ref."""
+        resolved = self.resolve_docs(doc_ids, who=who) if doc_ids is not None else None
+        return self.searcher.search(question, k=k, collection=collection, doc_ids=resolved, collections=who.scope)
 
-    def search_documents(self, question: str, *, k: int = 5, collection: str | None = None
-                         ) -> list[dict[str, Any]]:
+    def search_documents(self, question: str, *, k: int = 5, collection: str | None = None,
+                         who: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
         """The documents most about ``question``, best first: ``doc_id``, ``name``, ``score`` (its best page's)
         and ``pages`` (its matching pages, best first)."""
-        ranked = self.searcher.search_documents(question, k=k, collection=collection)
+        ranked = self.searcher.search_documents(question, k=k, collection=collection, collections=who.scope)
         names = self.catalog.document_names([d for d, _, _ in ranked], complete_only=True)
         return [{"doc_id": d, "name": names[d], "score": score, "pages": pages} for d, score, pages in ranked]
 
-    def resolve_docs(self, refs: list[str]) -> list[str]:
+    def resolve_docs(self, refs: list[str], *, who: Principal = LOCAL_ADMIN) -> list[str]:
         """Full document ids of ``refs`` (ids, unique id prefixes ≥ 6 chars, file names), each once, in order.
         Raises NotFound naming the first ref that matches no document or several."""
-        return [d.doc_id for d in self._find_docs(refs)]
+        return [d.doc_id for d in self._find_docs(refs, who)]
 
-    def _find_docs(self, refs: list[str]) -> list[Document]:
+    def _find_docs(self, refs: list[str], who: Principal = LOCAL_ADMIN) -> list[Document]:
         """The documents ``refs`` name, each once, in order. Raises NotFound (see ``resolve_docs``)."""
-        found = (self.catalog.find_document(r) for r in refs)
+        found = (self.catalog.find_document(r, who.scope) for r in refs)
         return list({d.doc_id: d for d in found}.values())
 
-    def list_documents(self, collection: str | None = None) -> list[Document]:
-        return self.catalog.list_documents(collection)
+    def list_documents(self, collection: str | None = None, *, who: Principal = LOCAL_ADMIN) -> list[Document]:
+        return self.catalog.list_documents(collection, who.scope)
 
-    def get_document(self, ref: str) -> Document:
-        return self.catalog.find_document(ref)
+    def get_document(self, ref: str, *, who: Principal = LOCAL_ADMIN) -> Document:
+        """A document ``who`` sees, by id, id prefix or name. Raises NotFound (the same for one it may not see)."""
+        return self.catalog.find_document(ref, who.scope)
 
-    def delete_document(self, ref: str) -> Document:
+    def delete_document(self, ref: str, *, who: Principal = LOCAL_ADMIN) -> Document:
         """Delete a document everywhere. Waits at most a page batch behind a job's ingest, or until the ingest ends
         when it is writing this very document. Raises NotFound."""
-        doc_id = self.catalog.find_document(ref).doc_id
+        doc_id = self.catalog.find_document(ref, who.scope).doc_id
         with self.write_lock.writing(doc_id):
-            doc = self.catalog.find_document(doc_id)  # still there once it is our turn (raises NotFound if not)
+            doc = self.catalog.find_document(doc_id, who.scope)  # still there once it is our turn (or NotFound)
             self.ingestor.remove(doc.doc_id)
-            return doc
+        self.audit(who, "delete", "ok", collection=doc.collection, doc_id=doc.doc_id, detail=doc.name)
+        return doc
 
-    def batch_targets(self, schema: str | dict[str, Any], doc_refs: list[str] | None) -> list[tuple[str, str]]:
+    def batch_targets(self, schema: str | dict[str, Any], doc_refs: list[str] | None, *,
+                      who: Principal = LOCAL_ADMIN) -> list[tuple[str, str]]:
         """Check a batch extraction before it is queued, so a bad request fails now and not in a job: the schema
         reads and is valid, a VLM is configured, the documents exist. Returns (doc_id, name) pairs: ``doc_refs``
         resolved, or every complete document when None. Raises InputError, NotFound, ModelUnavailable."""
@@ -261,7 +286,8 @@ class Service:
         given = read_schema(schema)  # cheap first, as in ``extract``
         self.vlm()
         load_schema(given)
-        docs = self._find_docs(doc_refs) if doc_refs else [d for d in self.list_documents() if d.status == "complete"]
+        docs = (self._find_docs(doc_refs, who) if doc_refs
+                else [d for d in self.list_documents(who=who) if d.status == "complete"])
         if not docs:
             raise InputError("there are no documents to extract from; upload some first (POST /documents)")
         return [(d.doc_id, d.name) for d in docs]
@@ -272,18 +298,21 @@ class Service:
         restarted server can run it; removed when the job ends)."""
         return self.settings.data_dir / "jobs" / job_id
 
-    def list_jobs(self, state: JobState | None = None, limit: int = 50) -> list[Job]:
-        return self.catalog.list_jobs(state, limit)
+    def list_jobs(self, state: JobState | None = None, limit: int = 50, *,
+                  who: Principal = LOCAL_ADMIN) -> list[Job]:
+        return self.catalog.list_jobs(state, limit, who.scope)
 
-    def get_job(self, job_id: str) -> Job:
-        return self.catalog.get_job(job_id)
+    def get_job(self, job_id: str, *, who: Principal = LOCAL_ADMIN) -> Job:
+        return self.catalog.get_job(job_id, who.scope)
 
-    def cancel_job(self, job_id: str) -> Job:
+    def cancel_job(self, job_id: str, *, who: Principal = LOCAL_ADMIN) -> Job:
         """Cancel a job: a queued one never runs (its files are removed now), a running one stops at its next file
         or page batch. Raises NotFound, or Conflict when it has ended."""
         import shutil
 
+        self.catalog.get_job(job_id, who.scope)  # NotFound for a job ``who`` may not see
         job = self.catalog.cancel_job(job_id)
+        self.audit(who, "cancel job", "ok", detail=job_id)
         if job.state == "cancelled":
             shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         return job
@@ -307,11 +336,11 @@ class Service:
         return out
 
     def page_png(self, ref: str, page: int, *, width: int = 1000, boxes: list[tuple[BBox, str]] | None = None,
-                 crop: BBox | None = None) -> bytes:
+                 crop: BBox | None = None, who: Principal = LOCAL_ADMIN) -> bytes:
         """A page as PNG with boxes drawn (styles: verified, approximate, unverified, match); ``crop`` zooms."""
         from store.pages import render_png
 
-        doc = self.catalog.find_document(ref)
+        doc = self.catalog.find_document(ref, who.scope)
         return render_png(self.files.open_path(doc.doc_id), page, width=width, boxes=boxes or [], crop=crop)
 
     @contextmanager
@@ -344,7 +373,8 @@ class Service:
             return self.ingestor.reconcile()
 
     def ingest_files(self, files: list[tuple[str, bytes]], *, collection: str | None = None,
-                     password: str | None = None, on_progress: ProgressFn | None = None) -> IngestReport:
+                     password: str | None = None, on_progress: ProgressFn | None = None,
+                     who: Principal = LOCAL_ADMIN) -> IngestReport:
         """Ingest uploaded files given as (name, bytes); catalogued and reported under their names."""
         with self.upload_dir() as tmp:
             names = {}
@@ -354,21 +384,71 @@ class Service:
                 (sub / Path(name).name).write_bytes(data)
                 names[sub / Path(name).name] = Path(name).name
             return self.ingest(list(names), collection=collection, password=password, on_progress=on_progress,
-                               names=names)
+                               names=names, who=who)
 
-    def get_extraction(self, ex_id: str) -> tuple[Extraction, dict[str, Any]]:
-        """A stored extraction and its hand corrections (field path -> value). Raises NotFound."""
+    def get_extraction(self, ex_id: str, *, who: Principal = LOCAL_ADMIN) -> tuple[Extraction, dict[str, Any]]:
+        """A stored extraction and its hand corrections (field path -> value). Raises NotFound (also for one of
+        documents ``who`` may not see)."""
+        self._extraction_collection(ex_id, who)
         return self.catalog.get_extraction(ex_id)
 
-    def correct_extraction(self, ex_id: str, path: str, value: Any) -> None:
+    def _extraction_collection(self, ex_id: str, who: Principal) -> str | None:
+        """The collection of an extraction's documents (the first); NotFound when ``who`` may not see them all."""
+        ids = self.catalog.extraction_doc_ids(ex_id)
+        where = self.catalog.collections_of(ids)
+        if who.scope is not None and (len(where) < len(ids) or not set(where.values()) <= who.scope):
+            raise NotFound(f"no extraction {ex_id[:64]}")
+        return next(iter(where.values()), None)
+
+    def correct_extraction(self, ex_id: str, path: str, value: Any, *, who: Principal = LOCAL_ADMIN) -> None:
         """Keep a hand correction of one field (the model's value stays too). Raises NotFound."""
+        collection = self._extraction_collection(ex_id, who)
         self.catalog.correct_extraction(ex_id, path, value)
+        self.audit(who, "correct extraction", "ok", collection=collection, detail=f"{ex_id} {path}")
 
-    def extraction_table(self, ex_id: str) -> list[dict[str, Any]]:
-        return extraction_rows(*self.get_extraction(ex_id))
+    def extraction_table(self, ex_id: str, *, who: Principal = LOCAL_ADMIN) -> list[dict[str, Any]]:
+        return extraction_rows(*self.get_extraction(ex_id, who=who))
 
-    def export_extraction(self, ex_id: str, fmt: str) -> str:
-        return export_extraction(*self.get_extraction(ex_id), fmt)
+    def export_extraction(self, ex_id: str, fmt: str, *, who: Principal = LOCAL_ADMIN) -> str:
+        return export_extraction(*self.get_extraction(ex_id, who=who), fmt)
+
+    # -- keys and the audit log (admin) -----------------------------------------------------------
+    def create_key(self, name: str, role: Role, collections: list[str] | None = None, expires: str | None = None,
+                   *, who: Principal = LOCAL_ADMIN) -> NewKey:
+        """A new API key, shown once (the catalog keeps its SHA-256). ``expires``: ``30d``, ``12h`` or an ISO
+        date. Raises InputError (bad name, role, collection or expiry), Conflict (name taken)."""
+        from app.access import make_key, parse_expiry
+
+        check_name("key name", name, MAX_KEY_NAME)
+        if role not in ROLES:
+            raise InputError(f"role '{role}': give one of {', '.join(ROLES)}")
+        cols = [check_name("collection", c) for c in collections] if collections is not None else None
+        if cols is not None and not cols:
+            raise InputError("--collections names no collection; leave it out for every collection")
+        key = make_key()
+        info = self.catalog.keys.add(name, key, role, cols, parse_expiry(expires))
+        self.audit(who, "keys create", "ok", detail=f"{name} ({role}; {', '.join(cols) if cols else 'all'})")
+        return NewKey(key=key, info=info)
+
+    def list_keys(self) -> list[KeyInfo]:
+        return self.catalog.keys.list()
+
+    def revoke_key(self, name: str, *, who: Principal = LOCAL_ADMIN) -> KeyInfo:
+        info = self.catalog.keys.revoke(name)
+        self.audit(who, "keys revoke", "ok", detail=name)
+        return info
+
+    def audit_events(self, *, since: datetime | None = None, key_name: str | None = None,
+                     limit: int = 1000) -> list[AuditEvent]:
+        return self.catalog.audit.events(since=since, key_name=key_name, limit=limit)
+
+    def audit(self, who: Principal | None, action: str, outcome: AuditOutcome, *, collection: str | None = None,
+              doc_id: str | None = None, detail: str = "") -> None:
+        """Record a write or a denial in the audit log. A failure to record is logged, never hides the write."""
+        try:
+            self.catalog.audit.record(who, action, outcome, collection=collection, doc_id=doc_id, detail=detail)
+        except PageLensError as e:
+            log.error("could not record '%s' in the audit log: %s", action, e)
 
     def vlm_name(self) -> str:
         """The VLM backend the settings select ('none' when there is none)."""
@@ -377,12 +457,12 @@ class Service:
         return backend_name(self.settings)
 
     def ask(self, question: str, *, k: int = 3, collection: str | None = None,
-            doc_ids: list[str] | None = None) -> Answer:
+            doc_ids: list[str] | None = None, who: Principal = LOCAL_ADMIN) -> Answer:
         """Retrieve the top ``k`` pages and answer from their images, with verified evidence."""
         from vlm.answering import ask, not_found
 
         backend = self.vlm()  # fail fast, before retrieval, when no VLM is configured
-        hits = self.search(question, k=k, collection=collection, doc_ids=doc_ids)
+        hits = self.search(question, k=k, collection=collection, doc_ids=doc_ids, who=who)
         if not hits:
             return not_found(question, backend.model)
         pages = self.page_inputs([(h.doc_id, h.page) for h in hits])
@@ -390,7 +470,7 @@ class Service:
         return ask(backend, question, pages, max_attempts=v.max_attempts, max_tokens=v.max_new_tokens)
 
     def extract(self, schema: str | dict[str, Any] | type, doc_refs: list[str], *, max_pages: int = 8,
-                save: bool = True) -> Extraction:
+                save: bool = True, who: Principal = LOCAL_ADMIN) -> Extraction:
         """Extract ``schema`` from the given documents; stored with provenance. Up to ``max_pages`` pages in all:
         one VLM call over every page; longer documents: field by field over the pages search ranks highest for
         each (``_extract_long``)."""
@@ -401,7 +481,7 @@ class Service:
         user_schema, validate = load_schema(given)
         if not doc_refs:
             raise InputError("give the documents to extract from (ids, names or files)")
-        docs = self._find_docs(doc_refs)
+        docs = self._find_docs(doc_refs, who)
         keys = [(d.doc_id, p) for d in docs for p in range(1, d.page_count + 1)]
         v = self.settings.vlm
         if len(keys) <= max_pages:
@@ -411,15 +491,18 @@ class Service:
             result = self._extract_long(backend, user_schema, validate, docs, max_pages)
         if save:
             self.catalog.save_extraction(result, model=backend.model, doc_ids=[d.doc_id for d in docs])
+            self.audit(who, "extract", "ok", collection=docs[0].collection, doc_id=docs[0].doc_id,
+                       detail=f"extraction {result.id}" + (f" of {len(docs)} documents" if len(docs) > 1 else ""))
         return result
 
     def extract_each(self, schema: str | dict[str, Any] | type, targets: list[tuple[str, str]], *, max_pages: int,
-                     concurrency: int | None = None, on_result: Any = None) -> list[Any]:
+                     concurrency: int | None = None, on_result: Any = None,
+                     who: Principal = LOCAL_ADMIN) -> list[Any]:
         """One extraction per (doc_id, name) target, several at once, resumable (``app.batch.extract_each``)."""
         from app.batch import extract_each
 
         return extract_each(self, schema, targets, max_pages=max_pages, concurrency=concurrency,
-                            on_result=on_result)
+                            on_result=on_result, who=who)
 
     def _extract_long(self, backend: Any, user_schema: dict[str, Any], validate: Any, docs: list[Any],
                       max_pages: int) -> Extraction:
@@ -453,11 +536,12 @@ class Service:
         return extract_windows(backend, user_schema, validate, [(w, render(w)) for w in windows],
                                max_attempts=v.max_attempts, max_tokens=max(v.max_new_tokens, 1024))
 
-    def locate(self, ref: str, page: int, value: object, near: list[float] | None = None) -> LocateResult:
+    def locate(self, ref: str, page: int, value: object, near: list[float] | None = None, *,
+               who: Principal = LOCAL_ADMIN) -> LocateResult:
         """Where on this page is this value? The verifier alone, no model."""
         from vlm.grounding import locate
 
-        doc = self.catalog.find_document(ref)
+        doc = self.catalog.find_document(ref, who.scope)
         rec = self.catalog.get_page(doc.doc_id, page)
         try:
             near_box = BBox.of(near) if near is not None else None
@@ -468,7 +552,7 @@ class Service:
                             boxes=[b.as_list() for b in loc.boxes], confidence=loc.confidence,
                             matched_text=loc.matched_text, ambiguous=loc.ambiguous, note=loc.note)
 
-    def health(self, *, counts: bool = True) -> dict[str, Any]:
+    def health(self, *, counts: bool = True, who: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """Probe the catalog (one primary-key lookup) and the vector index (a point count). Returns ``status``
         ``ok``, or ``degraded`` with ``failed`` = {part: why}; with ``counts``, the numbers of documents and
         indexed pages too (leave them out for callers without the API key)."""
@@ -477,12 +561,14 @@ class Service:
         failed: dict[str, str] = {}
         found: dict[str, int] = {}
         try:
-            found["documents"] = self.catalog.count_documents()  # one COUNT: cheap whatever the catalog's size
+            found["documents"] = self.catalog.count_documents(who.scope)  # one COUNT: cheap whatever the size
         except Exception as e:  # a probe reports every failure, whatever raised it
             log.warning("health: the catalog failed: %s", e)
             failed["catalog"] = f"{e.__class__.__name__}: {str(e)[:300]}"
         try:
-            found["pages"] = self.index.count()
+            found["pages"] = self.index.count() if who.scope is None else self.catalog.count_pages(who.scope)
+            if who.scope is not None:
+                self.index.count(None)  # still probe the vector index
         except Exception as e:
             log.warning("health: the vector index failed: %s", e)
             failed["vector_index"] = f"{e.__class__.__name__}: {str(e)[:300]}"

@@ -4,7 +4,7 @@ the words on that page that match the question (by Qdrant's own BM25 terms, so "
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from schemas.documents import Word
 from schemas.errors import InputError, ModelUnavailable
@@ -76,25 +76,29 @@ class Searcher:
         return {name: v for name in dims if dims[name] == self._encoder.dim}
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
-               doc_ids: Sequence[str] | None = None) -> list[Hit]:
-        """Top ``k`` pages for ``question``. Raises InputError on an empty question or bad ``k``."""
+               doc_ids: Sequence[str] | None = None, collections: Collection[str] | None = None) -> list[Hit]:
+        """Top ``k`` pages for ``question``, among the pages of ``collections`` when given (the asker's tenant
+        scope, applied in the query). Raises InputError on an empty question or bad ``k``."""
         question = _question(question)
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, got {k}")
-        return self._hits(question, self._candidates(question, k, collection, doc_ids))
+        return self._hits(question, self._candidates(question, k, collection, doc_ids, collections))
 
-    def _candidates(self, question: str, limit: int, collection: str | None,
-                    doc_ids: Sequence[str] | None) -> list[ScoredPage]:
+    def _candidates(self, question: str, limit: int, collection: str | None, doc_ids: Sequence[str] | None,
+                    collections: Collection[str] | None) -> list[ScoredPage]:
+        if collections is not None and (not collections or (collection is not None and collection not in collections)):
+            return []  # nothing the asker may see
         q = PageQuery(dense=self._dense(question), sparse=bm25.embed_query(question), limit=limit,
                       collection=collection, doc_ids=list(doc_ids) if doc_ids is not None else None,
+                      collections=sorted(collections) if collections is not None else None,
                       prefetch_limit=max(50, 4 * limit))
         return self.index.query(q)
 
-    def search_documents(self, question: str, *, k: int = 5, collection: str | None = None
-                         ) -> list[tuple[str, float, list[int]]]:
+    def search_documents(self, question: str, *, k: int = 5, collection: str | None = None,
+                         collections: Collection[str] | None = None) -> list[tuple[str, float, list[int]]]:
         """The documents most about ``question``: (doc_id, score, their best pages), from the top POOL pages."""
         question = _question(question)
-        pool = self._candidates(question, POOL, collection, None)
+        pool = self._candidates(question, POOL, collection, None, collections)
         names = self.catalog.document_names([s.doc_id for s in pool], complete_only=True)
         return [r for r in rank_documents(pool) if r[0] in names][:k]
 

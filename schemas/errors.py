@@ -77,6 +77,28 @@ class Conflict(InputError):
     code = "conflict"
 
 
+class Unauthorized(PageLensError):
+    """No key, or a wrong, revoked or expired one."""
+
+    code = "unauthorized"
+
+
+class Forbidden(PageLensError):
+    """A valid key asked for more than its role (or collections) allow."""
+
+    code = "forbidden"
+
+
+class RateLimited(PageLensError):
+    """Over a fair-share limit; ``retry_after_s`` says when to try again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ConfigError(PageLensError):
     """Settings or installation are wrong (missing weights, bad URL, ...)."""
 

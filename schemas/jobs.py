@@ -55,6 +55,7 @@ class Job(_Frozen):
     error: JobError | None = None
     result: IngestReport | list[BatchResult] | None = None
     cancel_requested: bool = False
+    key_name: str | None = Field(None, description="the API key that submitted it (null: a local shell)")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

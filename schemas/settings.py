@@ -86,6 +86,15 @@ class VlmSettings(_Group):
     captions: bool = True
 
 
+class AccessSettings(_Group):
+    """Fair share between API keys (``PAGELENS_ACCESS__…``): one tenant cannot starve the others."""
+
+    requests_per_minute: float = Field(600.0, ge=0, description="per key; 0: unlimited")
+    burst: int = Field(60, ge=1, description="requests a key may make at once before the rate applies")
+    max_active_jobs: int = Field(20, ge=1, description="queued or running jobs per key; more answer 429")
+    auth_failures_per_minute: float = Field(30.0, gt=0, description="wrong keys per client address before 429")
+
+
 class Settings(BaseSettings):
     """All PageLens settings. Build once (``Settings()``) and pass down."""
 
@@ -104,6 +113,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     encoder: EncoderSettings = EncoderSettings()
     vlm: VlmSettings = VlmSettings()
+    access: AccessSettings = AccessSettings()
 
     @property
     def catalog_url(self) -> str:

@@ -5,7 +5,7 @@ they are always read a page at a time."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -41,6 +41,7 @@ from schemas.jobs import Job, JobKind, JobState
 
 if TYPE_CHECKING:  # word tables (numpy) are decoded on the page paths only: listing documents stays light
     from schemas.wordtable import WordTable
+    from store.access import AuditLog, KeyStore
 
 metadata = MetaData()
 
@@ -105,9 +106,18 @@ jobs = Table(
     Column("result", Text, nullable=True),  # JSON IngestReport or list of BatchResult
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("owner", String(200), nullable=True),  # host:pid of the runner that claimed it
+    Column("key_name", String(100), nullable=True),  # the API key that submitted it (None: a local shell)
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+
+# the collections a job touches, one row each: a key sees a job only when it sees every one of them
+job_collections = Table(
+    "job_collections", metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("collection", String(200), primary_key=True),
 )
 
 
@@ -175,6 +185,8 @@ class Catalog:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"), **kw)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
+            import store.access  # noqa: F401  (its tables, keys and audit, share this metadata)
+
             metadata.create_all(self.engine)
             _add_missing_columns(self.engine)
         except ModuleNotFoundError as e:
@@ -186,6 +198,18 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        from store.access import KeyStore
+
+        return KeyStore(self.engine)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from store.access import AuditLog
+
+        return AuditLog(self.engine)
 
     # -- documents --------------------------------------------------------------------------------
     def _document(self, row: Any, doc_names: list[str], sources: dict[str, int]) -> Document:
@@ -204,31 +228,41 @@ class Catalog:
             sources: dict[str, int] = dict(c.execute(q.group_by(pages.c.words_source)).tuples().all())
         return self._document(row, sorted(doc_names), sources)
 
-    def find_document(self, ref: str) -> Document:
+    def find_document(self, ref: str, collections: Collection[str] | None = None) -> Document:
         """A document by full id, unique id prefix (≥ 6 hex chars) or file name (exactly: ``%`` and ``_`` are
-        characters, not wildcards). Raises NotFound."""
+        characters, not wildcards), among the documents of ``collections`` (None: all). A document outside them
+        is not there: the same NotFound, and it never makes a name or prefix ambiguous. Raises NotFound."""
         doc = self.get_document(ref)
-        if doc is not None:
+        if doc is not None and (collections is None or doc.collection in collections):
             return doc
+        in_scope = documents.c.collection.in_(sorted(collections)) if collections is not None else None
         with self.engine.connect() as c:
-            ids = set(c.execute(select(names.c.doc_id).where(
-                (names.c.name == ref) | names.c.name.endswith("/" + ref, autoescape=True))).scalars())
+            q = select(names.c.doc_id).where(
+                (names.c.name == ref) | names.c.name.endswith("/" + ref, autoescape=True))
+            if in_scope is not None:
+                q = q.join(documents, documents.c.doc_id == names.c.doc_id).where(in_scope)
+            ids = set(c.execute(q).scalars())
             if not ids and len(ref) >= 6 and all(ch in "0123456789abcdef" for ch in ref.lower()):
-                ids = set(c.execute(select(documents.c.doc_id).where(
-                    documents.c.doc_id.startswith(ref.lower(), autoescape=True))).scalars())
+                q = select(documents.c.doc_id).where(documents.c.doc_id.startswith(ref.lower(), autoescape=True))
+                ids = set(c.execute(q.where(in_scope) if in_scope is not None else q).scalars())
         if len(ids) == 1:
             found = self.get_document(ids.pop())
             if found is not None:
                 return found
         if len(ids) > 1:
             raise NotFound(f"'{ref}' matches {len(ids)} documents; use a longer id (see: pagelens docs list)")
-        raise NotFound(f"no document '{ref}'; list them with: pagelens docs list")
+        short = " (an id prefix needs at least 6 characters)" if len(ref) < 6 and ref.isalnum() else ""
+        raise NotFound(f"no document '{ref}'{short}; list them with: pagelens docs list")
 
-    def list_documents(self, collection: str | None = None) -> list[Document]:
+    def list_documents(self, collection: str | None = None,
+                       collections: Collection[str] | None = None) -> list[Document]:
+        """Documents in ``collection`` (None: all), among ``collections`` (None: all), oldest first."""
         with self.engine.connect() as c:
             q = select(documents).order_by(documents.c.created_at)
             if collection is not None:
                 q = q.where(documents.c.collection == collection)
+            if collections is not None:
+                q = q.where(documents.c.collection.in_(sorted(collections)))
             rows = c.execute(q).all()
             all_names: dict[str, list[str]] = {}
             for d, n in c.execute(select(names.c.doc_id, names.c.name)).tuples():
@@ -240,9 +274,28 @@ class Catalog:
         return [self._document(r, sorted(all_names.get(r.doc_id, [])), all_sources.get(r.doc_id, {}))
                 for r in rows]
 
-    def count_documents(self) -> int:
+    def count_documents(self, collections: Collection[str] | None = None) -> int:
+        q = select(func.count()).select_from(documents)
+        if collections is not None:
+            q = q.where(documents.c.collection.in_(sorted(collections)))
         with self.engine.connect() as c:
-            return int(c.execute(select(func.count()).select_from(documents)).scalar_one())
+            return int(c.execute(q).scalar_one())
+
+    def count_pages(self, collections: Collection[str]) -> int:
+        """Pages of the complete documents of ``collections`` (a scoped ``/health``)."""
+        q = select(func.coalesce(func.sum(documents.c.page_count), 0)).where(
+            documents.c.collection.in_(sorted(collections)), documents.c.status == "complete")
+        with self.engine.connect() as c:
+            return int(c.execute(q).scalar_one())
+
+    def collections_of(self, doc_ids: Iterable[str]) -> dict[str, str]:
+        """``doc_id -> collection`` of those of ``doc_ids`` that exist."""
+        ids = set(doc_ids)
+        if not ids:
+            return {}
+        with self.engine.connect() as c:
+            return dict(c.execute(select(documents.c.doc_id, documents.c.collection)
+                                  .where(documents.c.doc_id.in_(ids))).tuples().all())
 
     def document_names(self, doc_ids: Sequence[str], *, complete_only: bool = False) -> dict[str, str]:
         """``doc_id -> name`` for the given ids, in one query; ``complete_only`` leaves out documents still being
@@ -349,6 +402,14 @@ class Catalog:
             raise NotFound(f"no extraction {ex_id}")
         return Extraction.model_validate_json(row.result), json.loads(row.corrections)
 
+    def extraction_doc_ids(self, ex_id: str) -> list[str]:
+        """The documents an extraction was asked for. Raises NotFound."""
+        with self.engine.connect() as c:
+            raw = c.execute(select(extractions.c.doc_ids).where(extractions.c.id == ex_id)).scalar()
+        if raw is None:
+            raise NotFound(f"no extraction {ex_id[:64]}")
+        return list(json.loads(raw))
+
     def correct_extraction(self, ex_id: str, path: str, value: Any) -> None:
         """Keep a hand correction of one field with the result (the model's value stays too)."""
         _, corr = self.get_extraction(ex_id)
@@ -363,30 +424,53 @@ class Catalog:
                    progress=json.loads(row.progress), errors=json.loads(row.errors),
                    error=json.loads(row.error) if row.error else None,
                    result=json.loads(row.result) if row.result else None, cancel_requested=bool(row.cancel_requested),
+                   key_name=row.key_name,
                    created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at)
 
-    def add_job(self, job_id: str, kind: JobKind, params: dict[str, Any]) -> Job:
-        """Record a new job as ``queued``."""
+    def add_job(self, job_id: str, kind: JobKind, params: dict[str, Any], *, key_name: str | None = None,
+                collections: Iterable[str] = ()) -> Job:
+        """Record a new job as ``queued``, submitted by ``key_name`` and touching ``collections``."""
         with self.engine.begin() as c:
             c.execute(insert(jobs).values(id=job_id, kind=kind, state="queued", params=json.dumps(params),
-                                          progress="{}", errors="[]", cancel_requested=False, created_at=_now()))
+                                          progress="{}", errors="[]", cancel_requested=False, created_at=_now(),
+                                          key_name=key_name))
+            for col in sorted(set(collections)):
+                c.execute(insert(job_collections).values(job_id=job_id, collection=col))
         return self.get_job(job_id)
 
-    def get_job(self, job_id: str) -> Job:
-        """Raises NotFound."""
+    @staticmethod
+    def _jobs_within(q: Any, collections: Collection[str] | None) -> Any:
+        """``q`` restricted to the jobs whose collections are all in ``collections`` (and that name some)."""
+        if collections is None:
+            return q
+        jc = job_collections
+        outside = select(jc.c.job_id).where(jc.c.job_id == jobs.c.id, jc.c.collection.not_in(sorted(collections)))
+        inside = select(jc.c.job_id).where(jc.c.job_id == jobs.c.id)
+        return q.where(~outside.exists(), inside.exists())
+
+    def get_job(self, job_id: str, collections: Collection[str] | None = None) -> Job:
+        """Raises NotFound (also for a job outside ``collections``)."""
         with self.engine.connect() as c:
-            row = c.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            row = c.execute(self._jobs_within(select(jobs).where(jobs.c.id == job_id), collections)).first()
         if row is None:
             raise NotFound(f"no job '{job_id[:64]}'; list the recent ones with GET /jobs (or: pagelens jobs)")
         return self._job(row)
 
-    def list_jobs(self, state: JobState | None = None, limit: int = 50) -> list[Job]:
-        """The newest ``limit`` jobs, newest first; only those in ``state`` when given."""
+    def list_jobs(self, state: JobState | None = None, limit: int = 50,
+                  collections: Collection[str] | None = None) -> list[Job]:
+        """The newest ``limit`` jobs, newest first; only those in ``state`` when given, within ``collections``."""
         q = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
         if state is not None:
             q = q.where(jobs.c.state == state)
         with self.engine.connect() as c:
-            return [self._job(r) for r in c.execute(q)]
+            return [self._job(r) for r in c.execute(self._jobs_within(q, collections))]
+
+    def queued_jobs_of(self, key_name: str) -> int:
+        """How many of ``key_name``'s jobs are queued or running (the fair-share cap)."""
+        q = select(func.count()).select_from(jobs).where(jobs.c.key_name == key_name,
+                                                          jobs.c.state.in_(["queued", "running"]))
+        with self.engine.connect() as c:
+            return int(c.execute(q).scalar_one())
 
     def job_owners(self, state: JobState) -> dict[str, str | None]:
         """``job_id -> owner`` (the runner's host:pid) of the jobs in ``state``."""
@@ -540,7 +624,7 @@ class Catalog:
             last = rows[-1].page_no
 
 
-def _store_errors(fn: Any) -> Any:
+def store_errors(fn: Any) -> Any:
     """Turn a database failure (PostgreSQL gone, disk full, locked) into one clear StoreError."""
     import functools
     import inspect
@@ -571,7 +655,7 @@ def _store_errors(fn: Any) -> Any:
 # every public operation of the catalog answers a database failure the same way (one place for the decision)
 for _name, _fn in list(vars(Catalog).items()):
     if not _name.startswith("_") and callable(_fn) and _name != "close":
-        setattr(Catalog, _name, _store_errors(_fn))
+        setattr(Catalog, _name, store_errors(_fn))
 
 
 def _decode(blob: bytes) -> WordTable:

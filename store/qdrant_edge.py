@@ -18,8 +18,11 @@ log = logging.getLogger(__name__)
 _DIMS_FILE = "pagelens_vectors.json"
 
 
-def _filter(collection: str | None, doc_ids: Sequence[str] | None) -> qe.Filter | None:
+def _filter(collection: str | None, doc_ids: Sequence[str] | None,
+            collections: Sequence[str] | None = None) -> qe.Filter | None:
     must: list[Any] = []
+    if collections is not None:  # the tenant filter (a keyword index with is_tenant: points stored by collection)
+        must.append(qe.FieldCondition(key="collection", match=qe.MatchAny(any=sorted(collections))))
     if collection is not None:
         must.append(qe.FieldCondition(key="collection", match=qe.MatchValue(value=collection)))
     if doc_ids is not None:
@@ -73,12 +76,20 @@ class EdgeIndex:
                 cfg = qe.EdgeConfig(sparse_vectors={
                     SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)})
                 self._shard = qe.EdgeShard.create(str(self.path), cfg)
-                for key in ("doc_id", "collection"):
-                    self._shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+                self._shard.update(qe.UpdateOperation.create_field_index("doc_id", qe.PayloadSchemaType.Keyword))
+            self._tenant_index()
         except Exception as e:
             if "WouldBlock" in str(e):
                 raise _locked(self.path) from e
             raise StoreError(f"cannot open the embedded vector store at {self.path}: {e}") from e
+
+    def _tenant_index(self) -> None:
+        """The ``collection`` field as the tenant index (a keyword index with is_tenant); a shard made before
+        tenancy gets it in place."""
+        info = self._shard.info().payload_schema.get("collection")
+        if info is None or not getattr(info.params, "is_tenant", False):
+            self._shard.update(qe.UpdateOperation.create_field_index("collection",
+                                                                    qe.KeywordIndexParams(is_tenant=True)))
 
     # -- schema -----------------------------------------------------------------------------------
     def dense_dims(self) -> dict[str, int]:
@@ -139,7 +150,7 @@ class EdgeIndex:
 
     # -- reads ------------------------------------------------------------------------------------
     def query(self, q: PageQuery) -> list[ScoredPage]:
-        flt = _filter(q.collection, q.doc_ids)
+        flt = _filter(q.collection, q.doc_ids, q.collections)
         prefetches = [qe.Prefetch(limit=q.prefetch_limit, query=qe.Query.Nearest(v, using=name), filter=flt)
                       for name, v in q.dense.items() if name in self._dims]
         if q.sparse is not None and q.sparse.indices:

@@ -11,8 +11,11 @@ from schemas.errors import StoreError
 from store.vectors import COLLECTION, SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim
 
 
-def _filter(collection: str | None, doc_ids: Sequence[str] | None) -> models.Filter | None:
+def _filter(collection: str | None, doc_ids: Sequence[str] | None,
+            collections: Sequence[str] | None = None) -> models.Filter | None:
     must: list[Any] = []
+    if collections is not None:  # the tenant filter (a keyword index with is_tenant: points stored by collection)
+        must.append(models.FieldCondition(key="collection", match=models.MatchAny(any=sorted(collections))))
     if collection is not None:
         must.append(models.FieldCondition(key="collection", match=models.MatchValue(value=collection)))
     if doc_ids is not None:
@@ -22,6 +25,10 @@ def _filter(collection: str | None, doc_ids: Sequence[str] | None) -> models.Fil
 
 def _doc_filter(doc_id: str) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+
+
+# collections are the unit of tenancy: Qdrant keeps each tenant's points together and plans filters by it
+TENANT_INDEX = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
 
 
 class ServerIndex:
@@ -37,11 +44,20 @@ class ServerIndex:
                     collection, vectors_config={},
                     sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)})
                 if url != ":memory:":  # local mode has no payload indexes (and warns)
-                    for key in ("doc_id", "collection"):
-                        self._client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD)
+                    self._client.create_payload_index(collection, "doc_id", models.PayloadSchemaType.KEYWORD)
+                    self._client.create_payload_index(collection, "collection", TENANT_INDEX)
+            elif url != ":memory:":
+                self._tenant_index()
         except Exception as e:
             raise StoreError(f"cannot reach the Qdrant server at {url}: {e}. Check PAGELENS_QDRANT_URL "
                              "(and PAGELENS_QDRANT_API_KEY), or unset it to use the embedded store.") from e
+
+    def _tenant_index(self) -> None:
+        """A collection made before tenancy: its ``collection`` index becomes the tenant index, in place."""
+        schema = self._client.get_collection(self.name).payload_schema.get("collection")
+        params = getattr(schema, "params", None) if schema is not None else None
+        if not getattr(params, "is_tenant", False):
+            self._client.create_payload_index(self.name, "collection", TENANT_INDEX)
 
     def dense_dims(self) -> dict[str, int]:
         vectors = self._client.get_collection(self.name).config.params.vectors
@@ -99,7 +115,7 @@ class ServerIndex:
         self._client.close()
 
     def query(self, q: PageQuery) -> list[ScoredPage]:
-        flt = _filter(q.collection, q.doc_ids)
+        flt = _filter(q.collection, q.doc_ids, q.collections)
         dims = self.dense_dims() if q.dense else {}
         prefetch = [models.Prefetch(query=v, using=name, limit=q.prefetch_limit, filter=flt)
                     for name, v in q.dense.items() if name in dims]

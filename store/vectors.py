@@ -46,13 +46,16 @@ class ScoredPage:
 
 @dataclass(frozen=True)
 class PageQuery:
-    """A hybrid query: one prefetch per given vector, fused with RRF, filtered by collection/documents."""
+    """A hybrid query: one prefetch per given vector, fused with RRF, filtered by collection/documents.
+    ``collections``: the tenant filter, the collections the asker sees (None: all), applied inside the query (in
+    every prefetch and the fusion), never to its results."""
 
     dense: dict[str, list[float]]
     sparse: SparseVec | None
     limit: int = 5
     collection: str | None = None
     doc_ids: Sequence[str] | None = None
+    collections: Sequence[str] | None = None
     prefetch_limit: int = 50
     rrf_k: int = 60
 

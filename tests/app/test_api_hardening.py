@@ -136,9 +136,13 @@ async def _reading_app(scope: Any, receive: Any, send: Any) -> None:
 
 def _through_guard(headers: dict[str, str], chunks: list[bytes], max_body: int = 1000) -> tuple[int, int, dict]:
     """(status, body bytes handed to the app's receive, response headers) of one POST /documents."""
+    from app.access import Gatekeeper
     from app.api import RequestGuard
+    from schemas.settings import AccessSettings
 
-    guard = RequestGuard(_reading_app, api_key="s3cret", max_body=max_body)
+    gate = Gatekeeper(None, bootstrap_key="s3cret", local_token=None)  # no catalog key is ever looked up here
+    guard = RequestGuard(_reading_app, gate=gate, max_body=max_body, limits=AccessSettings(),
+                         on_denied=lambda *_: None)
     handed, sent = [0], []
 
     async def receive() -> dict[str, Any]:
@@ -192,7 +196,7 @@ def test_upload_over_the_body_limit_is_413(client: TestClient) -> None:
 
 
 def test_security_headers_and_constant_time_key(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.api
+    import app.access
 
     for r in (client.get("/health"), client.get("/documents"), client.get("/documents", headers=KEY),
               client.get("/no-such-route", headers=KEY)):
@@ -203,7 +207,7 @@ def test_security_headers_and_constant_time_key(client: TestClient, monkeypatch:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert "content-security-policy" not in docs.headers, "/docs loads Swagger UI from its CDN"
     calls: list[tuple[bytes, bytes]] = []
-    monkeypatch.setattr(app.api.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or a == b)
+    monkeypatch.setattr(app.access.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or a == b)
     assert client.get("/documents", headers=KEY).status_code == 200 and calls
 
 

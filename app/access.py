@@ -29,23 +29,31 @@ def make_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
-    """``30d``, ``12h``, ``90m`` from now, or an ISO date/time (UTC when no zone is given). Raises InputError."""
-    if text is None or not text.strip():
-        return None
-    now = now or datetime.now(UTC)
+def parse_moment(text: str, *, ahead: bool, option: str) -> datetime:
+    """A duration (``30d``, ``12h``, ``90m``) from now (``ahead``) or ago, or an ISO date/time (UTC when no zone is
+    given). Raises InputError naming ``option``."""
+    now = datetime.now(UTC)
     m = _EXPIRY.match(text.strip())
     if m:
         n, unit = int(m.group(1)), m.group(2)
         if n <= 0:
-            raise InputError(f"--expires {text}: give a positive duration such as 30d")
-        return now + {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
+            raise InputError(f"{option} {text}: give a positive duration such as 30d")
+        span = {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
+        return now + span if ahead else now - span
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError as e:
-        raise InputError(f"--expires {text!r}: give a duration (30d, 12h, 90m) or an ISO date (2027-01-31)") from e
-    t = t if t.tzinfo else t.replace(tzinfo=UTC)
-    if t <= now:
+        raise InputError(f"{option} {text!r}: give a duration (30d, 12h, 90m) or an ISO date (2027-01-31)") from e
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def parse_expiry(text: str | None) -> datetime | None:
+    """When a new key expires: ``30d``, ``12h``, ``90m`` from now, or an ISO date; None: never. Raises
+    InputError (also for a moment in the past)."""
+    if text is None or not text.strip():
+        return None
+    t = parse_moment(text, ahead=True, option="--expires")
+    if t <= datetime.now(UTC):
         raise InputError(f"--expires {text}: that is in the past")
     return t
 

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.cli_access import audit, keys_app
 from schemas.errors import InputError, PageLensError
 from schemas.settings import SettingsError
 
@@ -34,6 +35,8 @@ app.add_typer(docs_app, name="docs")
 eval_app = typer.Typer(no_args_is_help=True, help="Score PageLens against gold JSONL files; compare with an "
                                                   "earlier report.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit)
 out = Console()
 err = Console(stderr=True)
 

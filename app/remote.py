@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from schemas.access import AuditEvent, KeyInfo, NewKey
 from schemas.answers import Answer, Extraction, LocateResult
 from schemas.documents import Document
 from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError, error_from
@@ -266,6 +267,28 @@ class RemoteService:
         except KeyboardInterrupt:
             self.cancel_job(job_id)
             raise
+
+    # -- keys and the audit log --------------------------------------------------------------------
+    def create_key(self, name: str, role: str, collections: list[str] | None = None,
+                   expires: str | None = None) -> NewKey:
+        body = self._call("POST", "/keys", json={"name": name, "role": role, "collections": collections,
+                                                 "expires": expires})
+        key = body.pop("key")
+        return NewKey(key=key, info=KeyInfo.model_validate(body))
+
+    def list_keys(self) -> list[KeyInfo]:
+        return [KeyInfo.model_validate(k) for k in self._call("GET", "/keys")]
+
+    def revoke_key(self, name: str) -> KeyInfo:
+        return KeyInfo.model_validate(self._call("DELETE", f"/keys/{_quote(name)}"))
+
+    def audit_events(self, *, since: Any = None, key_name: str | None = None, limit: int = 1000) -> list[AuditEvent]:
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if key_name is not None:
+            params["key"] = key_name
+        return [AuditEvent.model_validate(e) for e in self._call("GET", "/audit", params=params)]
 
     def health(self, *, counts: bool = True) -> dict[str, Any]:
         return dict(self._call("GET", "/health"))

@@ -219,7 +219,8 @@ class Service:
                 report = self.ingestor.ingest(files, collection=collection, password=password,
                                               on_progress=on_progress, workers=readers, names=names, ray=ray)
         else:
-            with self.write_lock.long_writing(_doc_ids(files)) as let_in:
+            target = collection or self.settings.default_collection
+            with self.write_lock.long_writing(_doc_ids(files, target)) as let_in:
                 def progress(p: Any) -> None:
                     if on_progress is not None:
                         on_progress(p)
@@ -419,7 +420,7 @@ class Service:
         date. Raises InputError (bad name, role, collection or expiry), Conflict (name taken)."""
         from app.access import make_key, parse_expiry
 
-        check_name("key name", name, MAX_KEY_NAME)
+        check_name("key", name, MAX_KEY_NAME)
         if role not in ROLES:
             raise InputError(f"role '{role}': give one of {', '.join(ROLES)}")
         cols = [check_name("collection", c) for c in collections] if collections is not None else None
@@ -589,14 +590,16 @@ class Service:
             self.owner.release()  # type: ignore[union-attr]
 
 
-def _doc_ids(files: list[Path]) -> set[str]:
-    """The document ids of ``files`` (content hashes); an unreadable file is left out (the ingest reports it)."""
-    from schemas.ids import doc_id_of_file
+def _doc_ids(files: list[Path], collection: str) -> set[str]:
+    """The ids ``files`` may have as documents of ``collection`` (``schemas.ids``); an unreadable file is left out
+    (the ingest reports it)."""
+    from schemas.ids import collection_doc_id, doc_id_of_file
 
     ids = set()
     for f in files:
         try:
-            ids.add(doc_id_of_file(f))
+            content = doc_id_of_file(f)
         except OSError:
             continue
+        ids |= {content, collection_doc_id(content, collection)}
     return ids

@@ -1,6 +1,6 @@
 """Planning a file's ingest from its content hash and the stages recorded for it: read it all (new, changed
-reader, changed index), only render it again (a new encoder), or nothing (unchanged; perhaps moved to another
-collection). The stage versions are decided here and nowhere else."""
+reader, changed index), only render it again (a new encoder), or nothing (unchanged). The same bytes in another
+collection are another document (``schemas.ids``). The stage versions are decided here and nowhere else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Literal
 
 from ingest import pdf
 from ingest.ocr import SPLITTER_VERSION, engine_version
+from schemas.documents import Document
 from schemas.errors import TooLarge
-from schemas.ids import doc_id_of_file
+from schemas.ids import collection_doc_id, doc_candidates, doc_id_of_file
 from schemas.results import FileOutcome
 from schemas.settings import Settings
 from store import bm25
@@ -64,8 +65,7 @@ def plan_file(s: Settings, library: Library, path: Path, name: str, collection: 
         raise TooLarge(f"{path.name} is {size / 2**20:.0f} MB, over the {s.ingest.max_file_mb:g} MB "
                        "limit; split it or raise PAGELENS_INGEST__MAX_FILE_MB")
     kind = pdf.sniff_kind(path)
-    doc_id = doc_id_of_file(path)
-    doc = library.catalog.get_document(doc_id)
+    doc_id, doc = identity(library, doc_id_of_file(path), collection, s.default_collection)
     if doc is None or doc.status != "complete" or doc.stages.get("words") != words_version(s) \
             or doc.stages.get("index") != bm25.VERSION \
             or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != SPLITTER_VERSION):
@@ -76,11 +76,19 @@ def plan_file(s: Settings, library: Library, path: Path, name: str, collection: 
         log.warning("%s: the vector store lacks %s's pages; reading it again", path.name, doc_id[:12])
         return Plan(path, name, doc_id, kind, "full", previously_complete=False)
     library.catalog.add_name(doc_id, name)
-    moved = doc.collection != collection
-    notes = [f"moved from collection '{doc.collection}' to '{collection}'"] if moved else []
-    if moved:
-        library.move(doc_id, collection)
     if doc.stages.get("embed") != embed_version(s):
-        return Plan(path, name, doc_id, kind, "render", previously_complete=True, notes=notes)
-    return FileOutcome(path=name, doc_id=doc_id, status="ingested" if moved else "unchanged",
-                       pages=doc.page_count, pending=doc.pending, warnings=notes)
+        return Plan(path, name, doc_id, kind, "render", previously_complete=True)
+    return FileOutcome(path=name, doc_id=doc_id, status="unchanged", pages=doc.page_count, pending=doc.pending)
+
+
+def identity(library: Library, content: str, collection: str, default_collection: str) -> tuple[str, Document | None]:
+    """The id of the bytes hashed ``content`` in ``collection``, and its catalog row when it has one. The same
+    bytes in another collection are another document: never found here, never changed."""
+    candidates = doc_candidates(content, collection, default_collection)
+    rows = {c: library.catalog.get_document(c) for c in candidates}
+    for c in candidates:
+        row = rows[c]
+        if row is not None and row.collection == collection:
+            return c, row
+    free = [c for c in candidates if rows[c] is None]
+    return (free[0] if free else collection_doc_id(content, collection)), None

@@ -1,7 +1,11 @@
 """Identity: one place for how documents and pages are named.
 
-``doc_id`` is the sha256 (hex) of the file's bytes; a page's vector point id is uuid5 of
-``"{doc_id}:{page_no}"`` with 1-based ``page_no``. Re-ingesting the same bytes therefore hits the same ids.
+A document is its bytes *in a collection* (collections are the unit of tenancy: the same file uploaded into two
+collections is two documents, and neither upload changes the other). Its ``doc_id`` is the sha256 (hex) of the
+file's bytes in the default collection, and the sha256 of ``"{collection}\n{content}"`` in any other (or when
+an older store already gave the bare hash to the same bytes in another collection); ``doc_candidates`` lists
+where a document may already be. A page's vector point id is uuid5 of ``"{doc_id}:{page_no}"`` with 1-based
+``page_no``. Re-ingesting the same bytes into the same collection therefore hits the same ids.
 """
 
 from __future__ import annotations
@@ -22,6 +26,18 @@ def doc_id_of_file(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def collection_doc_id(content: str, collection: str) -> str:
+    """The id of the bytes hashed ``content`` in ``collection`` when the bare hash is not theirs."""
+    return hashlib.sha256(f"{collection}\n{content}".encode()).hexdigest()
+
+
+def doc_candidates(content: str, collection: str, default_collection: str) -> list[str]:
+    """The ids the bytes hashed ``content`` may have in ``collection``, the preferred one first: the bare hash in
+    the default collection (and, from stores made before tenancy, in any collection), else the derived id."""
+    derived = collection_doc_id(content, collection)
+    return [content, derived] if collection == default_collection else [derived, content]
 
 
 def point_id(doc_id: str, page_no: int) -> str:

@@ -92,14 +92,37 @@ def test_each_file_reports_its_own_time(svc: Service, tmp_path: Path) -> None:
         assert by[name].seconds < 0.5 * by["a-long.pdf"].seconds, (name, by[name].seconds, report.seconds)
 
 
-def test_a_file_moved_to_another_collection_says_so(svc: Service, tmp_path: Path) -> None:
+def test_the_same_file_in_two_collections_is_two_documents(svc: Service, tmp_path: Path) -> None:
+    from schemas.ids import doc_id_of_file
+
     pdf = _pdf(tmp_path / "notes.pdf")
-    assert svc.ingest([pdf], collection="drafts").files[0].warnings == []
-    f = svc.ingest([pdf], collection="final").files[0]
-    assert f.status == "ingested" and f.warnings == ["moved from collection 'drafts' to 'final'"]
-    assert svc.get_document("notes.pdf").collection == "final"
-    assert [h.path for h in svc.search("relational", k=3, collection="final")] == [str(pdf)]
-    assert svc.search("relational", k=3, collection="drafts") == []
+    first = svc.ingest([pdf], collection="drafts").files[0]
+    second = svc.ingest([pdf], collection="final").files[0]
+    assert first.status == second.status == "ingested" and first.doc_id != second.doc_id
+    assert doc_id_of_file(pdf) not in (first.doc_id, second.doc_id), "outside the default collection: derived ids"
+    assert {d.collection for d in svc.list_documents()} == {"drafts", "final"}
+    for where in ("drafts", "final"):
+        assert [h.path for h in svc.search("relational", k=3, collection=where)] == [str(pdf)]
+    assert svc.ingest([pdf], collection="final").files[0].status == "unchanged", "re-ingest stays a no-op"
+    svc.delete_document(second.doc_id or "")
+    assert [h.path for h in svc.search("relational", k=3, collection="drafts")] == [str(pdf)], "the other stays"
+    assert svc.files.path_of(first.doc_id or "").exists(), "with the stored bytes it needs"
+    assert svc.ingest([pdf]).files[0].doc_id == doc_id_of_file(pdf), "the default collection: the bare hash"
+
+
+def test_a_store_made_before_tenancy_keeps_its_ids(svc: Service, tmp_path: Path) -> None:
+    """A document catalogued under the bare hash in a non-default collection (as every document was) is found
+    again there, unchanged; the same bytes in the default collection become a document of their own."""
+    from schemas.ids import doc_id_of_file
+
+    pdf = _pdf(tmp_path / "old.pdf")
+    sha = doc_id_of_file(pdf)
+    svc.ingest([pdf])
+    svc.ingestor.library.move(sha, "research")  # what an older PageLens left: the bare hash, outside the default
+    assert svc.ingest([pdf], collection="research").files[0].status == "unchanged"
+    again = svc.ingest([pdf]).files[0]
+    assert again.status == "ingested" and again.doc_id not in (None, sha)
+    assert svc.get_document(sha).collection == "research"
 
 
 def test_a_reader_killed_while_idle_is_replaced(tmp_path: Path) -> None:

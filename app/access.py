@@ -148,3 +148,21 @@ class RateLimiter:
             while len(self._buckets) > 100_000:
                 self._buckets.popitem(last=False)
         return None
+
+
+class Acting:
+    """A Service seen as one principal (the UI's signed-in key): every operation that takes ``who`` gets this
+    one, so a shell cannot forget to pass it."""
+
+    def __init__(self, svc: Any, who: Principal) -> None:
+        self._svc = svc
+        self.who = who
+
+    def __getattr__(self, name: str) -> Any:
+        import functools
+        import inspect
+
+        attr = getattr(self._svc, name)
+        if callable(attr) and "who" in inspect.signature(attr).parameters:
+            return functools.partial(attr, who=self.who)
+        return attr

@@ -441,6 +441,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         except PageLensError:
             who = None
         report = svc.health(counts=who is not None, who=who or LOCAL_ADMIN)
+        report["auth"] = "open" if gate.open() else "keys"
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.post("/documents", dependencies=guarded, status_code=202, response_model=None,
@@ -572,6 +573,11 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     @app.post("/locate", dependencies=guarded)
     def locate(who: Reader, req: LocateRequest) -> LocateResult:
         return svc.locate(req.doc_id, req.page, req.value, req.near, who=who)
+
+    @app.get("/me", dependencies=guarded)
+    def me(who: Reader) -> Principal:
+        """Who the key sent is: its name, role and collections (null: every collection)."""
+        return who
 
     @app.post("/keys", dependencies=guarded, status_code=201)
     def create_key(who: Admin, req: KeyRequest) -> NewKeyOut:

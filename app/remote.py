@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from schemas.access import AuditEvent, KeyInfo, NewKey
+from schemas.access import AuditEvent, KeyInfo, NewKey, Principal
 from schemas.answers import Answer, Extraction, LocateResult
 from schemas.documents import Document
 from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError, error_from
@@ -38,8 +38,21 @@ class RemoteService:
     def __init__(self, settings: Settings, record: ServerRecord, *, timeout_s: float = 600.0) -> None:
         self.settings = settings
         self.url = record.url
+        self.record = record
         self._http = httpx.Client(base_url=record.url, headers={"X-API-Key": record.token}, timeout=timeout_s,
                                   trust_env=False)  # loopback: never through a proxy
+
+    def auth_required(self) -> bool:
+        return self._call("GET", "/health").get("auth") == "keys"
+
+    def sign_in(self, key: str) -> Principal | None:
+        """Who ``key`` is on the server (None when it is not a valid key there)."""
+        r = self._http.get("/me", headers={"X-API-Key": key})
+        return Principal.model_validate(r.json()) if r.status_code == 200 else None
+
+    def as_key(self, key: str) -> RemoteService:
+        """This client acting as ``key`` instead of the data dir's local token (the UI's signed-in user)."""
+        return RemoteService(self.settings, ServerRecord(url=self.url, token=key, pid=self.record.pid))
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kw: Any) -> Any:

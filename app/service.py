@@ -451,6 +451,19 @@ class Service:
         except PageLensError as e:
             log.error("could not record '%s' in the audit log: %s", action, e)
 
+    def auth_required(self) -> bool:
+        """Whether a shell serving others (the UI) must ask for a key: PAGELENS_API_KEY is set or keys exist."""
+        return bool(self.settings.api_key) or self.catalog.keys.any()
+
+    def sign_in(self, key: str) -> Principal | None:
+        """The principal of ``key`` (the bootstrap key, or an active catalog key), else None (recorded)."""
+        from app.access import Gatekeeper
+
+        who = Gatekeeper(self.catalog, bootstrap_key=self.settings.api_key, local_token=None).principal(key)
+        if who is None:
+            self.audit(None, "ui sign-in", "denied", detail="wrong, revoked or expired key")
+        return who
+
     def vlm_name(self) -> str:
         """The VLM backend the settings select ('none' when there is none)."""
         from vlm.backend import backend_name

@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from app.access import Acting
 from app.remote import open_service
 from schemas.coords import BBox
 from schemas.errors import ModelUnavailable, PageLensError
@@ -24,16 +25,49 @@ STATUS_STYLE = {"verified": ("#16a34a", "verified — found on the page, box sna
 
 
 @st.cache_resource
-def service() -> Any:
+def base_service() -> Any:
     """The UI's way to the data dir: the running PageLens server that owns it (its API), else a Service here."""
     return open_service()
 
 
+def service() -> Any:
+    """The service as this browser session's signed-in key (the local admin when no key is configured)."""
+    return st.session_state.get("acting") or base_service()
+
+
+def whoami() -> str:
+    who = st.session_state.get("who")
+    return who.name if who is not None else ""
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
-def page_png(doc_id: str, page: int, width: int, boxes: tuple[tuple[tuple[float, ...], str], ...] = (),
-             crop: tuple[float, ...] | None = None) -> bytes:
+def _page_png(who: str, doc_id: str, page: int, width: int, boxes: tuple[tuple[tuple[float, ...], str], ...],
+              crop: tuple[float, ...] | None) -> bytes:
+    # ``who`` is part of the cache key: one session's pages are never served to another from the cache
     return service().page_png(doc_id, page, width=width, boxes=[(BBox.of(b), s) for b, s in boxes],
                               crop=BBox.of(crop) if crop else None)
+
+
+def page_png(doc_id: str, page: int, width: int, boxes: tuple[tuple[tuple[float, ...], str], ...] = (),
+             crop: tuple[float, ...] | None = None) -> bytes:
+    return _page_png(whoami(), doc_id, page, width, boxes, crop)
+
+
+def sign_in(base: Any) -> None:
+    """The sign-in form, when this PageLens has keys: the session then acts as the key given."""
+    st.title("PageLens")
+    st.info("This PageLens is shared: sign in with your API key (ask its admin for one: pagelens keys create).",
+            icon=":material/key:")
+    with st.form("sign-in"):
+        key = st.text_input("API key", type="password")
+        if st.form_submit_button("Sign in", type="primary") and key:
+            who = base.sign_in(key)
+            if who is None:
+                st.error("That key is wrong, revoked or expired.", icon=":material/error:")
+                return
+            st.session_state["who"] = who
+            st.session_state["acting"] = base.as_key(key) if hasattr(base, "as_key") else Acting(base, who)
+            st.rerun()
 
 
 def show_page(target: Any, doc_id: str, page: int, width: int,
@@ -101,7 +135,9 @@ def library_page() -> None:
         files = st.file_uploader("Add PDFs or page images", type=["pdf", "png", "jpg", "jpeg", "tif", "tiff"],
                                  accept_multiple_files=True)
         c1, c2 = st.columns(2)
-        collection = c1.text_input("Collection", value=svc.settings.default_collection)
+        who = st.session_state.get("who")
+        mine = who.collections[0] if who is not None and who.collections else svc.settings.default_collection
+        collection = c1.text_input("Collection", value=mine)
         password = c2.text_input("Password (for encrypted PDFs)", type="password")
         submitted = st.form_submit_button("Ingest", type="primary")
     if submitted and files:
@@ -140,7 +176,7 @@ def library_page() -> None:
                                 for k, v in sorted(d.words_sources.items())),
              "pending": ", ".join(d.pending), "id": d.doc_id[:12]}
             for d in docs if shown == "(all)" or d.collection == shown]
-    st.caption(f"{len(rows)} documents")
+    st.caption(f"{len(rows)} document{'' if len(rows) == 1 else 's'}")
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
         by_id = {d.doc_id: d for d in docs}
@@ -344,7 +380,10 @@ def jobs_page() -> None:
 def main() -> None:
     st.set_page_config(page_title="PageLens", page_icon=":material/document_search:", layout="wide")
     try:
-        service()
+        base = base_service()
+        if "who" not in st.session_state and base.auth_required():
+            sign_in(base)
+            st.stop()
     except PageLensError as e:
         fail(e)
         st.stop()
@@ -353,6 +392,14 @@ def main() -> None:
     st.sidebar.title("PageLens")
     choice = st.sidebar.radio("Go to", list(pages), key="nav", label_visibility="collapsed")
     st.sidebar.caption("Grounded search, answers and extraction over your documents.")
+    who = st.session_state.get("who")
+    if who is not None:
+        sees = ", ".join(who.collections) if who.collections and who.role != "admin" else "every collection"
+        st.sidebar.caption(f"Signed in as **{plain(who.name)}** ({who.role}; {plain(sees)})")
+        if st.sidebar.button("Sign out"):
+            for k in ("who", "acting"):
+                st.session_state.pop(k, None)
+            st.rerun()
     try:
         pages[choice]()
     except Exception as e:  # errors never show a traceback to the user

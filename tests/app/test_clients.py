@@ -117,6 +117,11 @@ def test_the_ui_uses_the_running_server(server: tuple[str, dict[str, str]], monk
     try:
         at = AppTest.from_file(str(ROOT / "app" / "ui.py"), default_timeout=120).run()
         assert not at.exception, at.exception
+        # the server has a key: the UI asks for one, and then acts as it (not as the data dir's local token)
+        assert [t.label for t in at.text_input] == ["API key"]
+        at.text_input[0].input("the-admin-key")
+        at.button[0].click().run()
+        assert any("Signed in as **bootstrap**" in str(c.value) for c in at.sidebar.caption)
         pdf = _pdf(tmp_path / "gamma.pdf", "gamma ledger")
         at.file_uploader[0].set_value([(pdf.name, pdf.read_bytes(), "application/pdf")])
         next(b for b in at.main.button if b.label == "Ingest").click().run()

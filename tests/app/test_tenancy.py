@@ -114,7 +114,8 @@ def _probes(t: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, str, dic
     }
 
 
-LISTINGS = {("GET", "/documents"), ("GET", "/jobs"), ("POST", "/search/documents"), ("GET", "/health")}
+LISTINGS = {("GET", "/documents"), ("GET", "/jobs"), ("POST", "/search/documents"), ("GET", "/health"),
+            ("GET", "/me")}
 ADMIN_ONLY = {("POST", "/keys"), ("GET", "/keys"), ("DELETE", "/keys/{name}"), ("GET", "/audit")}
 UPLOAD = {("POST", "/documents")}
 
@@ -242,3 +243,42 @@ def test_a_revoked_or_expired_key_stops_at_once(client: TestClient, tenants: dic
     assert again.status_code == 409, "a name is one key forever (the audit log names keys)"
     gone = client.post("/keys", json={"name": "past", "role": "reader", "expires": "2020-01-01"}, headers=ADMIN)
     assert gone.status_code == 400 and "past" in gone.json()["error"]["message"]
+
+
+def test_the_ui_asks_for_a_key_and_shows_only_its_collections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from app.service import Service
+    from tests.conftest import ROOT
+
+    data = tmp_path / "data"
+    svc = Service(make_settings(data, None))
+    svc.ingest([_pdf(tmp_path / "a.pdf", "aardvark alpha")], collection="alpha")
+    svc.ingest([_pdf(tmp_path / "b.pdf", "bison beta")], collection="beta")
+    key = svc.create_key("alice", "writer", ["alpha"]).key
+    svc.close()
+    for k, v in {"PAGELENS_DATA_DIR": str(data), "PAGELENS_ENCODER__ENABLED": "false",
+                 "PAGELENS_VLM__CAPTIONS": "false"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("PAGELENS_API_KEY", raising=False)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app" / "ui.py"), default_timeout=120).run()
+        assert not at.exception, at.exception
+        assert [t.label for t in at.text_input] == ["API key"] and not at.sidebar.radio, "only the sign-in form"
+        at.text_input[0].input("pl_not-a-key")
+        at.button[0].click().run()
+        assert any("wrong, revoked or expired" in e.value for e in at.error)
+        at.text_input[0].input(key)
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+        shown = " ".join(str(c.value) for c in at.caption)
+        assert "Signed in as **alice** (writer; alpha)" in shown and "1 document" in shown, shown
+        listed = at.dataframe[0].value
+        assert list(listed["document"]) == ["a.pdf"] and set(listed["collection"]) == {"alpha"}, listed
+        assert at.text_input[0].value == "alpha", "uploads go to the key's collection"
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()

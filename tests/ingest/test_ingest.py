@@ -187,12 +187,14 @@ def test_collections_and_delete(service: Service) -> None:
     service.ingest([PDFS / "R-data.pdf"], collection="manuals")
     assert {h.collection for h in service.search("data matrix", k=10, collection="cards")} == {"cards"}
     assert [d.collection for d in service.list_documents("manuals")] == ["manuals"]
-    moved = service.ingest([PDFS / "refcard-a4.pdf"], collection="manuals")
-    assert moved.files[0].status == "ingested"
-    assert {h.collection for h in service.search("matrix", k=10)} == {"manuals"}
-    doc = service.delete_document("refcard-a4.pdf")
+    copy = service.ingest([PDFS / "refcard-a4.pdf"], collection="manuals").files[0]  # another document
+    assert copy.status == "ingested"
+    assert {h.collection for h in service.search("matrix", k=10)} == {"cards", "manuals"}
+    doc = service.delete_document(copy.doc_id or "")
     assert service.index.count(doc.doc_id) == 0 and not service.files.has(doc.doc_id)
     assert service.catalog.get_document(doc.doc_id) is None
+    assert service.search("matrix", k=3, collection="cards"), "the copy in cards is untouched"
+    assert [d.collection for d in service.list_documents() if d.name.endswith("refcard-a4.pdf")] == ["cards"]
     _consistent(service)
 
 

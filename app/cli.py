@@ -94,10 +94,10 @@ def ingest(
     report: Annotated[Path | None, typer.Option("--report", help="write the IngestReport as JSON here")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, max=64, help="page-reader processes; a long file is shared among them by page ranges "
-                                         "[default: PAGELENS_INGEST__WORKERS, else one per core, at most 4]")] = None,
+                                         "\\[default: PAGELENS_INGEST__WORKERS, else one per core, at most 4]")] = None,
     ray: Annotated[str | None, typer.Option(
         "--ray", metavar="ADDRESS", help="read on a Ray cluster: 'local' (start one here), 'auto' (the one this "
-                                         "machine joined) or ray://host:10001; needs pagelens[ray]")] = None,
+                                         "machine joined) or ray://host:10001; needs pagelens\\[ray]")] = None,
 ) -> None:
     """Ingest documents: words (text layer or OCR), BM25 and SigLIP vectors, the catalog."""
     bar, on_progress = _progress_bar()
@@ -132,6 +132,11 @@ def _progress_bar() -> tuple[Progress, Callable[[Any], None]]:
     return bar, on_progress
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 page``, ``2 pages``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _detail(f: Any) -> str:
     """The detail column of one FileOutcome: its error, or its pending stages and warnings."""
     if f.error:
@@ -147,11 +152,11 @@ def _print_report(result: Any) -> None:
     style = {"ingested": "green", "unchanged": "dim", "failed": "red"}
     rows = result.files if len(result.files) <= 40 else [f for f in result.files if f.status == "failed"][:40]
     for f in rows:
-        table.add_row(Path(f.path).name, f"[{style[f.status]}]{f.status}[/]", str(f.pages),
+        table.add_row(escape(Path(f.path).name), f"[{style[f.status]}]{f.status}[/]", str(f.pages),
                       (f.doc_id or "")[:12], escape(_detail(f)))
     out.print(table)
     out.print(f"[green]{result.count('ingested')} ingested[/], {result.count('unchanged')} unchanged, "
-              f"[red]{result.count('failed')} failed[/]; {result.pages} pages")
+              f"[red]{result.count('failed')} failed[/]; {_n(result.pages, 'page')}")
 
 
 @app.command()
@@ -196,10 +201,9 @@ def search(
         return
     if not hits:
         out.print("no matching pages (is anything ingested? see: pagelens docs list)")
-    for rank, h in enumerate(hits, 1):
-        words = " ".join(dict.fromkeys(w.text for w in h.words))[:100]
-        out.print(f"[bold]{rank}.[/] {Path(h.path).name} p.{h.page}  [dim]score {h.score:.4f} · "
-                  f"{h.doc_id[:12]}[/]\n   [cyan]{words}[/]")
+    for rank, h in enumerate(hits, 1):  # page text and names are text, never markup
+        out.print(f"[bold]{rank}.[/] {escape(Path(h.path).name)} p.{h.page}  [dim]relevance {h.relevance:.2f} "
+                  f"(RRF {h.score:.4f}) · {h.doc_id[:12]}[/]\n   [cyan]{escape(h.snippet[:200])}[/]", soft_wrap=True)
 
 
 def _parse_line(line: str, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -263,7 +267,7 @@ SOURCE_LABELS = {"text_layer": "text"}  # where the words of a page came from, a
 def _docs_table(docs: list[Any]) -> Table:
     """The documents as a table that fits 80 columns: 12-character ids, long names and collections cut with
     an ellipsis (``docs list --json`` has them whole), word sources and pending stages folded."""
-    table = Table(title=f"{len(docs)} documents", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+    table = Table(title=_n(len(docs), "document"), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   collapse_padding=True)
     table.add_column("doc", no_wrap=True, min_width=12)
     table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=22)
@@ -290,7 +294,7 @@ def docs_delete(doc: Annotated[str, typer.Argument(help="document id, id prefix 
     """Delete a document: catalog rows, vectors and the stored file."""
     with _session(read_only=True) as svc:  # nothing to delete from a store that does not exist
         d = svc.delete_document(doc)
-    out.print(f"deleted {d.doc_id[:12]} ({Path(d.name).name}, {d.page_count} pages)")
+    out.print(f"deleted {d.doc_id[:12]} ({escape(Path(d.name).name)}, {_n(d.page_count, 'page')})")
 
 
 @app.command()
@@ -308,7 +312,7 @@ def jobs(state: Annotated[str | None, typer.Option("--state", help="queued, runn
     if as_json:
         print(json.dumps([j.model_dump(mode="json") for j in found], indent=2))
         return
-    table = Table(title=f"{len(found)} jobs", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = Table(title=_n(len(found), "job"), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col in ("job", "kind", "state", "files", "pages", "errors", "created"):
         table.add_column(col, no_wrap=True)
     for j in found:
@@ -335,10 +339,10 @@ def ask(
     if as_json:
         print(answer.model_dump_json(indent=2))
         return
-    out.print(f"[bold]{answer.answer}[/]" if answer.found else f"[yellow]{answer.answer}[/]")
+    out.print(f"[bold]{escape(answer.answer)}[/]" if answer.found else f"[yellow]{escape(answer.answer)}[/]")
     for ev in answer.evidence:
         color = {"verified": "green", "approximate": "yellow", "unverified": "red"}[ev.status]
-        out.print(f"  [{color}]{ev.status}[/] p.{ev.page} {ev.doc_id[:12]}: \"{ev.quote}\" "
+        out.print(f"  [{color}]{ev.status}[/] p.{ev.page} {ev.doc_id[:12]}: \"{escape(ev.quote)}\" "
                   f"[dim](confidence {ev.confidence:.2f})[/]")
 
 
@@ -653,13 +657,13 @@ def demo(question: Annotated[str, typer.Argument()] = "scanned contracts") -> No
     except PageLensError as e:
         raise _fail(e) from e
     sample = make_sample_pdf(data_dir / "samples" / "pagelens-sample.pdf")
-    out.print(f"sample document: {sample}")
+    out.print(f"sample document: {escape(str(sample))}")
     try:
         ingest([sample], collection=None, password=None, report=None, workers=1)
     except typer.Exit as e:
         if e.exit_code:
             raise
-    out.print(f'\n[bold]pagelens search "{question}"[/]')
+    out.print(f'\n[bold]pagelens search "{escape(question)}"[/]')
     search(question, k=3, collection=None, doc=None, as_json=False, queries=None)
 
 

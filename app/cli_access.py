@@ -33,8 +33,8 @@ def keys_create(
     role: Annotated[str, typer.Option("--role", help="reader (search, ask, locate, list, pages), writer (+ upload, "
                                                      "delete, extract, jobs, corrections) or admin (+ keys, audit)")],
     collections: Annotated[str | None, typer.Option("--collections", help="comma-separated collections it sees "
-                                                                           "[default: every collection]")] = None,
-    expires: Annotated[str | None, typer.Option("--expires", help="30d, 12h, 90m or an ISO date [default: never]")]
+                                                                           "\\[default: every collection]")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="30d, 12h, 90m or an ISO date \\[default: never]")]
     = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

@@ -84,7 +84,7 @@ def show_page(target: Any, doc_id: str, page: int, width: int,
 def fail(e: Exception) -> None:
     """Show an error in plain words (never a traceback)."""
     if isinstance(e, PageLensError):
-        st.error(e.message, icon=":material/error:")
+        st.error(text(e.message), icon=":material/error:")
     else:
         st.error(f"Something went wrong ({e.__class__.__name__}: {e}). The details are in the server log.",
                  icon=":material/error:")
@@ -97,6 +97,13 @@ def plain(text: str) -> str:
     """User-controlled text (file names, page words, quotes) made inert for st.markdown with HTML allowed: HTML
     escaped, Markdown punctuation backslash-escaped (no tags, links or emphasis from a file name)."""
     return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in html.escape(text, quote=True))
+
+
+def text(value: str) -> str:
+    """User-controlled text made inert for Streamlit elements that render Markdown but not HTML (success, error,
+    caption, progress labels): Markdown punctuation backslash-escaped, so a model's answer or a file name can
+    never become a link, an image fetched from elsewhere, or emphasis."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in value)
 
 
 def outcome_message(name: str, code: str, message: str) -> str:
@@ -147,8 +154,8 @@ def library_page() -> None:
 
             def on_progress(p: Any, bar: Any = bar, name: str = f.name) -> None:
                 if p.pages_total:
-                    bar.progress(min(1.0, p.pages_done / p.pages_total), text=f"{name}: {p.pages_done}/"
-                                 f"{p.pages_total} pages")
+                    bar.progress(min(1.0, p.pages_done / p.pages_total), text=text(f"{name}: {p.pages_done}/"
+                                 f"{p.pages_total} pages"))
                 if p.notice and p.notice not in said:
                     said.add(p.notice)
                     st.caption(p.notice)
@@ -160,13 +167,15 @@ def library_page() -> None:
                 fail(e)
                 continue
             outcome = report.files[0]
-            bar.progress(1.0, text=f"{f.name}: {outcome.status}")
+            bar.progress(1.0, text=text(f"{f.name}: {outcome.status}"))
             if outcome.status == "failed" and outcome.error:
-                st.error(outcome_message(f.name, outcome.error.code, outcome.error.message),
+                bar.empty()  # a failed file never looks finished
+                st.error(text(outcome_message(f.name, outcome.error.code, outcome.error.message)),
                          icon=":material/error:")
             else:
                 pending = f" (pending: {', '.join(outcome.pending)})" if outcome.pending else ""
-                st.success(f"{f.name}: {outcome.status}, {outcome.pages} pages{pending}",
+                st.success(text(f"{f.name}: {outcome.status}, {outcome.pages} page"
+                                f"{'' if outcome.pages == 1 else 's'}{pending}"),
                            icon=":material/check_circle:")
     docs = svc.list_documents()
     collections = sorted({d.collection for d in docs})
@@ -216,8 +225,9 @@ def search_page() -> None:
             boxes = tuple((tuple(w.bbox.as_list()), "match") for w in h.words)
             show_page(st, h.doc_id, h.page, 360, boxes)  # one page that cannot be drawn never hides the others
             words = " ".join(dict.fromkeys(w.text for w in h.words))[:80]
-            st.markdown(f"**{plain(Path(h.path).name)}** · page {h.page}  \n"  # names and words are user data
-                        f"<small>score {h.score:.4f} · {plain(words)}</small>", unsafe_allow_html=True)
+            st.markdown(f"**{i + 1}. {plain(Path(h.path).name)}** · page {h.page}  \n"  # names, words: user data
+                        f"<small>relevance {h.relevance:.2f} · {plain(h.snippet[:160] or words)}</small>",
+                        unsafe_allow_html=True)
             if st.button("Open large", key=f"open-{i}"):
                 st.session_state["large"] = (h.doc_id, h.page, boxes)
     if large := st.session_state.get("large"):
@@ -245,7 +255,15 @@ def ask_page() -> None:
     answer = st.session_state.get("answer")
     if answer is None:
         return
-    (st.success if answer.found else st.warning)(answer.answer)
+    # the model's words are text, never Markdown (an answer with ![x](http://…) must not make the browser fetch it);
+    # green only when the answer's own values are in its verified evidence ("verified" means: found on the page)
+    if answer.found and answer.consistent:
+        st.success(text(answer.answer))
+    elif answer.found:
+        st.warning(text(answer.answer) + "  \n*Its values are not in the verified evidence below: check them on the "
+                   "page.*")
+    else:
+        st.warning(text(answer.answer))
     legend()
     for i, ev in enumerate(answer.evidence):
         color, _ = STATUS_STYLE[ev.status]
@@ -261,11 +279,13 @@ def ask_page() -> None:
         show_page(st, ev.doc_id, ev.page, 900, ((tuple(b.as_list()), ev.status),), crop,
                   caption=f"evidence {z + 1}, zoomed")
     pages = {(e.doc_id, e.page) for e in answer.evidence} or {(p.doc_id, p.page) for p in answer.pages_used}
+    names = {d.doc_id: Path(d.name).name for d in svc.list_documents() if d.doc_id in {p[0] for p in pages}}
     cols = st.columns(max(1, min(3, len(pages))))
     for i, (doc_id, page) in enumerate(sorted(pages)):
         boxes = tuple((tuple(e.bbox.as_list()), e.status) for e in answer.evidence
                       if e.doc_id == doc_id and e.page == page and e.bbox is not None)
-        show_page(cols[i % len(cols)], doc_id, page, 700, boxes, caption=f"page {page}")
+        name = names.get(doc_id, doc_id[:8])
+        show_page(cols[i % len(cols)], doc_id, page, 700, boxes, caption=f"{name} · page {page}")
 
 
 def extract_page() -> None:
@@ -342,7 +362,11 @@ def job_label(job: Job) -> str:
     what = ", ".join(job.params.get("files", [])) if job.kind == "ingest" else f"{p.files_total} documents"
     count = f"{p.pages_done}/{p.pages_total} pages" if p.pages_total else f"{p.files_done}/{p.files_total} files"
     stopping = " (stopping…)" if job.cancel_requested and job.state == "running" else ""
-    return plain(f"{job.kind} · {job.state}{stopping} · {count} · {what[:80]} · {job.job_id[:8]}")
+    failed = len(job.errors)
+    state: str = job.state
+    if job.state == "done" and failed:
+        state = f"done, {failed} of {p.files_total} failed" if failed < p.files_total else "every file failed"
+    return text(f"{job.kind} · {state}{stopping} · {count} · {what[:80]} · {job.job_id[:8]}")
 
 
 def jobs_page() -> None:
@@ -360,7 +384,7 @@ def jobs_page() -> None:
     for job in jobs:
         p = job.progress
         if job.state == "done":
-            done = 1.0
+            done = 1.0 - (len(job.errors) / p.files_total if p.files_total else 0.0)  # failed files never look done
         elif p.pages_total:
             done = p.pages_done / p.pages_total
         else:
@@ -372,9 +396,9 @@ def jobs_page() -> None:
             svc.cancel_job(job.job_id)
             st.rerun()
         if job.error is not None:
-            c1.error(job.error.message, icon=":material/error:")
+            c1.error(text(job.error.message), icon=":material/error:")
         for e in job.errors[:5]:
-            c1.caption(plain(outcome_message(e.path, e.code, e.message)))
+            c1.caption(text(outcome_message(e.path, e.code, e.message)))
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from schemas.results import Hit
 from schemas.wordtable import WordTable
 from store import bm25
 from store.catalog import Catalog
-from store.vectors import PageQuery, ScoredPage, VectorIndex
+from store.vectors import RRF_K, PageQuery, ScoredPage, VectorIndex
 from vlm.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,30 @@ def matching_words(table: WordTable, question_terms: frozenset[int]) -> list[Wor
     idx = [i for i, t in enumerate(table.texts) if bm25.terms(t) & question_terms][:MAX_HIT_WORDS]
     sub = WordTable([table.texts[i] for i in idx], table.boxes[idx], table.conf[idx], table.source)
     return sub.words()
+
+
+SNIPPET_WORDS = 14  # words of the page's own text around the best run of matches
+
+
+def snippet(table: WordTable, question_terms: frozenset[int]) -> str:
+    """The page's own text around its densest run of matching words (reading order), with ``…`` where cut;
+    the page's first words when nothing matches."""
+    texts = table.texts
+    if not texts:
+        return ""
+    hits = [i for i, t in enumerate(texts) if question_terms and bm25.terms(t) & question_terms]
+    if not hits:
+        return " ".join(texts[:SNIPPET_WORDS]) + (" …" if len(texts) > SNIPPET_WORDS else "")
+    best = max(hits, key=lambda i: sum(1 for j in hits if i <= j < i + SNIPPET_WORDS))
+    start = max(0, best - SNIPPET_WORDS // 4)
+    end = min(len(texts), start + SNIPPET_WORDS)
+    return ("… " if start else "") + " ".join(texts[start:end]) + (" …" if end < len(texts) else "")
+
+
+def relevance(score: float, lists: int, rrf_k: int) -> float:
+    """An RRF score over its best possible (first in every fused list, 1/rrf_k each): 1.0 for the top of every
+    list."""
+    return min(1.0, score * rrf_k / lists) if lists else 0.0
 
 
 def _question(question: str) -> str:
@@ -82,27 +106,31 @@ class Searcher:
         question = _question(question)
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, got {k}")
-        return self._hits(question, self._candidates(question, k, collection, doc_ids, collections))
+        scored, lists = self._candidates(question, k, collection, doc_ids, collections)
+        return self._hits(question, scored, lists)
 
     def _candidates(self, question: str, limit: int, collection: str | None, doc_ids: Sequence[str] | None,
-                    collections: Collection[str] | None) -> list[ScoredPage]:
+                    collections: Collection[str] | None) -> tuple[list[ScoredPage], int]:
+        """The fused pages, and how many ranked lists were fused (for ``relevance``)."""
         if collections is not None and (not collections or (collection is not None and collection not in collections)):
-            return []  # nothing the asker may see
-        q = PageQuery(dense=self._dense(question), sparse=bm25.embed_query(question), limit=limit,
+            return [], 0  # nothing the asker may see
+        dense, sparse = self._dense(question), bm25.embed_query(question)
+        q = PageQuery(dense=dense, sparse=sparse, limit=limit,
                       collection=collection, doc_ids=list(doc_ids) if doc_ids is not None else None,
                       collections=sorted(collections) if collections is not None else None,
                       prefetch_limit=max(50, 4 * limit))
-        return self.index.query(q)
+        lists = len([n for n in dense if n in self.index.dense_dims()]) + (1 if sparse.indices else 0)
+        return self.index.query(q), lists
 
     def search_documents(self, question: str, *, k: int = 5, collection: str | None = None,
                          collections: Collection[str] | None = None) -> list[tuple[str, float, list[int]]]:
         """The documents most about ``question``: (doc_id, score, their best pages), from the top POOL pages."""
         question = _question(question)
-        pool = self._candidates(question, POOL, collection, None, collections)
+        pool, _ = self._candidates(question, POOL, collection, None, collections)
         names = self.catalog.document_names([s.doc_id for s in pool], complete_only=True)
         return [r for r in rank_documents(pool) if r[0] in names][:k]
 
-    def _hits(self, question: str, scored: Sequence[ScoredPage]) -> list[Hit]:
+    def _hits(self, question: str, scored: Sequence[ScoredPage], lists: int) -> list[Hit]:
         records = {(r.page.doc_id, r.page.page_no): r
                    for r in self.catalog.get_pages([(s.doc_id, s.page) for s in scored])}
         names = self.catalog.document_names([s.doc_id for s in scored], complete_only=True)
@@ -113,5 +141,7 @@ class Searcher:
             if rec is None or s.doc_id not in names:  # a partial document: mid-ingest, or left by a killed run
                 continue
             hits.append(Hit(doc_id=s.doc_id, path=names[s.doc_id], collection=s.collection, page=s.page,
-                            score=s.score, words=matching_words(rec.table, terms), caption=rec.page.caption))
+                            score=s.score, relevance=round(relevance(s.score, lists, RRF_K), 4),
+                            snippet=snippet(rec.table, terms), words=matching_words(rec.table, terms),
+                            caption=rec.page.caption))
         return hits

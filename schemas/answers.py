@@ -48,6 +48,8 @@ class Answer(_Frozen):
     model: str
     pages_used: list[PageRef]
     usage: Usage = Usage()
+    consistent: bool = Field(False, description="the answer is backed by verified evidence and every number it "
+                                                 "states is printed in that evidence (shown as confirmed only then)")
 
 
 class FieldBox(_Frozen):

@@ -23,7 +23,10 @@ class Hit(_Frozen):
     path: str
     collection: str
     page: int = Field(ge=1)
-    score: float
+    score: float = Field(description="the RRF score of the fused lists (its scale depends on how many lists)")
+    relevance: float = Field(0.0, ge=0, le=1, description="the score over its best possible: 1.0 is first in "
+                                                           "every fused list (SigLIP, captions, BM25)")
+    snippet: str = Field("", description="the page's own text around its best run of matching words")
     words: list[Word] = Field(default_factory=list)
     caption: str | None = None
 

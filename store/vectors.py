@@ -44,6 +44,9 @@ class ScoredPage:
     score: float
 
 
+RRF_K = 60  # Qdrant's RRF: a page ranked r (from 0) in a list scores 1 / (RRF_K + r) there
+
+
 @dataclass(frozen=True)
 class PageQuery:
     """A hybrid query: one prefetch per given vector, fused with RRF, filtered by collection/documents.
@@ -57,7 +60,7 @@ class PageQuery:
     doc_ids: Sequence[str] | None = None
     collections: Sequence[str] | None = None
     prefetch_limit: int = 50
-    rrf_k: int = 60
+    rrf_k: int = RRF_K
 
 
 class VectorIndex(Protocol):

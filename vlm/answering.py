@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from vlm import prompts
 from vlm.backend import Message, VlmBackend
 from vlm.families import box_bounds, box_instructions, to_bbox
 from vlm.grounding import locate
+from vlm.normalise import number_of
 from vlm.pages import PageInput
 from vlm.structured import generate_validated
 
@@ -79,7 +81,25 @@ def ask(backend: VlmBackend, question: str, pages: Sequence[PageInput], *, max_a
     if not (out.found and out.answer.strip()):
         return not_found(question, resp.model, pages_used, usage)
     return Answer(question=question, answer=out.answer, found=True, evidence=evidence, model=resp.model,
-                  pages_used=pages_used, usage=usage)
+                  pages_used=pages_used, usage=usage, consistent=consistent(out.answer, evidence))
+
+
+_NUMBER = re.compile(r"[-+]?\d[\d.,']*%?")
+
+
+def _numbers(text: str) -> set[str]:
+    return {n for tok in _NUMBER.findall(text) if (n := number_of(tok.rstrip(".,"))) is not None}
+
+
+def consistent(answer: str, evidence: Sequence[Evidence]) -> bool:
+    """Whether an answer is backed by its evidence: some quote is ``verified`` (found on the page), and every
+    number the answer states is printed in a verified quote ("The total is 0" beside a verified "Total:
+    1,234.56" is not)."""
+    verified = [e.quote for e in evidence if e.status == "verified"]
+    if not verified:
+        return False
+    printed = set().union(*(_numbers(q) for q in verified))
+    return _numbers(answer) <= printed
 
 
 def not_found(question: str, model: str, pages_used: Sequence[PageRef] = (), usage: Usage | None = None) -> Answer:

@@ -183,9 +183,22 @@ def generate_validated(backend: VlmBackend, messages: Sequence[Message], schema:
         try:
             return validate(json.loads(resp.text)), resp, attempt
         except (ValueError, TypeError, KeyError) as e:  # JSONDecodeError and pydantic/jsonschema errors included
-            last_err = str(e).splitlines()[0][:500] if str(e) else e.__class__.__name__
+            last_err = describe_invalid(e)
             convo = [*convo, Message("assistant", [resp.text[:4000]]),
                      Message("user", [f"That reply is not valid: {last_err}. Reply again with only JSON that "
                                       "matches the schema."])]
+    shown = last_text[:300] + ("…" if len(last_text) > 300 else "")
     raise ModelBehaviorError(f"the model did not produce valid output in {max_attempts} attempts (last error: "
-                             f"{last_err})", raw_output=last_text, attempts=max_attempts)
+                             f"{last_err}; its last output: {shown!r})", raw_output=last_text, attempts=max_attempts)
+
+
+def describe_invalid(e: Exception) -> str:
+    """What was wrong with an output, in one line: for a Pydantic error each field and why (``evidence.0.quote:
+    String should have at most 200 characters``), not just "1 validation error"."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        parts = [f"{'.'.join(str(x) for x in err.get('loc', ())) or 'output'}: {err.get('msg', '')}"
+                 for err in e.errors()[:3]]
+        return "; ".join(parts)[:500]
+    return str(e).splitlines()[0][:500] if str(e) else e.__class__.__name__

@@ -34,6 +34,20 @@ TOTALS = {"total", "subtotal", "balance", "due", "tax", "vat", "gst", "sum", "ca
 LABEL_PROB = 0.9  # what the backend reports as its confidence (a constant: it is not a model)
 
 
+ASK_STOPWORDS = {"what", "which", "who", "when", "where", "how", "does", "did", "the", "and", "for", "with", "from",
+                 "this", "that", "are", "was", "were", "is", "a", "an", "of", "to", "in", "on", "do", "i", "it", "be",
+                 "by", "or", "as", "at", "can", "there", "these", "those"}
+
+
+def _question_of(request: VlmRequest) -> str:
+    """The question of an ask prompt (``Question: …`` in its text)."""
+    for m in request.messages:
+        for part in m.parts:
+            if isinstance(part, str) and (found := re.search(r"Question: (.*)", part)):
+                return found.group(1)
+    return ""
+
+
 def _label_tokens(key: str) -> list[str]:
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", key).replace("_", " ").replace("-", " ")
     return [t for t in spaced.lower().split() if t]
@@ -106,8 +120,29 @@ class WordsBackend:
         if request.json_schema is None:  # free text (captions): the first printed lines
             text = " ".join(line.text for line in lines[:3])[:300] or "an empty page"
             return VlmResponse(text=text, model=self.model, token_logprobs=[math.log(LABEL_PROB)])
-        data = self._fill(request.json_schema, "", lines, _rows(request.pages))
+        if {"found", "answer", "evidence"} <= set(request.json_schema.get("properties", {})):
+            data = self._ask(_question_of(request), lines)
+        else:
+            data = self._fill(request.json_schema, "", lines, _rows(request.pages))
         return VlmResponse(text=json.dumps(data), model=self.model, token_logprobs=[math.log(LABEL_PROB)])
+
+    @staticmethod
+    def _ask(question: str, lines: list[_Line]) -> dict[str, Any]:
+        """A question: the printed line sharing the most of the question's words (at least half of them, and one
+        at least), quoted as the evidence with its box; else not found."""
+        terms = {re.sub(r"[^0-9a-z]", "", w.lower()) for w in question.split()} - ASK_STOPWORDS
+        terms.discard("")
+        best, overlap = None, 0
+        for line in lines:
+            n = len(terms & set(line.norm))
+            if n > overlap:
+                best, overlap = line, n
+        if best is None or overlap * 2 < len(terms):
+            return {"found": False, "answer": "", "evidence": []}
+        box = best.box()
+        return {"found": True, "answer": best.text[:300],
+                "evidence": [{"page": best.page, "quote": best.text[:200],
+                              "bbox_2d": bbox_to_rel1000(box) if box is not None else None}]}
 
     # -- schema walk ------------------------------------------------------------------------------------------
     def _fill(self, schema: dict[str, Any], key: str, lines: list[_Line], rows: list[_Line]) -> Any:

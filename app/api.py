@@ -60,7 +60,8 @@ UPLOAD_TYPES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 MAX_NAME_BYTES = 255  # a file name's length in UTF-8 bytes (what file systems allow)
 UPLOAD_FILES_FACTOR = 2  # one request body may carry up to twice the per-file upload limit (several files)
 BODY_OVERHEAD = 2**20  # bytes a body may have beyond the files: form boundaries and fields, JSON requests
-PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's scripts and styles, served from the installed package (no CDN)
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer")]
 # JSON and PNG responses load nothing and are framed by nothing; HTML (/docs) keeps its CDN scripts.
@@ -211,7 +212,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         send = _with_security_headers(send)
-        if scope["path"] in PUBLIC_PATHS:
+        if scope["path"] in PUBLIC_PATHS or scope["path"].startswith(DOCS_ASSETS + "/"):
             await self._run(scope, receive, send)
             return
         rejection = self._early_rejection(Headers(scope=scope), scope)
@@ -382,8 +383,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     open_stores(svc)
     runner = JobRunner(svc)
     runner.start()  # resumes the jobs a killed server left queued or running
-    app = FastAPI(title="PageLens", version="0.1.0",
+    app = FastAPI(title="PageLens", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Grounded search, answers and structured extraction over PDFs and page images.")
+    _offline_docs(app)
     app.state.service = svc
     app.state.jobs = runner
     gate = Gatekeeper(svc.catalog, bootstrap_key=s.api_key, local_token=local_token)
@@ -610,6 +612,29 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         svc.close()
 
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) with its assets served from the ``swagger-ui-bundle`` package: it works with no
+    internet, as FastAPI documents for self-hosting."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="PageLens API",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def docs_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def local_url(host: str, port: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -111,14 +112,20 @@ def ingest(
     raise typer.Exit(1 if result.failed else 0)
 
 
-def _progress_bar() -> tuple[Progress, Callable[[Any], None]]:
+PAGES_A_LINE = 500  # without a terminal: a line per finished file, and one per this many pages of a long one
+
+
+def _progress_bar() -> tuple[Any, Callable[[Any], None]]:
     """A bar counting pages (the total grows as files are opened, so one long file has an ETA), and the
-    ``on_progress`` callback that drives it. Each distinct notice is printed once per run."""
+    ``on_progress`` callback that drives it. Each distinct notice is printed once per run. When stderr is not a
+    terminal (piped, logged) there is no bar: a line per finished file and per PAGES_A_LINE pages instead."""
+    shown: set[str] = set()
+    if not err.is_terminal:
+        return _line_progress(shown)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("pages · {task.fields[files]} files · {task.fields[rate]} pages/s"),
                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
     task = bar.add_task("ingest", total=None, files="0/0", rate="–")
-    shown: set[str] = set()
 
     def on_progress(p: Any) -> None:  # p: ingest.pipeline.Progress
         if p.notice and p.notice not in shown:
@@ -127,9 +134,27 @@ def _progress_bar() -> tuple[Progress, Callable[[Any], None]]:
         elapsed = bar.tasks[task].elapsed or 0.0
         rate = f"{p.pages_done / elapsed:.1f}" if elapsed > 0.5 else "–"
         bar.update(task, total=p.pages_total or None, completed=p.pages_done, files=f"{p.files_done}/{p.files_total}",
-                   rate=rate, description=(p.current[:30] or "ingest"))
+                   rate=rate, description=escape(p.current[:30]) or "ingest")
 
     return bar, on_progress
+
+
+def _line_progress(shown: set[str]) -> tuple[Any, Callable[[Any], None]]:
+    import time
+
+    started = time.monotonic()
+    last = {"files": 0, "pages": 0}
+
+    def on_progress(p: Any) -> None:
+        if p.notice and p.notice not in shown:
+            shown.add(p.notice)
+            print(f"note: {p.notice}", file=sys.stderr, flush=True)
+        if p.files_done > last["files"] or p.pages_done - last["pages"] >= PAGES_A_LINE:
+            last["files"], last["pages"] = p.files_done, p.pages_done
+            print(f"ingest: {p.files_done}/{p.files_total} files, {p.pages_done} pages, "
+                  f"{time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+
+    return contextlib.nullcontext(), on_progress
 
 
 def _n(count: int, noun: str) -> str:
@@ -184,7 +209,7 @@ def search(
             print(json.dumps(ranked, indent=2))
             return
         if not ranked:
-            out.print("no matching documents (is anything ingested? see: pagelens docs list)")
+            out.print(_nothing_found(collection, "documents"))
         for rank, d in enumerate(ranked, 1):
             pages = ", ".join(map(str, d["pages"][:8])) + (" …" if len(d["pages"]) > 8 else "")
             out.print(f"[bold]{rank}.[/] {escape(Path(d['name']).name)}  [dim]{d['doc_id'][:12]} · pages {pages}[/]")
@@ -200,10 +225,22 @@ def search(
         print(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
         return
     if not hits:
-        out.print("no matching pages (is anything ingested? see: pagelens docs list)")
+        out.print(_nothing_found(collection))
     for rank, h in enumerate(hits, 1):  # page text and names are text, never markup
         out.print(f"[bold]{rank}.[/] {escape(Path(h.path).name)} p.{h.page}  [dim]relevance {h.relevance:.2f} "
                   f"(RRF {h.score:.4f}) · {h.doc_id[:12]}[/]\n   [cyan]{escape(h.snippet[:200])}[/]", soft_wrap=True)
+
+
+def _nothing_found(collection: str | None, what: str = "pages") -> str:
+    """Why a search found nothing: no such collection, nothing ingested, or no match."""
+    with _session(read_only=True) as svc:
+        docs = svc.list_documents()
+    if not docs:
+        return "nothing is ingested yet: pagelens ingest FILE... (see pagelens docs list)"
+    names = sorted({d.collection for d in docs})
+    if collection is not None and collection not in names:
+        return escape(f"no collection '{collection}'; there are: {', '.join(names)[:300]}")
+    return f"no matching {what}"
 
 
 def _parse_line(line: str, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -363,7 +400,9 @@ def extract(
                                             help="--each: read new files on a Ray cluster (see ingest --ray); "
                                                  "the requests go to PAGELENS_VLM_URL's replicas")] = None,
 ) -> None:
-    """Extract the schema's fields, each with its value, boxes, confidence and verification status. With --each,
+    """Extract the schema's fields, each with its value, boxes, confidence and verification status. Needs a VLM
+    (PAGELENS_VLM_URL, or PAGELENS_VLM__BACKEND=transformers); offline, PAGELENS_VLM__BACKEND=words reads labelled
+    values from the pages' own words. With --each,
     one extraction per document, several at once, resumable: documents already extracted with the same schema,
     model and prompt are skipped."""
     if not files and not doc:
@@ -399,7 +438,8 @@ def extract(
         value = escape(str(f.value))
         if f.alternatives:  # other page windows of a long document said something else: shown, not dropped
             value += f"\n[yellow]also found: {escape(also_found(f))}[/]"
-        table.add_row(f.path, value, f"[{color}]{f.status}[/]", f"{f.confidence:.2f}", pages)
+        note = f"\n[dim]{escape(f.note)}[/]" if f.note else ""
+        table.add_row(escape(f.path), value, f"[{color}]{f.status}[/]{note}", f"{f.confidence:.2f}", pages)
     out.print(table)
 
 

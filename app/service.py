@@ -211,6 +211,9 @@ class Service:
         from ingest.discover import discover
 
         files = discover(paths)
+        if not files:
+            raise InputError(f"no files in {', '.join(str(p) for p in paths)[:300]}; give PDFs or page images "
+                             "(.pdf, .png, .jpg, .jpeg, .tif, .tiff) or folders holding them")
         readers = workers or self.settings.ingest.reader_count()
         if collection is not None:
             check_name("collection", collection)

@@ -304,8 +304,8 @@ def extract_page() -> None:
             with st.expander("Schema"):
                 st.json(schema)
         elif mode == "Paste JSON Schema":
-            text = st.text_area("JSON Schema", height=200, placeholder='{"type": "object", "properties": {...}}')
-            schema = json.loads(text) if text.strip() else None
+            pasted = st.text_area("JSON Schema", height=200, placeholder='{"type": "object", "properties": {...}}')
+            schema = json.loads(pasted) if pasted.strip() else None
         else:
             rows = st.data_editor([{"name": "invoice_number", "type": "text", "description": ""},
                                    {"name": "total", "type": "number", "description": "amount due"}],
@@ -317,13 +317,27 @@ def extract_page() -> None:
     except PageLensError as e:
         fail(e)
     chosen = st.multiselect("Documents", list(docs), format_func=lambda x: doc_label(docs, x))
+    together = len(chosen) > 1 and st.checkbox("One record from all of them together (e.g. a contract and its "
+                                               "annex)", value=False)
     if st.button("Extract", type="primary", disabled=schema is None or not chosen):
-        with st.spinner("Extracting…"):
+        # one record per document by default (as extract --each and the API's jobs do): two receipts are two records
+        groups = [chosen] if together else [[d] for d in chosen]
+        made: dict[str, str] = {}
+        bar = st.progress(0.0, text="Extracting…")
+        for n, group in enumerate(groups, 1):
+            label = " + ".join(Path(docs[d].name).name for d in group)
             try:
-                st.session_state["extraction"] = svc.extract(schema or {}, chosen).id
+                made[svc.extract(schema or {}, group).id] = label
             except PageLensError as e:
-                fail(e)
-                return
+                fail(PageLensError(f"{label}: {e.message}", code=e.code))
+            bar.progress(n / len(groups), text=text(f"Extracting… {n}/{len(groups)}"))
+        bar.empty()
+        if made:
+            st.session_state["extractions"] = made
+            st.session_state["extraction"] = next(iter(made))
+    made = st.session_state.get("extractions", {})
+    if len(made) > 1:
+        st.session_state["extraction"] = st.selectbox("Record", list(made), format_func=lambda x: made[x])
     ex_id = st.session_state.get("extraction")
     if not ex_id:
         return

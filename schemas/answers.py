@@ -78,6 +78,7 @@ class FieldResult(_Frozen):
     confidence: float = Field(ge=0, le=1)
     status: GroundingStatus
     matched_text: str | None = None
+    note: str | None = Field(None, description="why a field is not verified: no value given, not on the pages read")
     corrected: bool = False
     alternatives: list[Alternative] = []
 

@@ -81,7 +81,8 @@ BACKENDS: dict[str, Callable[[Settings], VlmBackend]] = {"openai": _openai, "tra
                                                          "words": _words}
 
 HOW_TO_CONFIGURE = ("no VLM configured: set PAGELENS_VLM_URL=http://host:8000/v1 (a vLLM server) or "
-                    "PAGELENS_VLM__BACKEND=transformers (README, \"A VLM\"); search works without one")
+                    "PAGELENS_VLM__BACKEND=transformers (README, \"A VLM\"); offline, without a model, "
+                    "PAGELENS_VLM__BACKEND=words reads labelled values from the pages' words; search works without one")
 
 
 def backend_name(s: Settings) -> str:

@@ -449,7 +449,10 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
         cited = pages[leaf.page - 1] if leaf.page and 1 <= leaf.page <= len(pages) else None
         near = to_bbox(family, leaf.box, *cited.size) if cited and leaf.box else None
         boxes = [FieldBox(doc_id=cited.doc_id, page=cited.page, bbox=near)] if cited and near else []
-        return FieldResult(path=leaf.path, value=leaf.value, boxes=boxes, confidence=0.0, status="unverified")
+        note = ("a yes/no value: there are no printed words to check it against" if isinstance(leaf.value, bool)
+                else "no value: the model found none on the pages read")
+        return FieldResult(path=leaf.path, value=leaf.value, boxes=boxes, confidence=0.0, status="unverified",
+                           note=note)
     cited_i = leaf.page - 1 if leaf.page and 1 <= leaf.page <= len(pages) else None
     results = []
     for i, p in enumerate(pages):
@@ -469,7 +472,8 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
         near = to_bbox(family, leaf.box, *page.size) if leaf.box and cited_i is not None else None
         return FieldResult(path=leaf.path, value=leaf.value,
                            boxes=[FieldBox(doc_id=page.doc_id, page=page.page, bbox=near)] if near else [],
-                           confidence=0.0, status="unverified")
+                           confidence=0.0, status="unverified",
+                           note=f"{str(leaf.value)[:60]!r} is not on the pages read: a likely hallucination")
     boxes = [FieldBox(doc_id=page.doc_id, page=page.page, bbox=b) for b in loc.boxes or [loc.bbox]]
     boxes += [FieldBox(doc_id=p.doc_id, page=p.page, bbox=lc.bbox) for _, p, lc in results
               if p is not page and lc.status == "verified"][:4]

@@ -205,7 +205,11 @@ def test_security_headers_and_constant_time_key(client: TestClient, monkeypatch:
         assert "default-src 'none'" in r.headers["content-security-policy"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
-    assert "content-security-policy" not in docs.headers, "/docs loads Swagger UI from its CDN"
+    assert "content-security-policy" not in docs.headers, "/docs runs Swagger UI's inline start-up script"
+    assert "cdn." not in docs.text and "/docs-assets/swagger-ui-bundle.js" in docs.text, "no CDN: works offline"
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        got = client.get(f"/docs-assets/{asset}")  # public, like /docs itself
+        assert got.status_code == 200 and len(got.content) > 10_000
     calls: list[tuple[bytes, bytes]] = []
     monkeypatch.setattr(app.access.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or a == b)
     assert client.get("/documents", headers=KEY).status_code == 200 and calls

@@ -33,6 +33,7 @@ from schemas.documents import Document
 from schemas.errors import (
     ConfigError,
     Conflict,
+    DiskFull,
     Forbidden,
     InputError,
     ModelBehaviorError,
@@ -53,6 +54,7 @@ from schemas.names import check_name
 from schemas.results import Hit, IngestReport
 from schemas.settings import AccessSettings, Settings
 from store.pages import MAX_BOXES
+from store.space import check_free, disk_full_from
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,8 @@ def _status(e: PageLensError) -> int:
         return 429
     if isinstance(e, NotFound):
         return 404
+    if isinstance(e, DiskFull):
+        return 507
     if isinstance(e, Conflict):
         return 409
     if isinstance(e, TooLarge):
@@ -338,12 +342,18 @@ def _save_upload(f: UploadFile, name: str, dest: Path, limit_mb: float) -> Path:
     dest.mkdir()
     path = dest / name
     limit, size = int(limit_mb * 2**20), 0
-    with path.open("wb") as out:
-        while chunk := f.file.read(1 << 20):
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"{name} is over the {limit_mb:g} MB upload limit")
-            out.write(chunk)
+    try:
+        with path.open("wb") as out:
+            while chunk := f.file.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"{name} is over the {limit_mb:g} MB upload limit")
+                out.write(chunk)
+    except OSError as e:
+        full = disk_full_from(e, dest)
+        if full is not None:
+            raise full from e
+        raise
     return path
 
 
@@ -461,6 +471,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         names = [_client_name(f.filename, i) for i, f in enumerate(files)]
         collection = writable(who, collection)
         fair_share(who)
+        check_free(s.data_dir, s.ingest.min_free_mb)  # 507 now, rather than a job that cannot write
         job_id = new_job_id()
         job_dir = svc.job_dir(job_id)
         job_dir.mkdir(parents=True)

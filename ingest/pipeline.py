@@ -17,10 +17,11 @@ from ingest.ocr import SPLITTER_VERSION
 from ingest.plan import Plan, embed_version, plan_file, words_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
 from ingest.write import SharedStores, Written, page_records, write_pages, written
+from store.space import check_free, disk_full_from
 
 if TYPE_CHECKING:
     from ingest.ray_readers import RayReaderPool
-from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError
+from schemas.errors import DiskFull, InputError, ModelUnavailable, PageLensError, StoreError
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
 from schemas.settings import Settings
 from store import bm25
@@ -171,9 +172,20 @@ class Ingestor:
                                               pages=doc.page_count if doc else 0, pending=doc.pending if doc else [],
                                               warnings=plan.notes)
             plans.remove(plan)
-        for plan in plans:
+        for plan in list(plans):
             if plan.mode == "full":
-                self.files.put(plan.doc_id, plan.path)
+                try:  # the source copy first; a disk that cannot take it fails this file alone
+                    check_free(self.s.data_dir, self.s.ingest.min_free_mb, plan.path.stat().st_size)
+                    self.files.put(plan.doc_id, plan.path)
+                except OSError as e:
+                    full = disk_full_from(e, self.s.data_dir)
+                    if full is None:
+                        raise
+                    outcomes[plan.path] = self._failed(plan, full.code, full.message)
+                    plans.remove(plan)
+                except DiskFull as e:
+                    outcomes[plan.path] = self._failed(plan, e.code, e.message)
+                    plans.remove(plan)
         # read the stored copy (what the catalog describes); the original when an older run did not keep one
         # an encrypted PDF opened with the password is stored decrypted, so its pages render later without it
         # (encryption at rest is the storage's job: see README "Encrypted PDFs")
@@ -267,6 +279,7 @@ class Ingestor:
                                         page_count=plan.page_count)
 
     def _pages(self, plan: Plan, batch: list[PageOut], collection: str, encoder: SiglipEncoder | None) -> None:
+        check_free(self.s.data_dir, self.s.ingest.min_free_mb)  # before every write: a full disk must not crash us
         if plan.mode == "full":
             records = page_records(plan.doc_id, batch)
         else:

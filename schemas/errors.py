@@ -140,6 +140,12 @@ class ModelHTTPError(PageLensError):
         self.status = status
 
 
+class DiskFull(PageLensError):
+    """The data dir's disk is (nearly) full: the file is not ingested and nothing else is lost."""
+
+    code = "disk_full"
+
+
 class WorkerCrashed(PageLensError):
     """The process reading a file died (a parser crash or the memory cap)."""
 

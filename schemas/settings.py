@@ -32,6 +32,9 @@ class IngestSettings(_Group):
     file_timeout_s: float = Field(600.0, gt=0, description="per-file time limit for reading pages")
     worker_memory_mb: int = Field(3072, ge=256, description="address-space cap of the page-reading worker")
     batch_pages: int = Field(32, ge=1, description="pages per store write / encoder batch")
+    min_free_mb: float = Field(256.0, ge=0, description="free space the data dir's disk keeps: a write that "
+                               "would go below it fails its file with disk_full (the vector store maps its "
+                               "write-ahead log into memory: a full disk would crash the process instead)")
     workers: int = Field(0, ge=0, le=64, description="page-reader processes (a long file is shared among them "
                                                      "by page ranges); 0: one per CPU core, at most 4")
 

@@ -12,6 +12,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from schemas.errors import StoreError, StoreLocked
+from store.space import check_can_open
 from store.vectors import SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class EdgeIndex:
 
     def _open(self) -> None:
         self._dims_path = self.path.parent / f"{self.path.name}.{_DIMS_FILE}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_can_open(self.path.parent)
         try:
             if (self.path / "wal").exists() or (self.path / "segments").exists():
                 self._shard = qe.EdgeShard.load(str(self.path))

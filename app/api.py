@@ -646,31 +646,3 @@ def _offline_docs(app: FastAPI) -> None:
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def docs_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
-
-
-def local_url(host: str, port: int) -> str:
-    """The URL the shells of this machine reach a server bound to ``host:port`` at (a wildcard bind: loopback)."""
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def serve_data_dir(settings: Settings, *, host: str, port: int) -> None:
-    """``pagelens serve``: open the stores (refused with StoreLocked when another process owns the data dir), record
-    where this server listens so the data dir's other shells run through it (``store.owner``), serve until
-    stopped. The record goes with the server."""
-    import secrets
-
-    import uvicorn
-
-    svc = Service(settings)
-    token = secrets.token_urlsafe(32)
-    try:
-        app = create_app(service=svc, local_token=token)
-        if svc.owner is not None:  # embedded stores: this process owns the data dir; shared stores need no owner
-            svc.owner.advertise(local_url(host, port), token)
-        uvicorn.run(app, host=host, port=port, log_level="info")
-    finally:
-        svc.close()

@@ -641,7 +641,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
-    from app.api import serve_data_dir
+    from app.serve import serve_data_dir
     from schemas.settings import load_settings
 
     try:

@@ -89,6 +89,16 @@ class VlmSettings(_Group):
     captions: bool = True
 
 
+class ServerSettings(_Group):
+    """``pagelens serve`` against slow or many clients (``PAGELENS_SERVER__…``)."""
+
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection that has not sent a whole request head "
+                                                            "by then is closed (slow-header clients)")
+    max_connections: int = Field(1000, ge=1, description="connections and requests at once; more answer 503 at "
+                                                         "once instead of exhausting the file descriptors")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")
+
+
 class AccessSettings(_Group):
     """Fair share between API keys (``PAGELENS_ACCESS__…``): one tenant cannot starve the others."""
 
@@ -117,6 +127,7 @@ class Settings(BaseSettings):
     encoder: EncoderSettings = EncoderSettings()
     vlm: VlmSettings = VlmSettings()
     access: AccessSettings = AccessSettings()
+    server: ServerSettings = ServerSettings()
 
     @property
     def catalog_url(self) -> str:

@@ -63,6 +63,7 @@ MAX_NAME_BYTES = 255  # a file name's length in UTF-8 bytes (what file systems a
 UPLOAD_FILES_FACTOR = 2  # one request body may carry up to twice the per-file upload limit (several files)
 BODY_OVERHEAD = 2**20  # bytes a body may have beyond the files: form boundaries and fields, JSON requests
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+JSON_MAX_BODY = 2 * 2**20  # any body but an upload's: the largest schema (256 KB) and 1,000 document refs fit
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's scripts and styles, served from the installed package (no CDN)
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer")]
@@ -244,13 +245,19 @@ class RequestGuard:
         length = headers.get("content-length")
         if length is not None and not length.strip().isdigit():
             return _error(400, "invalid_request", f"the Content-Length header '{length[:40]}' is not a number")
-        if length is not None and int(length) > self.max_body:
-            return self._too_large()
+        if length is not None and int(length) > self._limit(scope):
+            return self._too_large(scope)
         return None
 
-    def _too_large(self) -> JSONResponse:
-        return _error(413, "too_large", f"the request body is over {self.max_body / 2**20:.0f} MB; send fewer or "
-                                        "smaller files in one request")
+    def _limit(self, scope: Scope) -> int:
+        """Uploads may be large; every other body is JSON and gets JSON_MAX_BODY."""
+        return self.max_body if scope["path"] == "/documents" and scope["method"] == "POST" else JSON_MAX_BODY
+
+    def _too_large(self, scope: Scope) -> JSONResponse:
+        if self._limit(scope) == self.max_body:
+            return _error(413, "too_large", f"the request body is over {self.max_body / 2**20:.0f} MB; send fewer "
+                                            "or smaller files in one request")
+        return _error(413, "too_large", f"a JSON request body may have at most {JSON_MAX_BODY // 1024} KB")
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; an unexpected error still gets a JSON 500 with the security headers (then re-raised for
@@ -272,7 +279,7 @@ class RequestGuard:
     async def _run_limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app with the body cut off at ``max_body`` bytes: past it the app sees a disconnect, its
         answer is dropped and the client gets 413."""
-        seen, over = 0, False
+        seen, over, limit = 0, False, self._limit(scope)
 
         async def limited_receive() -> Message:
             nonlocal seen, over
@@ -281,7 +288,7 @@ class RequestGuard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                over = seen > self.max_body
+                over = seen > limit
             return {"type": "http.disconnect"} if over else message
 
         async def send_unless_over(message: Message) -> None:
@@ -294,7 +301,7 @@ class RequestGuard:
             if not over:
                 raise
         if over:
-            await self._too_large()(scope, receive, send)
+            await self._too_large(scope)(scope, receive, send)
 
 
 def _need(role: Role) -> Any:

@@ -438,3 +438,30 @@ def test_an_encrypted_upload_renders_with_its_password_given_once(client: TestCl
     assert f["status"] == "ingested", f
     r = client.get(f"/documents/{f['doc_id']}/pages/1.png?width=200", headers=KEY)
     assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+
+
+# -- 11. every request field is bounded; JSON bodies are small (issue 17, item 4) -----------------------------
+
+
+def test_request_fields_and_json_bodies_are_bounded(client: TestClient, tmp_path: Path) -> None:
+    import time
+
+    t = time.monotonic()
+    many = client.post("/search", json={"question": "x", "doc_ids": [f"{i:064x}" for i in range(200_000)]},
+                       headers=KEY)
+    assert many.status_code == 413 and "JSON request body" in many.json()["error"]["message"]
+    huge = client.post("/locate", content=b'{"doc_id": "x", "page": 1, "value": "' + b"a" * (50 * 2**20) + b'"}',
+                       headers={**KEY, "content-type": "application/json"})
+    assert huge.status_code == 413
+    assert time.monotonic() - t < 10, "refused before the work, not after"
+    refs = client.post("/search", json={"question": "x", "doc_ids": ["a"] * 1001}, headers=KEY)
+    assert refs.status_code == 422 and "doc_ids" in refs.json()["error"]["message"]
+    long_value = client.post("/locate", json={"doc_id": "x", "page": 1, "value": "a" * 10_001}, headers=KEY)
+    assert long_value.status_code == 422
+    assert client.post("/locate", json={"doc_id": "x", "page": 10**20, "value": "a"}, headers=KEY).status_code == 422
+    assert client.post("/search", json={"question": "x", "collection": "c" * 10_000}, headers=KEY).status_code == 422
+    pdf = _pdf(tmp_path / "n.pdf").read_bytes()
+    for bad in ("default\u202e", "a\x00b", " padded", "c" * 201, "zero\u200bwidth"):
+        r = _upload(client, ("n.pdf", pdf), collection=bad)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_input", (repr(bad), r.text)
+    assert client.get("/documents", headers=KEY).json() == [], "nothing was stored under a bad name"

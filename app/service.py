@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from retrieval.search import Searcher
     from store.catalog import Catalog
     from store.owner import DataDirOwner
+    from store.render_pool import RenderPool
     from store.vectors import VectorIndex
     from vlm.backend import VlmBackend
     from vlm.pages import PageInput
@@ -341,11 +342,20 @@ class Service:
 
     def page_png(self, ref: str, page: int, *, width: int = 1000, boxes: list[tuple[BBox, str]] | None = None,
                  crop: BBox | None = None, who: Principal = LOCAL_ADMIN) -> bytes:
-        """A page as PNG with boxes drawn (styles: verified, approximate, unverified, match); ``crop`` zooms."""
-        from store.pages import render_png
-
+        """A page as PNG with boxes drawn (styles: verified, approximate, unverified, match); ``crop`` zooms.
+        Drawn in a sandboxed renderer: raises RenderFailed past its time or memory bound, RateLimited when every
+        renderer stays busy, and what ``store.pages.render_png`` raises."""
         doc = self.catalog.find_document(ref, who.scope)
-        return render_png(self.files.open_path(doc.doc_id), page, width=width, boxes=boxes or [], crop=crop)
+        return self.renderer.png(self.files.open_path(doc.doc_id), page, width=width, boxes=boxes or [], crop=crop)
+
+    @cached_property
+    def renderer(self) -> RenderPool:
+        """Page images for people, drawn in sandboxed processes (bounded time and memory, a cap in flight)."""
+        from store.render_pool import RenderPool
+
+        srv = self.settings.server
+        return RenderPool(size=srv.renders_in_flight, timeout_s=srv.render_timeout_s, wait_s=srv.render_wait_s,
+                          memory_mb=self.settings.ingest.worker_memory_mb)
 
     @contextmanager
     def upload_dir(self) -> Iterator[Path]:
@@ -602,6 +612,8 @@ class Service:
             self.index.close()
         if "catalog" in self.__dict__:
             self.catalog.close()
+        if "renderer" in self.__dict__:
+            self.renderer.close()
         if self.__dict__.get("owner") is not None:
             self.owner.release()  # type: ignore[union-attr]
 

@@ -99,6 +99,12 @@ class RateLimited(PageLensError):
         self.retry_after_s = retry_after_s
 
 
+class Busy(RateLimited):
+    """Every worker for this (page renderers) is busy; retry after ``retry_after_s``."""
+
+    code = "busy"
+
+
 class ConfigError(PageLensError):
     """Settings or installation are wrong (missing weights, bad URL, ...)."""
 

@@ -97,6 +97,12 @@ class ServerSettings(_Group):
     max_connections: int = Field(1000, ge=1, description="connections and requests at once; more answer 503 at "
                                                          "once instead of exhausting the file descriptors")
     keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")
+    renders_in_flight: int = Field(2, ge=1, le=64, description="page images drawn at once, each in a sandboxed "
+                                                               "process (memory: PAGELENS_INGEST__WORKER_MEMORY_MB)")
+    render_timeout_s: float = Field(20.0, gt=0, description="a page image that takes longer is stopped "
+                                                            "(render_failed)")
+    render_wait_s: float = Field(10.0, ge=0, description="with every renderer busy, a request waits this long, then "
+                                                         "answers 503 busy")
 
 
 class AccessSettings(_Group):

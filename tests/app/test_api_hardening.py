@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from app.api import create_app
 from app.service import Service
-from schemas.errors import InputError, StoreError, StoreLocked, UnsupportedType
+from schemas.errors import InputError, RenderFailed, StoreError, StoreLocked, UnsupportedType
 from schemas.settings import Settings
 from tests.conftest import BADPDF, PDFS, make_settings
 from tests.vlm.chat_server import chat_server, serve
@@ -108,15 +108,18 @@ def test_too_many_boxes_and_bad_parameters_are_4xx(client: TestClient, tmp_path:
 
 def test_mupdf_error_while_rendering_is_422(client: TestClient, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    doc = _doc_id(client, _pdf(tmp_path / "p.pdf"))
+    """MuPDF's error on a malformed page is RenderFailed (the renderer's own code; the API's sandboxed renderers
+    answer it as 422, tests/app/test_render_bounds.py)."""
+    from store.pages import render_png
+
+    pdf = _pdf(tmp_path / "p.pdf")
 
     def broken(*_a: Any, **_k: Any) -> None:
         raise pymupdf.mupdf.FzErrorLimit("too many nested objects")
 
     monkeypatch.setattr(pymupdf.Page, "get_pixmap", broken)
-    r = client.get(f"/documents/{doc}/pages/1.png", headers=KEY)
-    assert r.status_code == 422 and r.json()["error"]["code"] == "render_failed"
-    assert "page 1" in r.json()["error"]["message"]
+    with pytest.raises(RenderFailed, match="page 1 cannot be drawn"):
+        render_png(pdf, 1, width=200)
 
 
 # -- 2. auth and body size before the body; security headers --------------------------------------------------

@@ -681,7 +681,14 @@ def ui(
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host, "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
            "--client.toolbarMode", "minimal"]
-    out.print(f"PageLens UI on http://{host}:{port}")
+    if not is_loopback(host):
+        with _session() as svc:  # closed (and the data dir let go) before the UI takes it
+            shared = svc.auth_required()
+        if not shared:
+            err.print(f"[yellow]warning[/]: serving the UI on {escape(host)} with no API key: anyone who can reach "
+                      "this machine can read and delete documents; create one (pagelens keys create --name you "
+                      "--role admin) and the UI asks for it, or bind 127.0.0.1", soft_wrap=True)
+    out.print(f"PageLens UI on http://{escape(host)}:{port}")
     # exec, not a child process: stopping `pagelens ui` must stop the server (it holds the embedded store)
     os.execv(sys.executable, cmd)
 

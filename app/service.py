@@ -448,8 +448,18 @@ class Service:
         return self.catalog.keys.list()
 
     def revoke_key(self, name: str, *, who: Principal = LOCAL_ADMIN) -> KeyInfo:
+        """Revoke a key now; its queued jobs never run and its running ones stop at their next file or page batch
+        (what they finished stays). Raises NotFound."""
         info = self.catalog.keys.revoke(name)
-        self.audit(who, "keys revoke", "ok", detail=name)
+        stopped = []
+        for job_id in self.catalog.active_jobs_of(name):
+            try:
+                self.cancel_job(job_id)
+                stopped.append(job_id)
+            except PageLensError as e:  # it ended meanwhile
+                log.info("job %s of revoked key %s: %s", job_id, name, e.message)
+        self.audit(who, "keys revoke", "ok", detail=name + (f"; cancelled its jobs {', '.join(stopped)}"
+                                                            if stopped else ""))
         return info
 
     def audit_events(self, *, since: datetime | None = None, key_name: str | None = None,

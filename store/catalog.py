@@ -465,6 +465,12 @@ class Catalog:
         with self.engine.connect() as c:
             return [self._job(r) for r in c.execute(self._jobs_within(q, collections))]
 
+    def active_jobs_of(self, key_name: str) -> list[str]:
+        """The ids of ``key_name``'s jobs that are queued or running."""
+        q = select(jobs.c.id).where(jobs.c.key_name == key_name, jobs.c.state.in_(["queued", "running"]))
+        with self.engine.connect() as c:
+            return list(c.execute(q).scalars())
+
     def queued_jobs_of(self, key_name: str) -> int:
         """How many of ``key_name``'s jobs are queued or running (the fair-share cap)."""
         q = select(func.count()).select_from(jobs).where(jobs.c.key_name == key_name,

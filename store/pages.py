@@ -47,8 +47,10 @@ def _serialised(fn: F) -> F:
 def _open(path: Path, page_no: int) -> tuple[pymupdf.Document, pymupdf.Page]:
     try:
         doc = pymupdf.open(str(path))
-    except Exception as e:
-        raise NotFound(f"the stored file {path.name} cannot be opened ({e}); re-ingest the document") from e
+    except Exception as e:  # the message names the file, never where the server keeps it
+        why = str(e).replace(str(path), path.name).replace(str(path.parent), "")[:200]
+        raise NotFound(f"the stored file {path.name[:16]} cannot be opened ({e.__class__.__name__}: {why}); "
+                       "re-ingest the document") from e
     if doc.needs_pass:
         raise PasswordRequired("this document is password protected and its pages cannot be rendered without the "
                                "password; re-ingest a decrypted copy to view its pages")

@@ -282,3 +282,33 @@ def test_the_ui_asks_for_a_key_and_shows_only_its_collections(tmp_path: Path, mo
     finally:
         st.cache_resource.clear()
         st.cache_data.clear()
+
+
+def test_revoking_a_key_stops_its_jobs_and_cli_keys_work(tmp_path: Path) -> None:
+    from app.service import Service
+    from tests.ingest.clirun import cli_env, pagelens
+
+    svc = Service(make_settings(tmp_path / "data", None))
+    svc.create_key("carol", "writer", ["gamma"])
+    svc.catalog.add_job("c" * 32, "ingest", {"files": ["x.pdf"], "collection": "gamma"}, key_name="carol",
+                        collections=["gamma"])
+    svc.catalog.add_job("d" * 32, "ingest", {"files": ["y.pdf"], "collection": "gamma"}, key_name="dave",
+                        collections=["gamma"])
+    svc.revoke_key("carol")
+    assert svc.get_job("c" * 32).state == "cancelled", "a revoked key's queued job never runs"
+    assert svc.get_job("d" * 32).state == "queued", "another key's job is untouched"
+    assert any("cancelled its jobs" in e.detail for e in svc.audit_events(key_name="local"))
+    svc.close()
+    env = cli_env(tmp_path / "data", None)
+    made = pagelens("keys", "create", "--name", "erin", "--role", "reader", "--collections", "gamma,delta",
+                    "--expires", "30d", "--json", env=env)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert key["key"].startswith("pl_") and key["collections"] == ["gamma", "delta"] and key["expires_at"]
+    listed = json.loads(pagelens("keys", "list", "--json", env=env).stdout)
+    assert {k["name"]: k["active"] for k in listed} == {"carol": False, "erin": True}
+    assert key["key"] not in pagelens("keys", "list", env=env).stdout, "a listing never shows a key"
+    bad = pagelens("keys", "create", "--name", "x", "--role", "owner", env=env)
+    assert bad.returncode == 2 and "reader, writer, admin" in bad.stderr
+    audit = json.loads(pagelens("audit", "--since", "1h", "--json", env=env).stdout)
+    assert {e["action"] for e in audit} >= {"keys create", "keys revoke"}

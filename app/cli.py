@@ -302,20 +302,25 @@ SOURCE_LABELS = {"text_layer": "text"}  # where the words of a page came from, a
 
 
 def _docs_table(docs: list[Any]) -> Table:
-    """The documents as a table that fits 80 columns: 12-character ids, long names and collections cut with
-    an ellipsis (``docs list --json`` has them whole), word sources and pending stages folded."""
+    """The documents as a table that fits 80 columns, a row a line: 12-character ids, long names and collections
+    cut with an ellipsis (``docs list --json`` has them whole), a word source named only when the pages mix them,
+    pending stages as a mark explained under the table."""
+    pending = sorted({stage for d in docs for stage in d.pending})
+    note = f"* pending: {', '.join(pending)} (done by a later ingest once possible)" if pending else None
     table = Table(title=_n(len(docs), "document"), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  collapse_padding=True)
+                  collapse_padding=True, caption=note)
     table.add_column("doc", no_wrap=True, min_width=12)
-    table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=22)
+    table.add_column("name", overflow="ellipsis", no_wrap=True, max_width=24)
     table.add_column("collection", overflow="ellipsis", no_wrap=True, max_width=12)
     table.add_column("pages", justify="right", no_wrap=True)
-    table.add_column("words", overflow="fold", min_width=7)
-    table.add_column("status", overflow="fold", min_width=8)
+    table.add_column("words", overflow="ellipsis", no_wrap=True, max_width=12)
+    table.add_column("status", no_wrap=True)
     for d in docs:
-        words = " ".join(f"{SOURCE_LABELS.get(k, k)}:{v}" for k, v in sorted(d.words_sources.items()))
-        status = d.status + (f", pending {', '.join(d.pending)}" if d.pending else "")
-        table.add_row(d.doc_id[:12], Path(d.name).name, d.collection, str(d.page_count), words, status)
+        sources = sorted(d.words_sources.items())
+        words = (SOURCE_LABELS.get(sources[0][0], sources[0][0]) if len(sources) == 1
+                 else " ".join(f"{SOURCE_LABELS.get(k, k)}:{v}" for k, v in sources))
+        table.add_row(d.doc_id[:12], escape(Path(d.name).name), escape(d.collection), str(d.page_count), words,
+                      d.status + ("*" if d.pending else ""))
     return table
 
 

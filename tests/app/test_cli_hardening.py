@@ -201,16 +201,21 @@ def test_missing_siglip_note_is_at_most_two_lines(tmp_path: Path) -> None:
     assert len(starts) == 1, "said once per run"
     note = [lines[starts[0]]]
     for line in lines[starts[0] + 1:]:
-        if line.startswith("note:") or "pages ·" in line:
+        if line.startswith(("note:", "ingest:")) or "pages ·" in line:  # the next note, the progress
             break
         note.append(line)
     assert len(note) <= 2 and "PAGELENS_ENCODER__MODEL" in " ".join(note), note
 
 
-def test_each_notice_printed_once_and_bar_counts_pages(capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_notice_printed_once_and_bar_counts_pages(capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from app import cli
     from app.cli import _progress_bar
     from ingest.pipeline import Progress
 
+    monkeypatch.setattr(cli, "err", Console(stderr=True, force_terminal=True))  # a bar on a terminal
     bar, on_progress = _progress_bar()
     with bar:
         for done in (0, 40):
@@ -219,6 +224,21 @@ def test_each_notice_printed_once_and_bar_counts_pages(capsys: pytest.CaptureFix
         task = bar.tasks[0]
         assert (task.total, task.completed) == (400, 40), "pages, so one long file gets an ETA"
     assert capsys.readouterr().err.count("the encoder is missing") == 1
+
+
+def test_without_a_terminal_progress_is_a_line_per_file_and_per_500_pages(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import _progress_bar
+    from ingest.pipeline import Progress
+
+    bar, on_progress = _progress_bar()  # stderr is captured here: not a terminal
+    with bar:
+        for done in range(0, 1300, 100):  # one long file, 1,200 pages
+            on_progress(Progress(files_total=2, files_done=0, pages_done=done, pages_total=1200, current="big.pdf"))
+        on_progress(Progress(files_total=2, files_done=1, pages_done=1200, pages_total=1210, current="big.pdf"))
+        on_progress(Progress(files_total=2, files_done=2, pages_done=1210, pages_total=1210, current="small.pdf"))
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("ingest:")]
+    assert [x.split(",")[0] for x in lines] == ["ingest: 0/2 files"] * 2 + ["ingest: 1/2 files", "ingest: 2/2 files"]
+    assert "1000 pages" in lines[1] and "1210 pages" in lines[-1]
 
 
 def test_ingest_report_shows_warnings(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,7 +268,7 @@ def test_docs_list_fits_80_columns(tmp_path: Path) -> None:
     assert res.returncode == 0 and all(len(line) <= 80 for line in res.stdout.splitlines()), res.stdout
     row = next(line for line in res.stdout.splitlines() if doc_id[:12] in line)  # the id on one line
     assert "a-very-long-file-name" in row and "…" in row, "long names cut with an ellipsis"
-    assert "pending caption, embed" in " ".join(res.stdout.split())
+    assert "complete*" in row and "* pending: caption, embed" in " ".join(res.stdout.split()), "one line a row"
 
 
 # -- 8. serving to the network without a key warns -------------------------------------------------------------

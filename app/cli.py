@@ -633,7 +633,9 @@ def _finish_eval(report: dict[str, Any], bad: list[dict[str, Any]], out_path: Pa
             raise _fail(e) from e
         report["compared_to"] = {"path": str(compare_to), **diff}
         deltas = ", ".join(f"{k} {v:+.3f}" for k, v in diff["deltas"].items() if v)
-        out.print(f"vs {compare_to.name}: {deltas or 'no metric changed'}; {len(diff['better'])} better "
+        if diff["differs"]:
+            out.print(f"[yellow]note[/]: the runs differ in {escape('; '.join(diff['differs']))}")
+        out.print(f"vs {escape(compare_to.name)}: {deltas or 'no metric changed'}; {len(diff['better'])} better "
                   f"({', '.join(diff['better'][:10])}), {len(diff['worse'])} worse ({', '.join(diff['worse'][:10])})")
     if out_path is not None:
         out_path.write_text(json.dumps(report, indent=1))

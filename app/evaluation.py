@@ -227,12 +227,18 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """What got better and worse from ``old`` to ``new``: metric deltas, and the items whose hit changed."""
     if old.get("kind") != new.get("kind"):
         raise InputError(f"cannot compare a {old.get('kind')} report with a {new.get('kind')} report")
+    settings_keys = ("k", "questions")  # how the runs were made and how many asked: not metrics
+    differs = [f"{m} {old['metrics'].get(m)} vs {new['metrics'].get(m)}" for m in settings_keys
+               if m in new["metrics"] and old["metrics"].get(m) != new["metrics"].get(m)]
+    if "k" in new["metrics"] and old["metrics"].get("k") != new["metrics"].get("k"):
+        raise InputError(f"the runs are not comparable: {'; '.join(differs)} (compare runs made with the same -k)")
     deltas = {m: round(new["metrics"][m] - old["metrics"][m], 4) for m in new["metrics"]
-              if isinstance(new["metrics"][m], int | float) and isinstance(old["metrics"].get(m), int | float)}
+              if m not in settings_keys and isinstance(new["metrics"][m], int | float)
+              and isinstance(old["metrics"].get(m), int | float)}
     before = {i["id"]: i for i in old.get("items", [])}
     better = [i["id"] for i in new["items"] if i["id"] in before and i["hit"] and not before[i["id"]]["hit"]]
     worse = [i["id"] for i in new["items"] if i["id"] in before and not i["hit"] and before[i["id"]]["hit"]]
-    return {"deltas": deltas, "better": better, "worse": worse,
+    return {"deltas": deltas, "better": better, "worse": worse, "differs": differs,
             "only_old": sorted(set(before) - {i["id"] for i in new["items"]}),
             "only_new": sorted({i["id"] for i in new["items"]} - set(before))}
 

@@ -200,6 +200,7 @@ class Ingestor:
                            ocr_min_words=i.ocr_min_words, max_pages=i.max_pages, memory_mb=i.worker_memory_mb,
                            batch_pages=i.batch_pages, outline_headings=i.outline_headings)
         pool: ReaderPool | RayReaderPool
+        ray = ray if plans else None  # nothing to read (every file unchanged): no cluster is started for it
         shared = SharedStores.of(self.s, coll) if ray else None  # Ray workers write their pages themselves
         if ray:
             from ingest.ray_readers import RayReaderPool

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic.config import JsonDict
 
 if TYPE_CHECKING:  # numpy is imported by the array converters only: read-only commands start faster
     import numpy as np
@@ -27,17 +28,42 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Matrix = tuple[float, float, float, float, float, float]
 
 _EPS = 1e-6
+def _as_list_schema(schema: JsonDict) -> None:
+    """BBox's JSON Schema is the list it is written as."""
+    schema.clear()
+    schema.update(_LIST_SCHEMA)
+
+
+_LIST_SCHEMA: JsonDict = {"type": "array", "items": {"type": "number", "minimum": 0.0, "maximum": 1.0}, "minItems": 4,
+                "maxItems": 4, "title": "BBox", "description": "[x0, y0, x1, y1]: fractions of the displayed page, "
+                "origin top-left, x0 < x1, y0 < y1"}
 
 
 class BBox(BaseModel):
-    """Page box in displayed-page fractions, origin top-left. Validated: inside [0, 1], x0 < x1, y0 < y1."""
+    """Page box in displayed-page fractions, origin top-left. Validated: inside [0, 1], x0 < x1, y0 < y1.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    One shape everywhere it leaves the process: ``[x0, y0, x1, y1]`` (JSON, JSONL, the API, the CLI); an object
+    with those keys is read too (extractions stored by older versions)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_as_list_schema)
 
     x0: Fraction
     y0: Fraction
     x1: Fraction
     y1: Fraction
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: object) -> object:
+        if isinstance(data, list | tuple):
+            if len(data) != 4:
+                raise ValueError(f"a bbox has 4 numbers [x0, y0, x1, y1], got {len(data)}")
+            return {"x0": data[0], "y0": data[1], "x1": data[2], "y1": data[3]}
+        return data
+
+    @model_serializer(mode="plain")
+    def _as_list(self) -> list[float]:
+        return [self.x0, self.y0, self.x1, self.y1]
 
     @model_validator(mode="after")
     def _ordered(self) -> BBox:

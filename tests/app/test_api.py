@@ -55,7 +55,7 @@ def test_upload_search_page_image_delete(client: TestClient) -> None:
     assert len(hits) == 2 and hits[0]["collection"] == "cards" and hits[0]["words"]
     w = hits[0]["words"][0]["bbox"]
     png = client.get(f"/documents/{f['doc_id']}/pages/{hits[0]['page']}.png",
-                     params={"width": 400, "boxes": f"{w['x0']},{w['y0']},{w['x1']},{w['y1']}:verified"}, headers=KEY)
+                     params={"width": 400, "boxes": f"{w[0]},{w[1]},{w[2]},{w[3]}:verified"}, headers=KEY)
     assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
     assert client.get(f"/documents/{f['doc_id']}/pages/99.png", headers=KEY).status_code == 400
     bad_box = client.get(f"/documents/{f['doc_id']}/pages/1.png", params={"boxes": "1,2,3"}, headers=KEY)

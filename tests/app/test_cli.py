@@ -42,7 +42,7 @@ def test_search_json_and_batch(env: dict[str, str], tmp_path: Path) -> None:
     pagelens("ingest", str(PDFS / "R-data.pdf"), env=env)
     hits = json.loads(pagelens("search", "relational databases", "-k", "3", "--json", env=env).stdout)
     assert len(hits) == 3 and all(h["path"].endswith("R-data.pdf") and h["page"] >= 1 for h in hits)
-    assert all(w["bbox"]["x0"] < w["bbox"]["x1"] for h in hits for w in h["words"])
+    assert all(w["bbox"][0] < w["bbox"][2] for h in hits for w in h["words"]), "boxes are [x0, y0, x1, y1]"
     q = tmp_path / "q.jsonl"
     q.write_text('{"id": "a", "question": "relational databases"}\n{"id": 7, "question": "spreadsheet"}\n')
     res = pagelens("search", "--queries", str(q), "-k", "2", env=env)

@@ -55,6 +55,12 @@ def test_compare_says_what_got_better_and_worse() -> None:
     assert diff["only_old"] == ["c"] and diff["only_new"] == ["d"] and diff["deltas"]["hit@5"] == 0.25
     with pytest.raises(ev.InputError):
         ev.compare(old, {**new, "kind": "locate"})
+    assert "questions" not in diff["deltas"] and diff["differs"] == []
+    other_k = {**new, "metrics": {"hit@10": 0.9, "k": 10, "questions": 3}}
+    with pytest.raises(ev.InputError, match="not comparable: k 5 vs 10"):
+        ev.compare({**old, "metrics": {**old["metrics"], "k": 5}}, other_k)
+    fewer = ev.compare(old, {**new, "metrics": {"hit@5": 0.75, "questions": 3}})
+    assert fewer["differs"] == ["questions 2 vs 3"] and "questions" not in fewer["deltas"]
 
 
 @pytest.mark.corpus

@@ -118,6 +118,29 @@ def open_document(path: Path, kind: Kind, password: str | None, max_pages: int, 
     return doc
 
 
+DAMAGED = "damaged: "  # a reader's warning that the file itself is damaged: shown on the file's outcome
+
+
+def damage_of(doc: pymupdf.Document, path: Path, kind: Kind) -> str | None:
+    """Why the file looks damaged though it opened, or None: a PDF MuPDF had to repair (truncated, a broken
+    cross-reference table), a JPEG or PNG that ends before its end marker (cut off: part of the picture is
+    missing)."""
+    if kind == "pdf":
+        if getattr(doc, "is_repaired", False):
+            return (DAMAGED + "the PDF is damaged (MuPDF rebuilt its structure: it may be truncated or "
+                    "corrupt); some pages or text may be missing — compare with the original")
+        return None
+    with path.open("rb") as f:
+        head = f.read(8)
+        f.seek(max(0, path.stat().st_size - 16))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        return DAMAGED + "the JPEG ends early (truncated): the bottom of the picture may be missing"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return DAMAGED + "the PNG ends early (truncated): part of the picture may be missing"
+    return None
+
+
 def _has_pdf_header(path: Path) -> bool:
     with path.open("rb") as f:
         return b"%PDF" in f.read(1024)

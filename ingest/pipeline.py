@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest import pdf
 from ingest.captions import Captioner
 from ingest.ocr import SPLITTER_VERSION
 from ingest.plan import Plan, embed_version, plan_file, words_version
@@ -314,6 +315,8 @@ class Ingestor:
         if encoder is not None and w.embedded < w.pages:
             plan.embedded = False
         plan.warnings.extend(w.warnings)
+        plan.notes.extend(x[len(pdf.DAMAGED):] for x in w.warnings
+                          if x.startswith(pdf.DAMAGED) and x[len(pdf.DAMAGED):] not in plan.notes)
         plan.words_failed.extend(w.words_failed)
         plan.pages += w.pages
 

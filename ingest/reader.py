@@ -152,6 +152,8 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions, outline: dict[
     page = doc[i]
     w, h, rot = pdf.page_geometry(page)
     out = PageOut(page_no=i + 1, width_pt=w, height_pt=h, rotation=rot, words_source="none", words=None)
+    if i == 0 and job.mode == "full" and (damage := pdf.damage_of(doc, job.path, job.kind)):
+        out.warnings.append(damage)  # said once, with the file's first page
     if job.mode == "full":
         words = WordTable.empty()
         textpage = None

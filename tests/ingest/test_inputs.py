@@ -12,7 +12,7 @@ import pytest
 
 from app.service import Service
 from ingest.reader import ReaderPool, ReadJob, ReadOptions
-from tests.conftest import BADPDF, make_settings
+from tests.conftest import BADPDF, CORPUS, make_settings
 
 ENCRYPTED = BADPDF / "files/pypdf/encryption__r4-aes-user-password.pdf"  # user password "asdfzxcv"
 
@@ -141,3 +141,26 @@ def test_a_reader_killed_while_idle_is_replaced(tmp_path: Path) -> None:
                 proc.join(5)
                 time.sleep(0.1)
     assert finished == [(0, "done"), (1, "done"), (2, "done")]
+
+
+@pytest.mark.corpus
+def test_damaged_input_that_opens_is_ingested_with_a_warning(svc: Service, tmp_path: Path) -> None:
+    """A PDF cut short (MuPDF repairs it and recovers its pages) and a JPEG cut short are ingested, each with a
+    warning on its outcome that the file is damaged; an intact file has none (issue 17, item 3)."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for i in range(5):
+        doc.new_page().insert_text((50, 50), f"page {i + 1} of the damaged report")
+    whole = tmp_path / "whole.pdf"
+    doc.save(whole)
+    cut = tmp_path / "cut.pdf"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.8)])  # no cross-reference table, no trailer
+    receipt = next((CORPUS / "receipts" / "img").glob("*.jpg"))
+    jpg = tmp_path / "cut.jpg"
+    jpg.write_bytes(receipt.read_bytes()[:30_000])
+    by = {Path(f.path).name: f for f in svc.ingest([whole, cut, jpg]).files}
+    assert by["whole.pdf"].status == "ingested" and by["whole.pdf"].warnings == []
+    assert by["cut.pdf"].status == "ingested" and by["cut.pdf"].pages == 5
+    assert any("PDF is damaged" in w for w in by["cut.pdf"].warnings), by["cut.pdf"].warnings
+    assert by["cut.jpg"].status == "ingested" and any("JPEG ends early" in w for w in by["cut.jpg"].warnings)

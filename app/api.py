@@ -207,12 +207,12 @@ class RequestGuard:
     off at ``max_body`` bytes with a 413. Adds the security headers to every response, errors included."""
 
     def __init__(self, app: ASGIApp, *, gate: Gatekeeper, max_body: int, limits: AccessSettings,
-                 on_denied: Callable[[Principal | None, str, str], None]) -> None:
+                 on_denied: Callable[[Principal | None, str, str], None], failures: RateLimiter | None = None) -> None:
         self.app = app
         self.gate = gate
         self.max_body = max_body
         self.requests = RateLimiter(limits.requests_per_minute, limits.burst)
-        self.failures = RateLimiter(limits.auth_failures_per_minute, max(1, int(limits.auth_failures_per_minute)))
+        self.failures = failures or auth_failure_limiter(limits)
         self.on_denied = on_denied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -305,6 +305,11 @@ class RequestGuard:
                 raise
         if over:
             await self._too_large(scope)(scope, receive, send)
+
+
+def auth_failure_limiter(limits: AccessSettings) -> RateLimiter:
+    """Wrong keys per client address (key guessing), shared by the guard and the public /health."""
+    return RateLimiter(limits.auth_failures_per_minute, max(1, int(limits.auth_failures_per_minute)))
 
 
 def _need(role: Role) -> Any:
@@ -410,7 +415,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     app.state.jobs = runner
     gate = Gatekeeper(svc.catalog, bootstrap_key=s.api_key, local_token=local_token)
     app.state.gate = gate
-    app.add_middleware(RequestGuard, gate=gate, max_body=body_limit(s), limits=s.access,
+    failures = auth_failure_limiter(s.access)
+    app.add_middleware(RequestGuard, gate=gate, max_body=body_limit(s), limits=s.access, failures=failures,
                        on_denied=lambda who, action, why: svc.audit(who, action, "denied", detail=why))
 
     def writable(who: Principal, collection: str | None) -> str:
@@ -455,13 +461,18 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     guarded = [Depends(APIKeyHeader(name="X-API-Key", auto_error=False))]
 
     @app.get("/health", responses={503: {"description": "a store is down or locked; `failed` says which"}})
-    def health(x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+    def health(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
         """Probes the catalog and the vector index: 200 ``ok``, or 503 ``degraded`` with the parts that failed.
         Document and page counts only with a valid key (or when none is configured), of its collections."""
-        try:
-            who = gate.principal(x_api_key)
-        except PageLensError:
-            who = None
+        client = request.client.host if request.client else "?"
+        who = None
+        if failures.blocked(client) is None:  # a public route must not become a key-guessing oracle
+            try:
+                who = gate.principal(x_api_key)
+            except PageLensError:
+                who = None
+            if who is None and x_api_key:
+                failures.take(client)
         report = svc.health(counts=who is not None, who=who or LOCAL_ADMIN)
         report["auth"] = "open" if gate.open() else "keys"
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)

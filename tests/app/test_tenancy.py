@@ -312,3 +312,16 @@ def test_revoking_a_key_stops_its_jobs_and_cli_keys_work(tmp_path: Path) -> None
     assert bad.returncode == 2 and "reader, writer, admin" in bad.stderr
     audit = json.loads(pagelens("audit", "--since", "1h", "--json", env=env).stdout)
     assert {e["action"] for e in audit} >= {"keys create", "keys revoke"}
+
+
+def test_key_guessing_is_rate_limited_on_guarded_and_public_routes(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "data", None)
+    s.api_key = "admin-secret"
+    s.access.auth_failures_per_minute = 3
+    with TestClient(create_app(s)) as c:
+        real = _key(c, "alice", "reader", ["alpha"])
+        guesses = [c.get("/documents", headers={"X-API-Key": f"pl_guess{i}"}).status_code for i in range(5)]
+        assert guesses[:3] == [401, 401, 401] and guesses[3:] == [429, 429], guesses
+        blocked = c.get("/documents", headers=real)
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1, "keys are not even checked"
+        assert "documents" not in c.get("/health", headers=real).json(), "nor by the public /health"

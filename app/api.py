@@ -143,34 +143,16 @@ class LocateRequest(BaseModel):
     near: list[float] | None = Field(None, min_length=4, max_length=4)
 
 
+# who made the mistake -> the HTTP status; the first class that matches wins (subclasses before their parents)
+STATUS_OF: tuple[tuple[type[PageLensError] | tuple[type[PageLensError], ...], int], ...] = (
+    (Unauthorized, 401), (Forbidden, 403), (Busy, 503), (RateLimited, 429), (NotFound, 404), (DiskFull, 507),
+    (Conflict, 409), (TooLarge, 413), (UnsupportedType, 415), ((PasswordRequired, WrongPassword, RenderFailed), 422),
+    (InputError, 400), ((ModelBehaviorError, ModelHTTPError), 502), ((ConfigError, StoreError), 503),
+)
+
+
 def _status(e: PageLensError) -> int:
-    if isinstance(e, Unauthorized):
-        return 401
-    if isinstance(e, Forbidden):
-        return 403
-    if isinstance(e, Busy):
-        return 503
-    if isinstance(e, RateLimited):
-        return 429
-    if isinstance(e, NotFound):
-        return 404
-    if isinstance(e, DiskFull):
-        return 507
-    if isinstance(e, Conflict):
-        return 409
-    if isinstance(e, TooLarge):
-        return 413
-    if isinstance(e, UnsupportedType):
-        return 415
-    if isinstance(e, PasswordRequired | WrongPassword | RenderFailed):
-        return 422
-    if isinstance(e, InputError):
-        return 400
-    if isinstance(e, ModelBehaviorError | ModelHTTPError):
-        return 502
-    if isinstance(e, ConfigError | StoreError):
-        return 503
-    return 500
+    return next((status for kinds, status in STATUS_OF if isinstance(e, kinds)), 500)
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,19 +15,14 @@ import pytest
 from store.owner import RECORD_FILE, running_server
 from tests.conftest import ROOT
 from tests.ingest.clirun import cli_env, pagelens
+from tests.serving import answers, text_pdf, wait_until
 from tests.vlm.chat_server import free_port
 
 VIA = "via the PageLens server at"
 
 
 def _pdf(path: Path, text: str, pages: int = 2) -> Path:
-    import pymupdf
-
-    doc = pymupdf.open()
-    for i in range(pages):
-        doc.new_page(width=300, height=400).insert_text((20, 40), f"{text} page {i + 1} Total: 1,234.56")
-    doc.save(path)
-    return path
+    return text_pdf(path, [f"{text} page {i + 1} Total: 1,234.56" for i in range(pages)])
 
 
 @pytest.fixture
@@ -41,11 +35,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while running_server(data) is None or httpx.get(f"{url}/health", timeout=2).status_code != 200:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "the server died"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until(lambda: running_server(data) is not None and answers(f"{url}/health")(), proc, "pagelens serve")
         yield url, env
     finally:
         proc.terminate()

@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from schemas.errors import StoreLocked
 from store.owner import LOCK_FILE, RECORD_FILE, DataDirOwner, held_by_other, running_server
 from tests.conftest import ROOT
 from tests.ingest.clirun import cli_env, pagelens
+from tests.serving import answers, text_pdf, wait_until
 from tests.vlm.chat_server import free_port
 
 # A server over a data dir that records nothing about itself (as an older PageLens, or an app embedding
@@ -36,13 +36,7 @@ uvicorn.run(create_app(make_settings(Path(sys.argv[1]), None, workers=1)), host=
 
 
 def _pdf(path: Path, text: str) -> Path:
-    import pymupdf
-
-    doc = pymupdf.open()
-    for i in range(3):
-        doc.new_page(width=300, height=400).insert_text((20, 40), f"{text} page {i + 1} quarterly data report")
-    doc.save(path)
-    return path
+    return text_pdf(path, [f"{text} page {i + 1} quarterly data report" for i in range(3)])
 
 
 def _snapshot(data: Path) -> dict[str, str]:
@@ -59,16 +53,7 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "the server died"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until(answers(f"{url}/health"), proc, "the server")
         yield url, data
     finally:
         proc.terminate()

@@ -16,6 +16,7 @@ import pytest
 from store.owner import running_server
 from tests.conftest import ROOT
 from tests.ingest.clirun import cli_env
+from tests.serving import wait_until
 from tests.vlm.chat_server import free_port
 
 
@@ -27,10 +28,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while running_server(data) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until(lambda: running_server(data) is not None, proc, "pagelens serve")
         yield f"http://127.0.0.1:{port}", port
     finally:
         proc.terminate()

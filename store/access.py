@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from schemas.access import AuditEvent, AuditOutcome, KeyInfo, Principal, Role
 from schemas.errors import Conflict, NotFound
-from store.catalog import metadata, store_errors
+from store.sql_errors import translated
+from store.tables import metadata
 
 api_keys = Table(
     "api_keys", metadata,
@@ -60,6 +61,7 @@ def _info(row: Any) -> KeyInfo:
                    revoked_at=_utc(row.revoked_at), hint=row.hint)
 
 
+@translated
 class KeyStore:
     """The API keys, by name; looked up by the hash of the key a request sends."""
 
@@ -119,6 +121,7 @@ class KeyStore:
         return Principal(name=info.name, role=info.role, collections=info.collections)
 
 
+@translated
 class AuditLog:
     """Append-only: ``record`` adds a row; nothing changes or removes one."""
 
@@ -147,8 +150,3 @@ class AuditLog:
                            action=r.action, collection=r.collection, doc_id=r.doc_id, outcome=r.outcome,
                            detail=r.detail) for r in rows]
 
-
-for _cls in (KeyStore, AuditLog):  # a database failure answers as the catalog's do (StoreError saying what to do)
-    for _name, _fn in list(vars(_cls).items()):
-        if not _name.startswith("_") and callable(_fn):
-            setattr(_cls, _name, store_errors(_fn))

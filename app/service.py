@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ingest.pipeline import Ingestor, ProgressFn
     from retrieval.search import Searcher
     from store.catalog import Catalog
+    from store.on_disk import OnDisk
     from store.owner import DataDirOwner
     from store.render_pool import RenderPool
     from store.vectors import VectorIndex
@@ -135,6 +136,7 @@ class Service:
         self._encoder: SiglipEncoder | None = None
         self._vlm: VlmBackend | None = None
         self._load_lock = threading.Lock()
+        self._on_disk: dict[str, OnDisk | None] = {}  # the embedded stores' files as opened (``health``)
         # ingest/delete one at a time (the API serves requests concurrently); deletes get in between page batches
         self.write_lock = WriteGate()
 
@@ -154,7 +156,12 @@ class Service:
         from store.catalog import Catalog
 
         _ = self.owner
-        return Catalog(self.settings.catalog_url)
+        catalog = Catalog(self.settings.catalog_url)
+        if self.settings.database_url is None:  # the embedded catalog: /health checks its file stays the same
+            from store.on_disk import OnDisk
+
+            self._on_disk["catalog"] = OnDisk.of(self.settings.data_dir / "catalog.db", sqlite=True)
+        return catalog
 
     @cached_property
     def files(self) -> FileStore:
@@ -165,7 +172,12 @@ class Service:
         from store.vectors import open_vector_index
 
         _ = self.owner
-        return open_vector_index(self.settings)
+        index = open_vector_index(self.settings)
+        if self.settings.qdrant_url is None:
+            from store.on_disk import OnDisk
+
+            self._on_disk["vector_index"] = OnDisk.of(self.settings.qdrant_path)
+        return index
 
     def encoder(self) -> SiglipEncoder:
         """The SigLIP encoder, loaded once. Raises ModelUnavailable."""
@@ -611,6 +623,12 @@ class Service:
             failed["vector_index"] = f"{e.__class__.__name__}: {str(e)[:300]}"
         out: dict[str, Any] = {"status": "degraded" if failed else "ok", "vlm": backend_name(self.settings),
                                "vector_store": "qdrant-server" if self.settings.qdrant_url else "qdrant-edge"}
+        for part, disk in self._on_disk.items():
+            why = disk.problem() if disk is not None else None
+            if why is not None and part not in failed:
+                log.error("health: %s", why)
+                failed[part] = why
+        out["status"] = "degraded" if failed else "ok"
         if failed:
             out["failed"] = failed
         if counts:

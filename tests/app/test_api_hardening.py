@@ -468,3 +468,21 @@ def test_request_fields_and_json_bodies_are_bounded(client: TestClient, tmp_path
         r = _upload(client, ("n.pdf", pdf), collection=bad)
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_input", (repr(bad), r.text)
     assert client.get("/documents", headers=KEY).json() == [], "nothing was stored under a bad name"
+
+
+def test_health_is_degraded_when_the_stores_files_go_under_a_running_server(tmp_path: Path) -> None:
+    """A catalog file overwritten, or the vector store's folder deleted, under a running server: the open handles
+    keep answering from what they hold, so only /health can say so before the data is lost (issue 17, item 4)."""
+    import shutil
+
+    s = make_settings(tmp_path / "data", None)
+    with TestClient(create_app(s)) as c:
+        pdf = _pdf(tmp_path / "h.pdf")
+        assert c.post("/documents", params={"wait": "true"}, files=[("files", (pdf.name, pdf.read_bytes()))]
+                      ).status_code == 200
+        assert c.get("/health").json()["status"] == "ok"
+        shutil.rmtree(s.qdrant_path)
+        r = c.get("/health")
+        assert r.status_code == 503 and "gone" in r.json()["failed"]["vector_index"]
+        (s.data_dir / "catalog.db").write_bytes(b"not a database" * 100)
+        assert "no longer an SQLite database" in c.get("/health").json()["failed"]["catalog"]

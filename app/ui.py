@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -444,4 +445,8 @@ def main() -> None:
         fail(e)
 
 
-main()
+# Streamlit runs this file as ``__main__``, so every process spawned under it (page readers, page renderers)
+# imports it again: only the UI's own process draws the UI (a spawned child would re-run it bare, open the data
+# dir and log a "missing ScriptRunContext" warning per widget). A spawned child is named before it imports this.
+if multiprocessing.current_process().name == "MainProcess":
+    main()

@@ -4,6 +4,7 @@ server, and the error paths (no VLM configured, bad schema, broken PDF)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,18 @@ def test_a_models_answer_is_text_and_green_only_when_its_values_are_verified(ui_
         _button(at, "Ask").click().run()
         assert not [s.value for s in at.success if "total is 0" in s.value], "a 0 not in the evidence is not green"
         assert any("not in the verified evidence" in w.value for w in at.warning)
+
+
+def test_a_process_spawned_under_the_ui_does_not_run_it_again(tmp_path: Path) -> None:
+    """Streamlit runs ui.py as ``__main__``, so page readers and renderers spawned under it import it again; they
+    must not draw the UI (or open the data dir): that was the ~100 "missing ScriptRunContext" warnings an upload
+    logged (issue 17, item 3)."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing, runpy; multiprocessing.current_process().name = 'pagelens-reader'; "
+            f"runpy.run_path({UI!r}, run_name='__mp_main__')")
+    env = {**os.environ, "PAGELENS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ScriptRunContext" not in r.stderr and not (tmp_path / "data").exists(), r.stderr[-2000:]

@@ -22,9 +22,10 @@ from typing import Any
 from app.batch import extract_each
 from app.service import Service
 from schemas.access import LOCAL_ADMIN, Principal
-from schemas.errors import ConfigError, PageLensError, PasswordRequired, WrongPassword
+from schemas.errors import ConfigError, DiskFull, PageLensError, PasswordRequired, WrongPassword
 from schemas.jobs import FINISHED_STATES, Job, JobError, JobProgress, JobState
 from schemas.results import BatchResult, FileOutcome, IngestReport
+from store.space import check_free
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +193,20 @@ class JobRunner:
 
     # -- running ------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        held = False
         while not self._stop.is_set():
             self._wake.clear()
+            try:  # a disk that cannot take a job's writes: its jobs wait in the queue, never run into it
+                check_free(self.svc.settings.data_dir, self.svc.settings.ingest.min_free_mb)
+                if held:
+                    log.warning("job runner: the disk has room again; running the queued jobs")
+                held = False
+            except DiskFull as e:
+                if not held:
+                    log.error("job runner: holding the queued jobs: %s", e.message)
+                held = True
+                self._wake.wait(self.poll_s)
+                continue
             try:
                 job = self.svc.catalog.claim_job(self.owner)
             except PageLensError as e:  # the catalog is down: say so, try again later

@@ -96,3 +96,37 @@ def test_a_long_file_into_a_nearly_full_disk_is_disk_full_not_a_crash(small_disk
     ballast.unlink()
     listed = json.loads(pagelens("docs", "list", "--json", env=env).stdout)
     assert [(d["name"].rsplit("/", 1)[-1], d["status"]) for d in listed] == [("first.pdf", "complete")]
+
+
+def test_queued_jobs_wait_for_room_and_never_run_into_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    """A server started on a disk under the floor holds the queued jobs (a restart resuming them used to run into
+    the full disk again and die); with room again they run."""
+    import shutil
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.api import create_app
+    from app.jobs import upload_paths
+    from app.service import Service
+    from tests.conftest import make_settings
+
+    s = make_settings(small_disk / "data", None)
+    s.ingest.min_free_mb = 100
+    svc = Service(s)  # what a killed server left: a queued upload with its file saved
+    job_id = "e" * 32
+    (path,) = upload_paths(svc.job_dir(job_id), ["held.pdf"])
+    path.parent.mkdir(parents=True)
+    shutil.copy(_pdf(tmp_path / "held.pdf", 2), path)
+    svc.catalog.add_job(job_id, "ingest", {"files": ["held.pdf"], "collection": None}, collections=["default"])
+    svc.close()
+    ballast = _fill_to(small_disk, 80)  # opens (64 MB), under the 100 MB floor
+    with TestClient(create_app(s)) as c:
+        time.sleep(3)  # more than a poll of the runner
+        assert c.get(f"/jobs/{job_id}").json()["state"] == "queued", "held, not run into the full disk"
+        ballast.unlink()
+        deadline = time.monotonic() + 60
+        while (job := c.get(f"/jobs/{job_id}").json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+        assert job["state"] == "done" and job["result"]["files"][0]["status"] == "ingested", job

@@ -55,9 +55,9 @@ class RemoteService:
         return RemoteService(self.settings, ServerRecord(url=self.url, token=key, pid=self.record.pid))
 
     # -- plumbing ---------------------------------------------------------------------------------
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
-        """One request; the answer's JSON. Raises the PageLensError the server answered with, or StoreError when
-        the server cannot be reached."""
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One request, retried while a server that has just recorded itself does not listen yet. Raises the
+        PageLensError the server answered with, or StoreError when it cannot be reached."""
         deadline = time.monotonic() + CONNECT_WAIT_S
         while True:
             try:
@@ -77,6 +77,11 @@ class RemoteService:
             except (ValueError, KeyError, TypeError):
                 raise StoreError(f"the PageLens server at {self.url} answered {r.status_code}: "
                                  f"{r.text[:300]}") from None
+        return r
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        """One request; the answer's JSON (see ``_send``)."""
+        r = self._send(method, path, **kw)
         return r.json() if r.content else None
 
     def close(self) -> None:
@@ -103,18 +108,7 @@ class RemoteService:
             params["boxes"] = ";".join(f"{','.join(f'{x:.6f}' for x in b.as_list())}:{style}" for b, style in boxes)
         if crop is not None:
             params["crop"] = ",".join(f"{x:.6f}" for x in crop.as_list())
-        deadline = time.monotonic() + CONNECT_WAIT_S
-        while True:
-            try:
-                r = self._http.get(f"/documents/{_quote(ref)}/pages/{page}.png", params=params)
-                break
-            except httpx.ConnectError as e:
-                if time.monotonic() > deadline:
-                    raise StoreError(f"the PageLens server at {self.url} does not answer ({e})") from e
-                time.sleep(0.2)
-        if r.status_code >= 400:
-            body = r.json().get("error", {})
-            raise error_from(str(body.get("code", "error")), str(body.get("message", r.text[:300])))
+        r = self._send("GET", f"/documents/{_quote(ref)}/pages/{page}.png", params=params)
         return r.content
 
     # -- queries ----------------------------------------------------------------------------------

@@ -615,9 +615,8 @@ class Service:
             log.warning("health: the catalog failed: %s", e)
             failed["catalog"] = f"{e.__class__.__name__}: {str(e)[:300]}"
         try:
-            found["pages"] = self.index.count() if who.scope is None else self.catalog.count_pages(who.scope)
-            if who.scope is not None:
-                self.index.count(None)  # still probe the vector index
+            pages = self.index.count()  # the probe, whatever the scope
+            found["pages"] = pages if who.scope is None else self.catalog.count_pages(who.scope)
         except Exception as e:
             log.warning("health: the vector index failed: %s", e)
             failed["vector_index"] = f"{e.__class__.__name__}: {str(e)[:300]}"

@@ -119,7 +119,7 @@ class Searcher:
                       collection=collection, doc_ids=list(doc_ids) if doc_ids is not None else None,
                       collections=sorted(collections) if collections is not None else None,
                       prefetch_limit=max(50, 4 * limit))
-        lists = len([n for n in dense if n in self.index.dense_dims()]) + (1 if sparse.indices else 0)
+        lists = len(dense) + (1 if sparse.indices else 0)  # ``_dense`` gives only the index's own vectors
         return self.index.query(q), lists
 
     def search_documents(self, question: str, *, k: int = 5, collection: str | None = None,

@@ -122,10 +122,10 @@ def _progress_bar() -> tuple[Any, Callable[[Any], None]]:
     shown: set[str] = set()
     if not err.is_terminal:
         return _line_progress(shown)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("pages · {task.fields[files]} files · {task.fields[rate]} pages/s"),
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.fields[files]} files · {task.fields[pages]} pages · {task.fields[rate]} pages/s"),
                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
-    task = bar.add_task("ingest", total=None, files="0/0", rate="–")
+    task = bar.add_task("ingest", total=None, files="0/0", pages="0", rate="–")
 
     def on_progress(p: Any) -> None:  # p: ingest.pipeline.Progress
         if p.notice and p.notice not in shown:
@@ -133,8 +133,11 @@ def _progress_bar() -> tuple[Any, Callable[[Any], None]]:
             bar.console.print(f"[yellow]note[/]: {escape(p.notice)}")
         elapsed = bar.tasks[task].elapsed or 0.0
         rate = f"{p.pages_done / elapsed:.1f}" if elapsed > 0.5 else "–"
-        bar.update(task, total=p.pages_total or None, completed=p.pages_done, files=f"{p.files_done}/{p.files_total}",
-                   rate=rate, description=escape(p.current[:30]) or "ingest")
+        # the bar counts files (their number is known from the start), a file being read by its share of pages
+        done = p.work_done if getattr(p, "work_done", None) is not None else float(p.files_done)
+        pages = f"{p.pages_done}/{p.pages_total}" if p.pages_total else f"{p.pages_done}"
+        bar.update(task, total=p.files_total or None, completed=done, files=f"{p.files_done}/{p.files_total}",
+                   pages=pages, rate=rate, description=escape(p.current[:30]) or "ingest")
 
     return bar, on_progress
 

@@ -288,7 +288,8 @@ class JobRunner:
 
         def on_progress(p: Any) -> None:
             tracker.update(files_done=p.files_done, files_total=p.files_total, pages_done=p.pages_done,
-                           pages_total=p.pages_total, current=p.current or tracker.progress.current)
+                           pages_total=p.pages_total, current=p.current or tracker.progress.current,
+                           work_done=p.work_done)
 
         report: IngestReport = self.svc.ingest(paths, collection=job.params.get("collection"),
                                                password=self._passwords.get(job.job_id), on_progress=on_progress,

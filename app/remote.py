@@ -189,7 +189,8 @@ class RemoteService:
                     p = j.progress
                     on_progress(Progress(files_total=len(files), files_done=_before[0] + p.files_done,
                                          pages_done=_before[1] + p.pages_done,
-                                         pages_total=_before[1] + p.pages_total, current=p.current or ""))
+                                         pages_total=_before[1] + p.pages_total, current=p.current or "",
+                                         work_done=None if p.work_done is None else _before[0] + p.work_done))
 
             ended = self._wait(job.job_id, progress)
             if not isinstance(ended.result, IngestReport):
@@ -211,7 +212,7 @@ class RemoteService:
             if on_progress is not None:
                 p = j.progress
                 on_progress(Progress(files_total=p.files_total, files_done=p.files_done, pages_done=p.pages_done,
-                                     pages_total=p.pages_total, current=p.current or ""))
+                                     pages_total=p.pages_total, current=p.current or "", work_done=p.work_done))
 
         ended = self._wait(job.job_id, progress)
         if not isinstance(ended.result, IngestReport):

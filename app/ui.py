@@ -400,6 +400,8 @@ def jobs_page() -> None:
         p = job.progress
         if job.state == "done":
             done = 1.0 - (len(job.errors) / p.files_total if p.files_total else 0.0)  # failed files never look done
+        elif p.work_done is not None and p.files_total:
+            done = p.work_done / p.files_total  # never goes back as more files are opened
         elif p.pages_total:
             done = p.pages_done / p.pages_total
         else:

@@ -41,7 +41,10 @@ VlmProvider = Callable[[], VlmBackend]
 
 @dataclass(frozen=True)
 class Progress:
-    """Reported after each file event and page batch. ``pages_total`` counts pages of files opened so far."""
+    """Reported after each file event and page batch. ``pages_total`` counts pages of files opened so far (it grows
+    as files are opened); ``work_done`` does not: files finished plus the share read of those being read, out of
+    ``files_total`` (what a bar can show). ``current``: the file being read when only one is, else the number of
+    files being read."""
 
     files_total: int
     files_done: int
@@ -49,6 +52,7 @@ class Progress:
     pages_total: int
     current: str
     notice: str | None = None
+    work_done: float | None = None
 
 
 ProgressFn = Callable[[Progress], None]
@@ -133,7 +137,14 @@ class Ingestor:
 
         def report(current: str, notice: str | None = None) -> None:
             if on_progress:
-                on_progress(Progress(len(paths), len(outcomes), pages_done, pages_total, current, notice))
+                reading = [p for p in plans if p.page_count and p.path not in outcomes and not p.failed]
+                if len(reading) == 1:
+                    current = reading[0].path.name
+                elif reading:
+                    current = f"{len(reading)} files"
+                share = sum(min(1.0, p.pages / p.page_count) for p in reading)
+                on_progress(Progress(len(paths), len(outcomes), pages_done, pages_total, current, notice,
+                                     work_done=min(float(len(paths)), len(outcomes) + share)))
 
         for path in paths:
             try:

@@ -29,6 +29,8 @@ class JobProgress(_Frozen):
     pages_done: int = 0
     pages_total: int = 0
     current: str | None = Field(None, description="the file or document being worked on")
+    work_done: float | None = Field(None, description="ingest: files finished plus the share read of those being "
+                                                      "read (out of files_total; it never goes back)")
 
 
 class JobError(_Frozen):

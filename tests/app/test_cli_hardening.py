@@ -220,9 +220,11 @@ def test_each_notice_printed_once_and_bar_counts_pages(capsys: pytest.CaptureFix
     with bar:
         for done in (0, 40):
             on_progress(Progress(files_total=1, files_done=0, pages_done=done, pages_total=400, current="big.pdf",
-                                 notice="the encoder is missing"))
+                                 notice="the encoder is missing", work_done=done / 400))
         task = bar.tasks[0]
-        assert (task.total, task.completed) == (400, 40), "pages, so one long file gets an ETA"
+        assert (task.total, task.completed) == (1, 0.1), "one long file moves by its share of pages (an ETA)"
+        on_progress(Progress(files_total=5, files_done=1, pages_done=41, pages_total=41, current="x", work_done=1.0))
+        assert (bar.tasks[0].total, bar.tasks[0].completed) == (5, 1.0), "the total is the files, known from the start"
     assert capsys.readouterr().err.count("the encoder is missing") == 1
 
 

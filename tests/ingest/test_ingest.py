@@ -223,3 +223,18 @@ def test_errors_name_the_file_as_given_not_the_stored_copy(service: Service, tmp
     assert f.status == "failed" and f.error is not None and f.error.code == "invalid_pdf"
     assert f.error.message.startswith("notes ") and "files/" not in f.error.message
     assert (f.doc_id or "")[:12] not in f.error.message
+
+
+def test_progress_counts_files_known_from_the_start_and_names_the_file_being_read(service: Service) -> None:
+    """The bar's total is the number of files (it never grows), its completion never goes back, a file being read
+    moves it by its share of pages, and with one reader the file named is the one being read."""
+    files = [PDFS / "refcard-a4.pdf", PDFS / "R-data.pdf"]
+    seen: list[pipeline.Progress] = []
+    service.ingest(files, workers=1, on_progress=seen.append)
+    assert {p.files_total for p in seen} == {2}
+    done = [p.work_done for p in seen]
+    assert all(d is not None for d in done) and done == sorted(done), "completion never goes back"
+    assert done[-1] == 2.0
+    assert any(0 < d < 1 or 1 < d < 2 for d in done if d is not None), "a file moves the bar by its share"
+    reading_r_data = [p for p in seen if p.files_done == 1 and p.pages_done > 3]
+    assert reading_r_data and all(p.current == "R-data.pdf" for p in reading_r_data)

@@ -133,6 +133,11 @@ def _progress_bar() -> tuple[Any, Callable[[Any], None]]:
             bar.console.print(f"[yellow]note[/]: {escape(p.notice)}")
         elapsed = bar.tasks[task].elapsed or 0.0
         rate = f"{p.pages_done / elapsed:.1f}" if elapsed > 0.5 else "–"
+        if getattr(p, "stage", None):  # a stage after the read counts its own pages
+            bar.update(task, total=p.stage_total or None, completed=p.stage_done,
+                       files=f"{p.files_done}/{p.files_total}", pages=f"{p.stage_done}/{p.stage_total}", rate="–",
+                       description=escape(p.stage))
+            return
         # the bar counts files (their number is known from the start), a file being read by its share of pages
         done = p.work_done if getattr(p, "work_done", None) is not None else float(p.files_done)
         pages = f"{p.pages_done}/{p.pages_total}" if p.pages_total else f"{p.pages_done}"
@@ -146,12 +151,18 @@ def _line_progress(shown: set[str]) -> tuple[Any, Callable[[Any], None]]:
     import time
 
     started = time.monotonic()
-    last = {"files": 0, "pages": 0}
+    last = {"files": 0, "pages": 0, "stage": 0}
 
     def on_progress(p: Any) -> None:
         if p.notice and p.notice not in shown:
             shown.add(p.notice)
             print(f"note: {p.notice}", file=sys.stderr, flush=True)
+        if getattr(p, "stage", None):
+            if p.stage_done - last["stage"] >= PAGES_A_LINE or p.stage_done == p.stage_total:
+                last["stage"] = p.stage_done
+                print(f"{p.stage}: {p.stage_done}/{p.stage_total} pages, {time.monotonic() - started:.0f}s",
+                      file=sys.stderr, flush=True)
+            return
         if p.files_done > last["files"] or p.pages_done - last["pages"] >= PAGES_A_LINE:
             last["files"], last["pages"] = p.files_done, p.pages_done
             print(f"ingest: {p.files_done}/{p.files_total} files, {p.pages_done} pages, "
@@ -198,7 +209,7 @@ def search(
     documents: Annotated[bool, typer.Option("--documents", help="rank documents (by their best page) instead of "
                                                                 "pages")] = False,
 ) -> None:
-    """Search pages: hybrid SigLIP + BM25 with RRF; shows the matching words of each page."""
+    """Search pages: hybrid BM25 + text encoder + SigLIP, fused; shows the matching words of each page."""
     if (question is None) == (queries is None):
         err.print("give either a QUESTION or --queries FILE.jsonl")
         raise typer.Exit(2)
@@ -231,7 +242,7 @@ def search(
         out.print(_nothing_found(collection))
     for rank, h in enumerate(hits, 1):  # page text and names are text, never markup
         out.print(f"[bold]{rank}.[/] {escape(Path(h.path).name)} p.{h.page}  [dim]relevance {h.relevance:.2f} "
-                  f"(RRF {h.score:.4f}) · {h.doc_id[:12]}[/]\n   [cyan]{escape(h.snippet[:200])}[/]", soft_wrap=True)
+                  f"(score {h.score:.4f}) · {h.doc_id[:12]}[/]\n   [cyan]{escape(h.snippet[:200])}[/]", soft_wrap=True)
 
 
 def _nothing_found(collection: str | None, what: str = "pages") -> str:

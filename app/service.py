@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -35,6 +34,7 @@ from schemas.names import check_name
 from schemas.results import Hit, IngestReport
 from schemas.settings import Settings, load_settings
 from store.files import FileStore
+from vlm.runtime import Models
 
 # Heavy libraries (pymupdf and its ONNX layout models, SQLAlchemy, qdrant, torch) load inside the methods
 # that need them, so `pagelens docs list` or `search` does not pay for ingestion or rendering.
@@ -133,9 +133,7 @@ class Service:
         store. Raises SettingsError (bad setting) or ConfigError (data dir missing, unusable or read-only)."""
         self.settings = settings or load_settings()
         check_data_dir(self.settings, create=create_data_dir)
-        self._encoder: SiglipEncoder | None = None
-        self._vlm: VlmBackend | None = None
-        self._load_lock = threading.Lock()
+        self.models = Models(self.settings)  # every model this process uses, each loaded once
         self._on_disk: dict[str, OnDisk | None] = {}  # the embedded stores' files as opened (``health``)
         # ingest/delete one at a time (the API serves requests concurrently); deletes get in between page batches
         self.write_lock = WriteGate()
@@ -180,34 +178,27 @@ class Service:
         return index
 
     def encoder(self) -> SiglipEncoder:
-        """The SigLIP encoder, loaded once. Raises ModelUnavailable."""
-        with self._load_lock:
-            if self._encoder is None:
-                from vlm.siglip import load_encoder
-
-                self._encoder = load_encoder(self.settings.encoder)
-            return self._encoder
+        """The SigLIP encoder (``models``). Raises ModelUnavailable."""
+        return self.models.image_encoder()
 
     def vlm(self) -> VlmBackend:
-        """The VLM backend, built once. Raises ModelUnavailable saying how to configure one."""
-        with self._load_lock:
-            if self._vlm is None:
-                from vlm.backend import make_backend
-
-                self._vlm = make_backend(self.settings)
-            return self._vlm
+        """The VLM backend (``models``). Raises ModelUnavailable saying how to configure one."""
+        return self.models.vlm()
 
     @cached_property
     def ingestor(self) -> Ingestor:
         from ingest.pipeline import Ingestor
 
-        return Ingestor(self.settings, self.catalog, self.files, self.index, self.encoder, self.vlm)
+        return Ingestor(self.settings, self.catalog, self.files, self.index, self.models)
 
     @cached_property
     def searcher(self) -> Searcher:
         from retrieval.search import Searcher
 
-        return Searcher(self.catalog, self.index, self.encoder if self.settings.encoder.enabled else None)
+        s = self.settings
+        weights = {"image": s.retrieval.image_weight, "caption": s.retrieval.image_weight}
+        return Searcher(self.catalog, self.index, self.models, weights=weights, fusion=s.retrieval.fusion,
+                        weigh=lambda question: {"words": s.text_encoder.weight_for(question)})
 
     # -- operations -------------------------------------------------------------------------------
     def ingest(self, paths: list[Path], *, collection: str | None = None, password: str | None = None,
@@ -633,6 +624,12 @@ class Service:
         if counts:
             out.update(found)
         return out
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if "index" in self.__dict__:

@@ -18,41 +18,37 @@ from schemas.settings import Settings
 from store.catalog import PageRecord
 from store.library import Library, page_point
 from vlm.backend import VlmBackend
+from vlm.runtime import Models
 from vlm.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
 
-VlmProvider = Callable[[], VlmBackend]
-EncoderFn = Callable[[], SiglipEncoder | None]
-
 
 class Captioner:
-    """Captions complete documents with the configured VLM (built on first need; the reason kept when none is)."""
+    """Captions complete documents with the configured VLM (``models``: built on first need, the reason kept when
+    none is)."""
 
-    def __init__(self, settings: Settings, library: Library, vlm: VlmProvider | None, encoder: EncoderFn) -> None:
+    def __init__(self, settings: Settings, library: Library, models: Models) -> None:
         self.s = settings
         self.catalog = library.catalog
         self.files = library.files
         self.index = library.index
-        self._vlm_provider = vlm
-        self._vlm: VlmBackend | None = None
+        self.models = models
         self._vlm_error: str | None = None
-        self.encoder = encoder
 
     def wanted(self) -> bool:
         return self.s.vlm.captions
 
+    def encoder(self) -> SiglipEncoder | None:
+        return self.models.maybe(self.models.image_encoder)
+
     def vlm(self) -> VlmBackend | None:
-        """The captioning VLM, built on first need; None (with the reason kept) when none is configured."""
-        if self._vlm is None and self._vlm_error is None:
-            if self._vlm_provider is None:
-                self._vlm_error = "no VLM backend"
-            else:
-                try:
-                    self._vlm = self._vlm_provider()
-                except PageLensError as e:
-                    self._vlm_error = e.message
-        return self._vlm
+        """The captioning VLM; None (``_vlm_error`` says why) when none is configured or it cannot load."""
+        try:
+            return self.models.vlm()
+        except PageLensError as e:  # ModelUnavailable (remembered by ``models``), or a bad backend name
+            self._vlm_error = e.message
+            return None
 
     def version(self) -> str:
         from vlm import prompts

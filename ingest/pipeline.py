@@ -17,12 +17,13 @@ from ingest.captions import Captioner
 from ingest.ocr import SPLITTER_VERSION
 from ingest.plan import Plan, embed_version, plan_file, words_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
+from ingest.text_stage import TextEmbedder
 from ingest.write import SharedStores, Written, page_records, write_pages, written
 from store.space import check_free, disk_full_from
 
 if TYPE_CHECKING:
     from ingest.ray_readers import RayReaderPool
-from schemas.errors import DiskFull, InputError, ModelUnavailable, PageLensError, StoreError
+from schemas.errors import DiskFull, InputError, PageLensError, StoreError
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
 from schemas.settings import Settings
 from store import bm25
@@ -30,13 +31,10 @@ from store.catalog import Catalog
 from store.files import FileStore
 from store.library import Library
 from store.vectors import VectorIndex
-from vlm.backend import VlmBackend
+from vlm.runtime import Models
 from vlm.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
-
-EncoderProvider = Callable[[], SiglipEncoder]
-VlmProvider = Callable[[], VlmBackend]
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,9 @@ class Progress:
     current: str
     notice: str | None = None
     work_done: float | None = None
+    stage: str | None = None  # a stage after the read (e.g. "embedding words"), counting its own pages
+    stage_done: int = 0
+    stage_total: int = 0
 
 
 ProgressFn = Callable[[Progress], None]
@@ -62,34 +63,27 @@ class Ingestor:
     """Ingests files into the catalog, file store and vector index. Build once per process (see app.service)."""
 
     def __init__(self, settings: Settings, catalog: Catalog, files: FileStore, index: VectorIndex,
-                 encoder: EncoderProvider | None, vlm: VlmProvider | None = None) -> None:
+                 models: Models) -> None:
         self.s = settings
         self.library = Library(catalog, files, index)
         self.catalog = catalog
         self.files = files
         self.index = index
-        self._encoder_provider = encoder
-        self._encoder: SiglipEncoder | None = None
-        self._encoder_error: str | None = None
-        self.captioner = Captioner(settings, self.library, vlm, self.encoder)
+        self.models = models
+        self.captioner = Captioner(settings, self.library, models)
+        self.text_embedder = TextEmbedder(settings, self.library, models)
         self._names: dict[Path, str] = {}
 
     def encoder(self) -> SiglipEncoder | None:
-        """The encoder, loaded on first need; None (with ``encoder_error`` set) when it cannot load."""
-        if self._encoder is None and self._encoder_error is None:
-            if self._encoder_provider is None or not self.s.encoder.enabled:
-                self._encoder_error = "the SigLIP encoder is disabled (PAGELENS_ENCODER__ENABLED=false)"
-            else:
-                try:
-                    self._encoder = self._encoder_provider()
-                    self.index.ensure_dense("image", self._encoder.dim)
-                except ModelUnavailable as e:
-                    self._encoder_error = e.message
-        return self._encoder
+        """The SigLIP encoder, loaded on first need; None (``encoder_error`` says why) when it cannot load."""
+        encoder = self.models.maybe(self.models.image_encoder)
+        if encoder is not None:
+            self.index.ensure_dense("image", encoder.dim)
+        return encoder
 
     @property
     def encoder_error(self) -> str | None:
-        return self._encoder_error
+        return self.models.why_not("image_encoder")
 
     # -- the stored library ---------------------------------------------------------------------
     def reconcile(self, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
@@ -135,8 +129,12 @@ class Ingestor:
         aliases: list[tuple[str, Path]] = []
         pages_done = pages_total = 0
 
-        def report(current: str, notice: str | None = None) -> None:
-            if on_progress:
+        def report(current: str, notice: str | None = None, stage: tuple[str, int, int] | None = None) -> None:
+            if on_progress and stage is not None:
+                on_progress(Progress(len(paths), len(outcomes), pages_done, pages_total, current, notice,
+                                     work_done=float(len(outcomes)), stage=stage[0], stage_done=stage[1],
+                                     stage_total=stage[2]))
+            elif on_progress:
                 reading = [p for p in plans if p.page_count and p.path not in outcomes and not p.failed]
                 if len(reading) == 1:
                     current = reading[0].path.name
@@ -270,6 +268,7 @@ class Ingestor:
                             log.warning("could not remove the failed %s yet: %s", plan.name, e.message)
         if self.captioner.wanted():
             self.captioner.run(outcomes, report)
+        self.text_embedder.run(outcomes, report)  # after the captions: they are part of the text it embeds
         if any(o.status == "ingested" for o in outcomes.values()):
             self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate
@@ -317,7 +316,8 @@ class Ingestor:
             for k, r in enumerate(captioned):
                 dense[r.page.page_no]["caption"] = cap[k].tolist()
         write_pages(self.index, self.catalog, records, collection, dense,
-                    {p.page_no: p.sparse for p in batch if p.sparse is not None}, rows=plan.mode == "full")
+                    {p.page_no: p.sparse for p in batch if p.sparse is not None}, rows=plan.mode == "full",
+                    replace=plan.mode == "full")
         self._written(plan, written(batch, dense), encoder)
 
     @staticmethod
@@ -338,6 +338,7 @@ class Ingestor:
         stages.update({"words": words_version(self.s), "index": bm25.VERSION, "ocr_words": SPLITTER_VERSION})
         if plan.mode == "full":
             stages.pop("caption", None)  # page rows were rewritten without captions
+            stages.pop("text", None)  # and the points without their words' vectors
         pending = [p for p in (doc.pending if doc else []) if p == "caption" and plan.mode == "render"]
         if encoder is not None and plan.embedded:
             stages["embed"] = embed_version(self.s)

@@ -50,11 +50,18 @@ def page_records(doc_id: str, batch: Sequence[PageOut]) -> list[PageRecord]:
 
 
 def write_pages(index: VectorIndex, catalog: Catalog, records: Sequence[PageRecord], collection: str,
-                dense: dict[int, dict[str, list[float]]], sparse: dict[int, SparseVec], rows: bool) -> None:
-    """Upsert the pages' points (every vector a page has: ``dense`` by page number, the readers' BM25 ``sparse``
-    where given), then — ``rows`` — their catalog rows."""
-    index.upsert([page_point(r, collection, caption=r.page.caption, dense=dense.get(r.page.page_no, {}),
-                             sparse=sparse.get(r.page.page_no)) for r in records])
+                dense: dict[int, dict[str, list[float]]], sparse: dict[int, SparseVec], rows: bool,
+                replace: bool = True) -> None:
+    """Write the pages' points (``dense`` by page number, the readers' BM25 ``sparse`` where given), then —
+    ``rows`` — their catalog rows. ``replace``: the points are upserted whole (freshly read pages); otherwise only
+    the vectors given are replaced and the others a point has stay (pages rendered again for a new encoder keep
+    their words' vectors)."""
+    points = [page_point(r, collection, caption=r.page.caption, dense=dict(dense.get(r.page.page_no, {})),
+                         sparse=sparse.get(r.page.page_no)) for r in records]
+    if replace:
+        index.upsert(points)
+    else:
+        index.update_vectors(points)
     if rows:
         catalog.put_pages(records)
 

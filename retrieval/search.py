@@ -1,19 +1,21 @@
-"""Question → one hybrid query (SigLIP text embedding when available + BM25, RRF) → ranked pages, each with
-the words on that page that match the question (by Qdrant's own BM25 terms, so "running" finds "runs")."""
+"""Question → one hybrid query (BM25; the text encoder's embedding against the pages' word chunks and SigLIP's
+against their images and captions, when those models load; weighted RRF) → ranked pages, each with the words on
+that page that match the question (by Qdrant's own BM25 terms, so "running" finds "runs")."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from typing import Any, Literal
 
 from schemas.documents import Word
-from schemas.errors import InputError, ModelUnavailable
+from schemas.errors import InputError
 from schemas.results import Hit
 from schemas.wordtable import WordTable
 from store import bm25
 from store.catalog import Catalog
 from store.vectors import RRF_K, PageQuery, ScoredPage, VectorIndex
-from vlm.siglip import SiglipEncoder
+from vlm.runtime import Models
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +62,17 @@ def snippet(table: WordTable, question_terms: frozenset[int]) -> str:
     return ("… " if start else "") + " ".join(texts[start:end]) + (" …" if end < len(texts) else "")
 
 
-def relevance(score: float, lists: int, rrf_k: int) -> float:
-    """An RRF score over its best possible (first in every fused list, 1/rrf_k each): 1.0 for the top of every
-    list."""
-    return min(1.0, score * rrf_k / lists) if lists else 0.0
+def rrf_top(weight: float, rrf_k: int) -> float:
+    """What the first of a ranked list of ``weight`` scores in Qdrant's RRF: ``1 / (1/weight + rrf_k - 1)`` (its
+    weighted form; 1/rrf_k at weight 1)."""
+    return 1.0 / (1.0 / weight + rrf_k - 1) if weight > 0 else 0.0
+
+
+def relevance(score: float, weights: Sequence[float], rrf_k: int, fusion: str = "rrf") -> float:
+    """A fused score over its best possible, the top of every list (of those ``weights``): for RRF each list's
+    first place, for DBSF each list's normalised maximum (1 × its weight)."""
+    best = sum(rrf_top(w, rrf_k) for w in weights) if fusion == "rrf" else sum(weights)
+    return min(1.0, score / best) if best > 0 else 0.0
 
 
 def _question(question: str) -> str:
@@ -75,29 +84,43 @@ def _question(question: str) -> str:
 
 
 class Searcher:
-    def __init__(self, catalog: Catalog, index: VectorIndex,
-                 encoder: Callable[[], SiglipEncoder] | None) -> None:
+    """``models``: where the query encoders come from (None: BM25 only); ``weights``: each ranked list's weight in
+    the fusion, by vector name (BM25's ``text`` is 1 unless given)."""
+
+    def __init__(self, catalog: Catalog, index: VectorIndex, models: Models | None,
+                 weights: dict[str, float] | None = None, fusion: Literal["rrf", "dbsf"] = "rrf",
+                 weigh: Callable[[str], dict[str, float]] | None = None) -> None:
+        """``weigh``: per-query weights (e.g. the text encoder's, which depend on the question's length), over
+        ``weights``."""
         self.catalog = catalog
         self.index = index
-        self._encoder_provider = encoder
-        self._encoder: SiglipEncoder | None = None
-        self._encoder_failed = False
+        self.models = models
+        self.weights = weights or {}
+        self.fusion = fusion
+        self.weigh = weigh
+        self._said: set[str] = set()
 
     def _dense(self, question: str) -> dict[str, list[float]]:
+        """The question's query vectors for the dense vectors the index has (and whose model loads)."""
         dims = self.index.dense_dims()
-        if not dims or self._encoder_provider is None or self._encoder_failed:
+        if not dims or self.models is None:
             return {}
-        if self._encoder is None:
-            try:
-                self._encoder = self._encoder_provider()
-            except ModelUnavailable as e:
-                log.warning("searching with BM25 only: %s", e.message)
-                self._encoder_failed = True
-                return {}
-        if self._encoder.dim != dims.get("image"):
-            return {}
-        v = self._encoder.encode_texts([question])[0].tolist()
-        return {name: v for name in dims if dims[name] == self._encoder.dim}
+        out: dict[str, list[float]] = {}
+        text = self._model("text_encoder") if "words" in dims else None
+        if text is not None and text.dim == dims["words"]:
+            out["words"] = text.encode_queries([question])[0].tolist()
+        if {"image", "caption"} & dims.keys() and (siglip := self._model("image_encoder")) is not None:
+            v = siglip.encode_texts([question])[0].tolist()
+            out.update({name: v for name in ("image", "caption") if dims.get(name) == siglip.dim})
+        return out
+
+    def _model(self, name: Literal["text_encoder", "image_encoder"]) -> Any:
+        assert self.models is not None
+        model = self.models.maybe(getattr(self.models, name))
+        if model is None and name not in self._said:  # said once per process
+            self._said.add(name)
+            log.warning("searching without the %s: %s", name.replace("_", " "), self.models.why_not(name))
+        return model
 
     def search(self, question: str, *, k: int = 5, collection: str | None = None,
                doc_ids: Sequence[str] | None = None, collections: Collection[str] | None = None) -> list[Hit]:
@@ -106,21 +129,22 @@ class Searcher:
         question = _question(question)
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, got {k}")
-        scored, lists = self._candidates(question, k, collection, doc_ids, collections)
-        return self._hits(question, scored, lists)
+        scored, weights = self._candidates(question, k, collection, doc_ids, collections)
+        return self._hits(question, scored, weights)
 
     def _candidates(self, question: str, limit: int, collection: str | None, doc_ids: Sequence[str] | None,
-                    collections: Collection[str] | None) -> tuple[list[ScoredPage], int]:
-        """The fused pages, and how many ranked lists were fused (for ``relevance``)."""
+                    collections: Collection[str] | None) -> tuple[list[ScoredPage], list[float]]:
+        """The fused pages, and the weights of the ranked lists fused (for ``relevance``)."""
         if collections is not None and (not collections or (collection is not None and collection not in collections)):
-            return [], 0  # nothing the asker may see
+            return [], []  # nothing the asker may see
         dense, sparse = self._dense(question), bm25.embed_query(question)
+        weights = {**self.weights, **(self.weigh(question) if self.weigh else {})}
         q = PageQuery(dense=dense, sparse=sparse, limit=limit,
                       collection=collection, doc_ids=list(doc_ids) if doc_ids is not None else None,
                       collections=sorted(collections) if collections is not None else None,
-                      prefetch_limit=max(50, 4 * limit))
-        lists = len(dense) + (1 if sparse.indices else 0)  # ``_dense`` gives only the index's own vectors
-        return self.index.query(q), lists
+                      prefetch_limit=max(50, 4 * limit), weights=weights, fusion=self.fusion)
+        fused = [*dense, *(["text"] if sparse.indices else [])]  # ``_dense`` gives only the index's own vectors
+        return self.index.query(q), [weights.get(name, 1.0) for name in fused]
 
     def search_documents(self, question: str, *, k: int = 5, collection: str | None = None,
                          collections: Collection[str] | None = None) -> list[tuple[str, float, list[int]]]:
@@ -130,7 +154,7 @@ class Searcher:
         names = self.catalog.document_names([s.doc_id for s in pool], complete_only=True)
         return [r for r in rank_documents(pool) if r[0] in names][:k]
 
-    def _hits(self, question: str, scored: Sequence[ScoredPage], lists: int) -> list[Hit]:
+    def _hits(self, question: str, scored: Sequence[ScoredPage], weights: Sequence[float]) -> list[Hit]:
         records = {(r.page.doc_id, r.page.page_no): r
                    for r in self.catalog.get_pages([(s.doc_id, s.page) for s in scored])}
         names = self.catalog.document_names([s.doc_id for s in scored], complete_only=True)
@@ -141,7 +165,7 @@ class Searcher:
             if rec is None or s.doc_id not in names:  # a partial document: mid-ingest, or left by a killed run
                 continue
             hits.append(Hit(doc_id=s.doc_id, path=names[s.doc_id], collection=s.collection, page=s.page,
-                            score=s.score, relevance=round(relevance(s.score, lists, RRF_K), 4),
+                            score=s.score, relevance=round(relevance(s.score, weights, RRF_K, self.fusion), 4),
                             snippet=snippet(rec.table, terms), words=matching_words(rec.table, terms),
                             caption=rec.page.caption))
         return hits

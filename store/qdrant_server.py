@@ -8,7 +8,17 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from schemas.errors import StoreError
-from store.vectors import COLLECTION, SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim
+from store.fusion import dbsf
+from store.vectors import (
+    COLLECTION,
+    MULTIVECTORS,
+    SPARSE_VECTOR,
+    PagePoint,
+    PageQuery,
+    ScoredPage,
+    check_dim,
+    query_vector,
+)
 
 
 def _filter(collection: str | None, doc_ids: Sequence[str] | None,
@@ -21,6 +31,15 @@ def _filter(collection: str | None, doc_ids: Sequence[str] | None,
     if doc_ids is not None:
         must.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids))))
     return models.Filter(must=must) if must else None
+
+
+def _scored(points: Sequence[Any]) -> list[ScoredPage]:
+    out = []
+    for r in points:
+        pl = r.payload or {}
+        out.append(ScoredPage(doc_id=pl["doc_id"], page=int(pl["page"]), collection=pl["collection"],
+                              score=float(r.score)))
+    return out
 
 
 def _doc_filter(doc_id: str) -> models.Filter:
@@ -71,8 +90,10 @@ class ServerIndex:
             return False
         if name in dims:
             self._client.delete_vector_name(self.name, name)
+        multi = models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM) \
+            if name in MULTIVECTORS else None
         self._client.create_vector_name(self.name, name, models.DenseVectorNameConfig(
-            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE)))
+            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE, multivector_config=multi)))
         return True
 
     def _vectors(self, points: Sequence[PagePoint]) -> list[dict[str, Any]]:
@@ -117,23 +138,27 @@ class ServerIndex:
     def query(self, q: PageQuery) -> list[ScoredPage]:
         flt = _filter(q.collection, q.doc_ids, q.collections)
         dims = self.dense_dims() if q.dense else {}
-        prefetch = [models.Prefetch(query=v, using=name, limit=q.prefetch_limit, filter=flt)
-                    for name, v in q.dense.items() if name in dims]
+        names = [name for name in q.dense if name in dims]
+        prefetch = [models.Prefetch(query=query_vector(name, q.dense[name]), using=name, limit=q.prefetch_limit,
+                                    filter=flt) for name in names]
         if q.sparse is not None and q.sparse.indices:
             prefetch.append(models.Prefetch(
                 query=models.SparseVector(indices=q.sparse.indices, values=q.sparse.values),
                 using=SPARSE_VECTOR, limit=q.prefetch_limit, filter=flt))
+            names.append(SPARSE_VECTOR)
         if not prefetch:
             return []
+        if q.fusion == "dbsf":  # each list as ranked by the server (one batch call), fused here with its weight
+            batch = self._client.query_batch_points(self.name, [
+                models.QueryRequest(query=p.query, using=p.using, limit=p.limit, filter=flt, with_payload=True)
+                for p in prefetch])
+            return dbsf([(q.weights.get(name, 1.0) if q.weights else 1.0, _scored(r.points))
+                         for name, r in zip(names, batch, strict=True)], q.limit)
         res = self._client.query_points(self.name, prefetch=prefetch,
-                                        query=models.RrfQuery(rrf=models.Rrf(k=q.rrf_k)),
+                                        query=models.RrfQuery(rrf=models.Rrf(k=q.rrf_k,
+                                                                             weights=q.weight_list(names))),
                                         limit=q.limit, with_payload=True, query_filter=flt)
-        out = []
-        for r in res.points:
-            pl = r.payload or {}
-            out.append(ScoredPage(doc_id=pl["doc_id"], page=int(pl["page"]), collection=pl["collection"],
-                                  score=float(r.score)))
-        return out
+        return _scored(res.points)
 
     def _scroll(self, flt: models.Filter | None) -> list[Any]:
         out: list[Any] = []

@@ -1,6 +1,7 @@
 """The vector index: one interface, two implementations (Qdrant Edge embedded; a Qdrant server through
-qdrant-client). One collection of pages; named vectors ``image`` and ``caption`` (dense, cosine, created
-when an encoder first provides them) and ``text`` (sparse BM25 with the IDF modifier).
+qdrant-client). One collection of pages; named vectors ``image`` and ``caption`` (SigLIP, dense, cosine),
+``words`` (the text encoder: a multivector, one row per chunk of the page, scored by MaxSim), each created when
+its encoder first provides it, and ``text`` (sparse BM25 with the IDF modifier).
 
 Payload of a point: ``doc_id``, ``page`` (1-based), ``collection``.
 """
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from schemas.errors import ConfigError
 from schemas.settings import Settings
 
 SPARSE_VECTOR = "text"
 COLLECTION = "pages"
+MULTIVECTORS = frozenset({"words"})  # named vectors holding several rows a point (MaxSim); the rest one vector
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,15 @@ class SparseVec:
 
 @dataclass(frozen=True)
 class PagePoint:
-    """One page's vectors and payload. ``dense`` maps a vector name to an L2-normalised float list."""
+    """One page's vectors and payload. ``dense`` maps a vector name to an L2-normalised float list (a list of
+    them for the MULTIVECTORS)."""
 
     id: str
     doc_id: str
     page: int
     collection: str
     text: SparseVec
-    dense: dict[str, list[float]] = field(default_factory=dict)
+    dense: dict[str, list[float] | list[list[float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,11 @@ RRF_K = 60  # Qdrant's RRF: a page ranked r (from 0) in a list scores 1 / (RRF_K
 
 @dataclass(frozen=True)
 class PageQuery:
-    """A hybrid query: one prefetch per given vector, fused with RRF, filtered by collection/documents.
-    ``collections``: the tenant filter, the collections the asker sees (None: all), applied inside the query (in
-    every prefetch and the fusion), never to its results."""
+    """A hybrid query: one prefetch per given vector (one query vector each, for the MULTIVECTORS too), fused
+    with ``fusion`` — RRF inside the engine, or weighted DBSF — each list weighted by ``weights`` (by vector name;
+    1 when not given), filtered by
+    collection/documents. ``collections``: the tenant filter, the collections the asker sees (None: all), applied
+    inside the query (in every prefetch and the fusion), never to its results."""
 
     dense: dict[str, list[float]]
     sparse: SparseVec | None
@@ -61,6 +66,19 @@ class PageQuery:
     collections: Sequence[str] | None = None
     prefetch_limit: int = 50
     rrf_k: int = RRF_K
+    weights: dict[str, float] | None = None
+    fusion: Literal["rrf", "dbsf"] = "rrf"  # dbsf: weighted score fusion (``store.fusion``) of the same lists
+
+    def weight_list(self, names: Sequence[str]) -> list[float] | None:
+        """The fusion's weights in prefetch order (``names``), or None when every list weighs 1."""
+        if not self.weights or all(self.weights.get(n, 1.0) == 1.0 for n in names):
+            return None
+        return [self.weights.get(n, 1.0) for n in names]
+
+
+def query_vector(name: str, v: list[float]) -> list[float] | list[list[float]]:
+    """A query vector as ``name`` is searched: one row of a multivector for the MULTIVECTORS."""
+    return [v] if name in MULTIVECTORS else v
 
 
 class VectorIndex(Protocol):
@@ -114,8 +132,19 @@ def open_vector_index(settings: Settings) -> VectorIndex:
     return EdgeIndex(settings.qdrant_path)
 
 
-def check_dim(name: str, vector: Sequence[float], dims: dict[str, int]) -> None:
+MAX_MULTIVECTOR_FLOATS = 1_048_575  # Qdrant's cap on one point's multivector (rows × dim < 2**20)
+
+
+def check_dim(name: str, vector: Sequence[float] | Sequence[Sequence[float]], dims: dict[str, int]) -> None:
     if name not in dims:
         raise ConfigError(f"vector '{name}' does not exist yet; call ensure_dense first")
-    if len(vector) != dims[name]:
-        raise ConfigError(f"vector '{name}' has dimension {dims[name]}, got {len(vector)}")
+    rows = vector if name in MULTIVECTORS else [vector]
+    if name in MULTIVECTORS and not rows:
+        raise ConfigError(f"multivector '{name}' needs at least one row (leave it out of the point instead)")
+    if name in MULTIVECTORS and len(rows) * dims[name] > MAX_MULTIVECTOR_FLOATS:
+        raise ConfigError(f"multivector '{name}' has {len(rows)} rows of {dims[name]}: over Qdrant's "
+                          f"{MAX_MULTIVECTOR_FLOATS + 1:,} floats a point; lower the rows kept per page")
+    for row in rows:
+        if not isinstance(row, Sequence) or len(row) != dims[name]:
+            got = len(row) if isinstance(row, Sequence) else type(row).__name__
+            raise ConfigError(f"vector '{name}' has dimension {dims[name]}, got {got}")

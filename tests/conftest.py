@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.settings import EncoderSettings, IngestSettings, Settings, VlmSettings
+from schemas.settings import EncoderSettings, IngestSettings, Settings, TextEncoderSettings, VlmSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -77,11 +77,12 @@ def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_settings(data_dir: Path, encoder_model: str | None, *, captions: bool = False, vlm_backend: str = "auto",
-                  **ingest: object) -> Settings:
-    """Settings for in-process tests: captions off unless asked (the caption stage has its own tests);
-    ``vlm_backend="words"`` for the offline VLM stand-in."""
+                  text_encoder: bool = False, **ingest: object) -> Settings:
+    """Settings for in-process tests: captions and the text encoder off unless asked (each stage has its own
+    tests); ``vlm_backend="words"`` for the offline VLM stand-in."""
     enc = EncoderSettings(model=encoder_model) if encoder_model else EncoderSettings(enabled=False)
     return Settings(data_dir=data_dir, encoder=enc, ingest=IngestSettings(**ingest),  # type: ignore[arg-type]
+                    text_encoder=TextEncoderSettings(enabled=text_encoder),
                     vlm=VlmSettings(captions=captions, backend=vlm_backend))  # type: ignore[arg-type]
 
 
@@ -111,3 +112,10 @@ def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_models import build_tiny_qwen_vl
 
     return build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen2vl"), qwen2=True)
+
+
+@pytest.fixture(autouse=True)
+def _text_encoder_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings built from the environment in a test (the UI, a server thread) get the text encoder off unless the
+    test turns it on: its stage has its own tests, and on 2 cores it costs ~70 ms a page."""
+    monkeypatch.setenv("PAGELENS_TEXT_ENCODER__ENABLED", "false")

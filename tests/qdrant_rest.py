@@ -110,6 +110,11 @@ def make_app(engine: QdrantClient) -> Any:
                                   limit=q.limit or 10, with_payload=q.with_payload or False)
         return _ok(res)
 
+    @app.post("/collections/{name}/points/query/batch")
+    async def query_batch(name: str, request: Request) -> dict[str, Any]:
+        body = models.QueryRequestBatch.model_validate(await request.json())
+        return _ok(engine.query_batch_points(name, body.searches))
+
     @app.post("/collections/{name}/points/scroll")
     async def scroll(name: str, request: Request) -> dict[str, Any]:
         s = models.ScrollRequest.model_validate(await request.json())

@@ -1,8 +1,11 @@
-"""The Hugging Face hub, as the model loaders see it: can it be reached at all?"""
+"""Where a model's weights come from, decided before anything heavy is imported: a local folder, the Hugging Face
+cache, or the hub (when it can be reached). A model that cannot load this way costs a file lookup, not an import of
+torch (``weights_missing``)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -24,3 +27,34 @@ def hub_unreachable() -> str | None:
         log.debug("model hub %s unreachable: %s", url.hostname, e)
         return f"hub {url.hostname} unreachable; for a cached copy set HF_HUB_OFFLINE=1"
     return None
+
+
+def looks_like_path(model: str) -> bool:
+    """A local path rather than a hub id (``org/name``): starts with ``/``, ``.`` or ``~``, uses ``\\``, or has
+    more than one ``/``."""
+    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
+
+
+def in_cache(repo_id: str, marker: str) -> bool:
+    """Whether the Hugging Face cache holds ``marker`` (e.g. ``config.json``) of ``repo_id``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, marker), str)
+
+
+def weights_missing(repo_id: str, marker: str) -> str | None:
+    """Why the hub model ``repo_id`` cannot load right now, found without importing any ML library: offline
+    (HF_HUB_OFFLINE) and ``marker`` not in the cache, or not cached and the hub unreachable. None when it can."""
+    from huggingface_hub import constants
+
+    if in_cache(repo_id, marker):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "not in the offline HF cache (HF_HUB_OFFLINE is set)"
+    return hub_unreachable()
+
+
+def local_dir(model: str) -> Path | None:
+    """``model`` as an existing local folder, or None (a hub id)."""
+    p = Path(model.removeprefix("local-dir:")).expanduser()
+    return p.resolve() if p.is_dir() else None

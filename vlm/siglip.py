@@ -14,7 +14,7 @@ import numpy as np
 
 from schemas.errors import ModelUnavailable
 from schemas.settings import EncoderSettings
-from vlm.hub import hub_unreachable
+from vlm.hub import weights_missing
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,9 @@ class SiglipEncoder:
 
     def __init__(self, settings: EncoderSettings) -> None:
         self.name = resolve_model_name(settings.model)
-        if self.name.startswith("hf-hub:") and (why := hub_unreachable()):
-            raise ModelUnavailable(_unavailable(settings.model, why))
+        if self.name.startswith("hf-hub:") and (why := weights_missing(self.name.removeprefix("hf-hub:"),
+                                                                        "open_clip_config.json")):
+            raise ModelUnavailable(_unavailable(settings.model, why))  # said before torch is imported
         if self.name.startswith("local-dir:"):
             _check_checkpoint_dir(Path(self.name.removeprefix("local-dir:")), settings.model)
         import open_clip

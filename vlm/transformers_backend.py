@@ -16,17 +16,12 @@ from schemas.errors import ModelUnavailable
 from schemas.settings import VlmSettings
 from vlm.backend import VlmRequest, VlmResponse
 from vlm.families import detect_family
+from vlm.hub import looks_like_path, weights_missing
 
 log = logging.getLogger(__name__)
 
 HOW_TO_FIX = ("download the weights to a local folder (e.g. huggingface-cli download <hub id> --local-dir DIR) "
               "and set PAGELENS_VLM__MODEL=DIR, or serve the model with vLLM and set PAGELENS_VLM_URL")
-
-
-def looks_like_path(model: str) -> bool:
-    """A local path rather than a hub id (``org/name``): starts with ``/``, ``.`` or ``~``, uses ``\\``, or has
-    more than one ``/``."""
-    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
 
 
 def check_model_available(model: str) -> None:
@@ -37,16 +32,8 @@ def check_model_available(model: str) -> None:
         return
     if looks_like_path(model):
         raise ModelUnavailable(f"no model directory at {Path(model).expanduser().absolute()}; {HOW_TO_FIX}")
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    from vlm.hub import hub_unreachable
-
-    if constants.HF_HUB_OFFLINE:
-        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-            raise ModelUnavailable(f"the VLM '{model}' is not in the local Hugging Face cache and HF_HUB_OFFLINE "
-                                   f"is set; {HOW_TO_FIX}")
-    elif why := hub_unreachable():
-        raise ModelUnavailable(f"the VLM '{model}' cannot be downloaded: {why}; or {HOW_TO_FIX}")
+    if why := weights_missing(model, "config.json"):
+        raise ModelUnavailable(f"the VLM '{model}' cannot be loaded: {why}; {HOW_TO_FIX}")
 
 
 def _first_line(e: Exception) -> str:

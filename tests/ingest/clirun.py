@@ -11,9 +11,11 @@ from tests.conftest import ROOT
 
 
 def cli_env(data_dir: Path, encoder: str | None, **extra: str) -> dict[str, str]:
+    """The environment of a ``pagelens`` subprocess: its data dir, offline, SigLIP ``encoder`` (or none) and the
+    text encoder off unless ``extra`` turns it on (its stage has its own tests)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAGELENS_")}
     env.update({"PAGELENS_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT),
-                "COLUMNS": "200"})
+                "COLUMNS": "200", "PAGELENS_TEXT_ENCODER__ENABLED": "false"})
     if encoder:
         env["PAGELENS_ENCODER__MODEL"] = encoder
     else:

@@ -145,3 +145,90 @@ def test_update_vectors_replaces_only_what_is_given(both: list[VectorIndex]) -> 
         by_caption = ix.query(PageQuery(dense={"caption": p.dense["image"]}, sparse=None, limit=5))
         assert [(h.doc_id, h.page) for h in by_caption] == [(p.doc_id, p.page)], "only that point has a caption"
         assert ix.count() == len(TEXTS) and ix.query(PageQuery(dense={}, sparse=None, limit=3)) == []
+
+
+def _chunks(seed: int, rows: int) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((rows, DIM)).astype(np.float32)
+    return (m / np.linalg.norm(m, axis=1, keepdims=True)).tolist()
+
+
+def test_words_multivector_is_scored_by_its_best_chunk_on_both(both: list[VectorIndex]) -> None:
+    """The text encoder's ``words`` vector keeps a row per chunk of a page: a page is as near as its nearest chunk
+    (MaxSim of one query row), the same on Edge and the server path; a page without it is simply not in that list."""
+    pts = _points()
+    chunks = {p.page: _chunks(p.page, 1 + p.page % 4) for p in pts[:8]}
+    q = np.asarray(chunks[5][-1]) * 0.9 + np.asarray(chunks[2][0]) * 0.1  # nearest: page 5's last chunk
+    q = (q / np.linalg.norm(q)).tolist()
+    expected = sorted(chunks, key=lambda page: -max(float(np.dot(q, row)) for row in chunks[page]))
+    for ix in both:
+        assert ix.ensure_dense("words", DIM) is True
+        ix.update_vectors([PagePoint(id=p.id, doc_id=p.doc_id, page=p.page, collection=p.collection, text=p.text,
+                                     dense={"words": chunks[p.page]}) for p in pts[:8]])
+        ix.flush()
+        got = ix.query(PageQuery(dense={"words": q}, sparse=None, limit=8))
+        assert [s.page for s in got] == expected
+        assert ix.count() == len(TEXTS), "the other points stay"
+        by_image = ix.query(PageQuery(dense={"image": pts[3].dense["image"]}, sparse=None, limit=1))
+        assert by_image[0].page == pts[3].page, "their image vectors stay"
+        ix.delete_document("doc1")
+        assert all(s.doc_id != "doc1" for s in ix.query(PageQuery(dense={"words": q}, sparse=None, limit=8)))
+
+
+def test_a_multivector_over_qdrants_cap_is_refused_with_what_to_do(both: list[VectorIndex]) -> None:
+    from schemas.errors import ConfigError
+
+    p = _points()[0]
+    for ix in both:
+        ix.ensure_dense("words", DIM)
+        too_many = [[1.0] + [0.0] * (DIM - 1)] * (1_048_576 // DIM)
+        with pytest.raises(ConfigError, match="rows kept per page"):
+            ix.update_vectors([PagePoint(id=p.id, doc_id=p.doc_id, page=p.page, collection=p.collection,
+                                         text=p.text, dense={"words": too_many})])
+
+
+def test_weighted_fusion_agrees_and_moves_the_ranking(both: list[VectorIndex]) -> None:
+    """Weighted RRF (Qdrant's form: a list's top scores 1/(1/w + k - 1)) gives the same scores on Edge and the
+    server path, and a heavier dense list pulls its pages up."""
+    from retrieval.search import rrf_top
+
+    edge, server = both
+    qv = _points()[7].dense["image"]  # "the quick brown fox": no BM25 term of the question
+    sparse = bm25.embed_query("regression models data")
+    # each list brings its first page only: the fox (dense) and BM25's best, tied at weight 1
+    plain = PageQuery(dense={"image": qv}, sparse=sparse, limit=2, prefetch_limit=1)
+    heavy = PageQuery(dense={"image": qv}, sparse=sparse, limit=2, prefetch_limit=1, weights={"image": 5.0})
+    for q in (plain, heavy):
+        assert _ranked(edge, q) == _ranked(server, q)
+    p, h = edge.query(plain), edge.query(heavy)
+    assert ("doc1", 8) in {(s.doc_id, s.page) for s in p} and p[0].score == pytest.approx(p[1].score)
+    assert (h[0].doc_id, h[0].page) == ("doc1", 8), "the heavier list's page first"
+    assert h[0].score == pytest.approx(rrf_top(5.0, 60), rel=1e-4) and h[1].score == pytest.approx(1 / 60, rel=1e-4)
+
+
+def test_weighted_score_fusion_agrees_and_keeps_a_sure_list_ahead(both: list[VectorIndex]) -> None:
+    """DBSF (``store.fusion``): the same lists and scores on Edge and the server path (one batch call there); a page
+    BM25 is sure of stays first beside a dense list, and at weight 0 the dense list changes nothing."""
+    from store.fusion import dbsf
+    from store.vectors import ScoredPage
+
+    edge, server = both
+    qv = _points()[7].dense["image"]
+    sparse = bm25.embed_query("exporting data to text files as plain ascii")
+    q = PageQuery(dense={"image": qv}, sparse=sparse, limit=6, fusion="dbsf", weights={"image": 0.5})
+    assert _ranked(edge, q) == _ranked(server, q)
+    assert (edge.query(q)[0].doc_id, edge.query(q)[0].page) == ("doc0", 10), "BM25's clear winner stays first"
+    alone = PageQuery(dense={}, sparse=sparse, limit=6, fusion="dbsf")
+    muted = PageQuery(dense={"image": qv}, sparse=sparse, limit=6, fusion="dbsf", weights={"image": 0.0})
+    assert [(s.doc_id, s.page) for s in edge.query(muted)] == [(s.doc_id, s.page) for s in edge.query(alone)]
+    # the arithmetic: mean ± 3 sample sd onto 0..1 (not clipped), times the weight, summed
+    a = [ScoredPage("d", 1, "c", 3.0), ScoredPage("d", 2, "c", 1.0)]
+    b = [ScoredPage("d", 2, "c", 0.9), ScoredPage("d", 3, "c", 0.1)]
+    fused = {s.page: s.score for s in dbsf([(1.0, a), (0.5, b)], 3)}
+    sa, sb = np.std([3.0, 1.0], ddof=1), np.std([0.9, 0.1], ddof=1)
+
+    def norm(x: float, mean: float, sd: float) -> float:
+        return float((x - (mean - 3 * sd)) / (6 * sd))
+
+    assert fused[1] == pytest.approx(norm(3, 2, sa)) and fused[3] == pytest.approx(0.5 * norm(0.1, 0.5, sb))
+    assert fused[2] == pytest.approx(norm(1, 2, sa) + 0.5 * norm(0.9, 0.5, sb))

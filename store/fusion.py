@@ -13,21 +13,25 @@ import numpy as np
 from store.vectors import ScoredPage
 
 
-def dbsf(lists: Sequence[tuple[float, Sequence[ScoredPage]]], limit: int) -> list[ScoredPage]:
+def dbsf(lists: Sequence[tuple[float, Sequence[ScoredPage]]], limit: int, window: int = 0) -> list[ScoredPage]:
     """``lists``: (weight, pages best first with their own scores). The ``limit`` best pages by fused score (ties:
-    first seen), each scored by it."""
+    first seen), each scored by it. A list of one page (or of equal scores) counts each as its best (1 × weight):
+    a rare word only one page has must not lose to the top of an unsure dense list. ``window``: how many pages each
+    list was asked for; a shorter list (BM25 matched fewer pages) is measured as if the pages it lacks scored 0,
+    which they did — so its few hits stand far above its spread, as sure as they are."""
     fused: dict[tuple[str, int], float] = {}
     first: dict[tuple[str, int], ScoredPage] = {}
     for weight, pages in lists:
         if not pages or weight <= 0:
             continue
         scores = np.asarray([p.score for p in pages], dtype=np.float64)
-        mean, std = float(scores.mean()), float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
+        stats = np.concatenate([scores, np.zeros(max(0, window - len(scores)))])
+        mean, std = float(stats.mean()), float(stats.std(ddof=1)) if len(stats) > 1 else 0.0
         low, high = mean - 3 * std, mean + 3 * std
         span = high - low
         for p, s in zip(pages, scores, strict=True):
             key = (p.doc_id, p.page)
-            norm = (float(s) - low) / span if span > 0 else 0.5
+            norm = (float(s) - low) / span if span > 0 else 1.0  # one page, or all alike: each is the list's best
             fused[key] = fused.get(key, 0.0) + weight * norm
             first.setdefault(key, p)
     order = sorted(fused, key=lambda k: -fused[k])[:limit]

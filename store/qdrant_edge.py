@@ -173,7 +173,7 @@ class EdgeIndex:
                       self._scored(self._shard.query(qe.QueryRequest(limit=p.limit, query=p.query, filter=flt,
                                                                      with_payload=True))))
                      for name, p in zip(names, prefetches, strict=True)]
-            return dbsf(lists, q.limit)
+            return dbsf(lists, q.limit, q.prefetch_limit)
         fusion = qe.Fusion.Rrf(k=q.rrf_k, weights=q.weight_list(names))
         res = self._shard.query(qe.QueryRequest(limit=q.limit, prefetches=prefetches,
                                                 query=fusion,  # type: ignore[arg-type]

@@ -153,7 +153,7 @@ class ServerIndex:
                 models.QueryRequest(query=p.query, using=p.using, limit=p.limit, filter=flt, with_payload=True)
                 for p in prefetch])
             return dbsf([(q.weights.get(name, 1.0) if q.weights else 1.0, _scored(r.points))
-                         for name, r in zip(names, batch, strict=True)], q.limit)
+                         for name, r in zip(names, batch, strict=True)], q.limit, q.prefetch_limit)
         res = self._client.query_points(self.name, prefetch=prefetch,
                                         query=models.RrfQuery(rrf=models.Rrf(k=q.rrf_k,
                                                                              weights=q.weight_list(names))),

@@ -135,7 +135,7 @@ def test_hub_model_offline_or_unreachable_fails_without_retrying(monkeypatch: py
     from vlm.transformers_backend import TransformersBackend
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache and HF_HUB_OFFLINE"):
+    with pytest.raises(ModelUnavailable, match=r"not in the offline HF cache \(HF_HUB_OFFLINE is set\)"):
         TransformersBackend(VlmSettings(model="pagelens-test/no-such-vlm"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused at once

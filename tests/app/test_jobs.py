@@ -198,7 +198,7 @@ def test_extraction_job_runs_each_document_and_resumes(tmp_path: Path) -> None:
         done = _poll(c, r.json()["job_id"], _ended)
         assert done["state"] == "done" and done["kind"] == "extract"
         assert done["progress"] == {"files_done": 3, "files_total": 3, "pages_done": 3, "pages_total": 3,
-                                    "current": None}
+                                    "current": None, "work_done": None}
         by = {x["doc_id"]: x for x in done["result"]}
         assert [by[d]["status"] for d in ids] == ["extracted"] * 3
         assert by[ids[1]]["data"] == {"invoice_number": "INV-101", "total": 19.5}

@@ -11,6 +11,7 @@ import pytest
 from app.service import Service
 from ingest import pipeline
 from schemas.settings import Settings
+from store import bm25
 from tests.conftest import BADPDF, PDFS, make_settings
 
 pytestmark = pytest.mark.corpus
@@ -40,8 +41,8 @@ def test_ingest_real_pdfs_then_search(service: Service) -> None:
     assert hits[0].path.endswith("R-data.pdf")
     for h in hits:
         assert 1 <= h.page <= 41
-        for w in h.words:
-            assert w.text.lower().startswith(("spreadsheet", "import"))
+        for w in h.words:  # a word matches by its BM25 terms ("OLE::SpreadSheet::ParseExcel" has "spreadsheet")
+            assert bm25.terms(w.text) & bm25.terms("spreadsheet import")
             assert 0 <= w.bbox.x0 < w.bbox.x1 <= 1 and 0 <= w.bbox.y0 < w.bbox.y1 <= 1
     # the matched words are really on that page, where the text layer puts them
     page = pymupdf.open(PDFS / "R-data.pdf")[hits[0].page - 1]

@@ -232,3 +232,6 @@ def test_weighted_score_fusion_agrees_and_keeps_a_sure_list_ahead(both: list[Vec
 
     assert fused[1] == pytest.approx(norm(3, 2, sa)) and fused[3] == pytest.approx(0.5 * norm(0.1, 0.5, sb))
     assert fused[2] == pytest.approx(norm(1, 2, sa) + 0.5 * norm(0.9, 0.5, sb))
+    # a rare word only one page has: that page is BM25's best (1), ahead of a dense list's top
+    one = dbsf([(1.0, [ScoredPage("d", 9, "c", 7.0)]), (1.0, b)], 3)
+    assert one[0].page == 9 and one[0].score == pytest.approx(1.0)

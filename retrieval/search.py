@@ -72,7 +72,7 @@ def relevance(score: float, weights: Sequence[float], rrf_k: int, fusion: str = 
     """A fused score over its best possible, the top of every list (of those ``weights``): for RRF each list's
     first place, for DBSF each list's normalised maximum (1 × its weight)."""
     best = sum(rrf_top(w, rrf_k) for w in weights) if fusion == "rrf" else sum(weights)
-    return min(1.0, score / best) if best > 0 else 0.0
+    return min(1.0, max(0.0, score / best)) if best > 0 else 0.0  # DBSF is not clipped: a page may score < 0
 
 
 def _question(question: str) -> str:

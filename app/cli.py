@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from app.cli_access import audit, keys_app
+from app.cli_conversations import conversations_app
 from schemas.errors import InputError, PageLensError
 from schemas.settings import SettingsError
 
@@ -37,6 +38,7 @@ eval_app = typer.Typer(no_args_is_help=True, help="Score PageLens against gold J
                                                   "earlier report.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(keys_app, name="keys")
+app.add_typer(conversations_app, name="conversations")
 app.command("audit")(audit)
 out = Console()
 err = Console(stderr=True)
@@ -387,19 +389,50 @@ def ask(
     collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
     doc: Annotated[list[str] | None, typer.Option("--doc", help="restrict to these documents")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    conversation: Annotated[str | None, typer.Option(
+        "--conversation", metavar="ID", help="ask in this conversation (a follow-up is rewritten with its history "
+                                             "before retrieval); 'new' starts one and prints its id")] = None,
 ) -> None:
     """Answer a question from the retrieved pages, with evidence boxes checked against the page's words."""
+    if conversation is not None:
+        if doc:
+            err.print("--doc and --conversation do not go together: a conversation asks in its collection")
+            raise typer.Exit(2)
+        _ask_in_conversation(question, conversation, k=k, collection=collection, as_json=as_json)
+        return
     with _session(read_only=True) as svc:
         doc_ids = [svc.get_document(d).doc_id for d in doc] if doc else None
         answer = svc.ask(question, k=k, collection=collection, doc_ids=doc_ids)
     if as_json:
         print(answer.model_dump_json(indent=2))
         return
+    print_answer(answer)
+
+
+def print_answer(answer: Any, names: dict[str, str] | None = None) -> None:
     out.print(f"[bold]{escape(answer.answer)}[/]" if answer.found else f"[yellow]{escape(answer.answer)}[/]")
     for ev in answer.evidence:
         color = {"verified": "green", "approximate": "yellow", "unverified": "red"}[ev.status]
-        out.print(f"  [{color}]{ev.status}[/] p.{ev.page} {ev.doc_id[:12]}: \"{escape(ev.quote)}\" "
+        where = escape((names or {}).get(ev.doc_id, ev.doc_id[:12]))
+        out.print(f"  [{color}]{ev.status}[/] p.{ev.page} {where}: \"{escape(ev.quote)}\" "
                   f"[dim](confidence {ev.confidence:.2f})[/]")
+
+
+def _ask_in_conversation(question: str, conversation: str, *, k: int, collection: str | None,
+                         as_json: bool) -> None:
+    with _session(read_only=True) as svc:
+        if conversation == "new":
+            conversation = svc.start_conversation(collection=collection).id
+            err.print(f"conversation {conversation} (go on with: pagelens ask \"…\" --conversation {conversation})")
+        elif collection is not None:
+            err.print("--collection applies to a new conversation only; this one asks where it started")
+        turn = svc.converse(conversation, question, k=k)
+    if as_json:
+        print(json.dumps({"conversation_id": conversation, **turn.model_dump(mode="json")}, indent=2))
+        return
+    if turn.standalone != turn.question:
+        err.print(f"[dim]searched as: {escape(turn.standalone)}[/]", soft_wrap=True)
+    print_answer(turn.answer, {c.doc_id: c.document for c in turn.citations})
 
 
 @app.command()
@@ -676,6 +709,22 @@ def serve(
         serve_data_dir(settings, host=host, port=port)
     except PageLensError as e:
         raise _fail(e) from e
+
+
+@app.command()
+def mcp() -> None:
+    """Serve PageLens to agents over MCP on stdio (for desktop clients: Claude Desktop, IDEs): the tools search,
+    ask, extract, locate, list_documents and get_page, each answer with its evidence boxes. Acts as the key in
+    PAGELENS_MCP_KEY, else as this data dir's owner; through the running server when one owns the data dir. Over
+    HTTP, the same tools are at /mcp of pagelens serve."""
+    import os
+
+    from app.mcp_server import KEY_ENV, build_server, stdio_acting
+
+    with _session(read_only=True) as svc:
+        acting = stdio_acting(svc, os.environ.get(KEY_ENV) or None)
+        err.print("[dim]PageLens MCP server on stdio (Ctrl-C to stop)[/]")
+        build_server(acting).run("stdio")
 
 
 def is_loopback(host: str) -> bool:

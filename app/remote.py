@@ -18,6 +18,7 @@ import httpx
 
 from schemas.access import AuditEvent, KeyInfo, NewKey, Principal
 from schemas.answers import Answer, Extraction, LocateResult
+from schemas.conversations import Conversation, ConversationInfo, Turn
 from schemas.documents import Document
 from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError, error_from
 from schemas.jobs import FINISHED_STATES, Job, JobState
@@ -129,6 +130,26 @@ class RemoteService:
     def locate(self, ref: str, page: int, value: object, near: list[float] | None = None) -> LocateResult:
         body = {"doc_id": ref, "page": page, "value": value, "near": near}
         return LocateResult.model_validate(self._call("POST", "/locate", json=body))
+
+    # -- conversations ----------------------------------------------------------------------------
+    def start_conversation(self, *, title: str | None = None, collection: str | None = None) -> ConversationInfo:
+        body = {"title": title, "collection": collection}
+        return ConversationInfo.model_validate(self._call("POST", "/conversations", json=body))
+
+    def converse(self, conversation_id: str, question: str, *, k: int = 3) -> Turn:
+        body = {"question": question, "k": k}
+        return Turn.model_validate(self._call("POST", f"/conversations/{_quote(conversation_id)}/messages",
+                                              json=body))
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        return Conversation.model_validate(self._call("GET", f"/conversations/{_quote(conversation_id)}"))
+
+    def list_conversations(self, limit: int = 50) -> list[ConversationInfo]:
+        return [ConversationInfo.model_validate(c)
+                for c in self._call("GET", "/conversations", params={"limit": limit})]
+
+    def delete_conversation(self, conversation_id: str) -> ConversationInfo:
+        return ConversationInfo.model_validate(self._call("DELETE", f"/conversations/{_quote(conversation_id)}"))
 
     def vlm(self) -> None:
         """Fail fast, as Service.vlm does, when the server has no VLM configured."""

@@ -82,7 +82,7 @@ def serve_data_dir(settings: Settings, *, host: str, port: int) -> None:
     svc = Service(settings)
     token = secrets.token_urlsafe(32)
     try:
-        app = create_app(service=svc, local_token=token)
+        app = create_app(service=svc, local_token=token, host=host)
         if svc.owner is not None:  # embedded stores: this process owns the data dir; shared stores need no owner
             svc.owner.advertise(local_url(host, port), token)
         _raise_fd_limit(settings.server.max_connections)

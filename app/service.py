@@ -26,6 +26,7 @@ from schemas.access import (
     Role,
 )
 from schemas.answers import Answer, Extraction, LocateResult
+from schemas.conversations import Conversation, ConversationInfo, Turn
 from schemas.coords import BBox
 from schemas.documents import Document
 from schemas.errors import ConfigError, InputError, NotFound, PageLensError
@@ -508,6 +509,34 @@ class Service:
         pages = self.page_inputs([(h.doc_id, h.page) for h in hits])
         v = self.settings.vlm
         return ask(backend, question, pages, max_attempts=v.max_attempts, max_tokens=v.max_new_tokens)
+
+    # -- conversations (app/conversations.py) ----------------------------------------------------------
+    def start_conversation(self, *, title: str | None = None, collection: str | None = None,
+                           who: Principal = LOCAL_ADMIN) -> ConversationInfo:
+        from app import conversations
+
+        return conversations.start(self, title=title, collection=collection, who=who)
+
+    def converse(self, conversation_id: str, question: str, *, k: int = 3, who: Principal = LOCAL_ADMIN) -> Turn:
+        """Ask a (follow-up) question in a conversation: rewritten with its history, answered, stored."""
+        from app import conversations
+
+        return conversations.ask(self, conversation_id, question, k=k, who=who)
+
+    def get_conversation(self, conversation_id: str, *, who: Principal = LOCAL_ADMIN) -> Conversation:
+        from app import conversations
+
+        return conversations.get(self, conversation_id, who=who)
+
+    def list_conversations(self, limit: int = 50, *, who: Principal = LOCAL_ADMIN) -> list[ConversationInfo]:
+        from app import conversations
+
+        return conversations.list_all(self, limit=limit, who=who)
+
+    def delete_conversation(self, conversation_id: str, *, who: Principal = LOCAL_ADMIN) -> ConversationInfo:
+        from app import conversations
+
+        return conversations.delete(self, conversation_id, who=who)
 
     def extract(self, schema: str | dict[str, Any] | type, doc_refs: list[str], *, max_pages: int = 8,
                 save: bool = True, who: Principal = LOCAL_ADMIN) -> Extraction:

@@ -237,56 +237,103 @@ def search_page() -> None:
 
 
 def ask_page() -> None:
+    """A chat over the documents: each conversation is kept (``pagelens conversations``), each follow-up is
+    rewritten with the history before retrieval, and each citation opens its page with its box drawn."""
     st.header("Ask")
     if not vlm_ready():
         return
     svc = service()
-    with st.form("ask"):
-        q = st.text_input("Question", placeholder="e.g. What is the total due on invoice INV-2041?")
-        k = st.slider("Pages to read", 1, 8, 3)
-        go = st.form_submit_button("Ask", type="primary")
-    if go and q.strip():
+    cid = conversation_picker(svc)
+    k = st.sidebar.slider("Pages to read", 1, 8, 3, key="ask-k")
+    conv = None
+    if cid is not None:
+        try:
+            conv = svc.get_conversation(cid)
+        except PageLensError as e:
+            fail(e)
+            st.session_state.pop("conversation", None)
+            return
+    for turn in conv.turns if conv else []:
+        show_turn(turn, cid or "")
+    q = st.chat_input("Ask a question about your documents" if conv is None or not conv.turns
+                      else "Ask a follow-up")
+    if q and q.strip():
+        with st.chat_message("user"):
+            st.text(q)
         with st.spinner("Reading the pages…"):
             try:
-                st.session_state["answer"] = svc.ask(q, k=k)
-                st.session_state.pop("zoom", None)
+                if cid is None:
+                    cid = svc.start_conversation().id
+                    st.session_state["conversation"] = cid
+                svc.converse(cid, q, k=k)
             except (PageLensError, ModelUnavailable) as e:
                 fail(e)
                 return
-    answer = st.session_state.get("answer")
-    if answer is None:
-        return
-    # the model's words are text, never Markdown (an answer with ![x](http://…) must not make the browser fetch it);
-    # green only when the answer's own values are in its verified evidence ("verified" means: found on the page)
-    if answer.found and answer.consistent:
-        st.success(text(answer.answer))
-    elif answer.found:
-        st.warning(text(answer.answer) + "  \n*Its values are not in the verified evidence below: check them on the "
-                   "page.*")
-    else:
-        st.warning(text(answer.answer))
-    legend()
-    for i, ev in enumerate(answer.evidence):
-        color, _ = STATUS_STYLE[ev.status]
-        c1, c2 = st.columns([5, 1])
-        c1.markdown(f"<span style='color:{color}'>●</span> **{ev.status}** · page {ev.page} · "
-                    f"confidence {ev.confidence:.2f}  \n“{plain(ev.quote)}”", unsafe_allow_html=True)
-        if ev.bbox is not None and c2.button("Zoom", key=f"zoom-{i}"):
-            st.session_state["zoom"] = i
-    if (z := st.session_state.get("zoom")) is not None and z < len(answer.evidence):
-        ev = answer.evidence[z]
-        b = ev.bbox
-        crop = (max(0.0, b.x0 - 0.1), max(0.0, b.y0 - 0.05), min(1.0, b.x1 + 0.1), min(1.0, b.y1 + 0.05))
-        show_page(st, ev.doc_id, ev.page, 900, ((tuple(b.as_list()), ev.status),), crop,
-                  caption=f"evidence {z + 1}, zoomed")
-    pages = {(e.doc_id, e.page) for e in answer.evidence} or {(p.doc_id, p.page) for p in answer.pages_used}
-    names = {d.doc_id: Path(d.name).name for d in svc.list_documents() if d.doc_id in {p[0] for p in pages}}
-    cols = st.columns(max(1, min(3, len(pages))))
-    for i, (doc_id, page) in enumerate(sorted(pages)):
-        boxes = tuple((tuple(e.bbox.as_list()), e.status) for e in answer.evidence
-                      if e.doc_id == doc_id and e.page == page and e.bbox is not None)
-        name = names.get(doc_id, doc_id[:8])
-        show_page(cols[i % len(cols)], doc_id, page, 700, boxes, caption=f"{name} · page {page}")
+        st.session_state.pop("cite", None)
+        st.rerun()
+
+
+def conversation_picker(svc: Any) -> str | None:
+    """The sidebar's conversations: the one shown (None: a new one, started by its first question)."""
+    st.sidebar.markdown("**Conversations**")
+    if st.sidebar.button("New conversation", icon=":material/add_comment:", key="new-conversation"):
+        st.session_state.pop("conversation", None)
+        st.session_state.pop("cite", None)
+    try:
+        convs = svc.list_conversations(30)
+    except PageLensError as e:
+        fail(e)
+        return None
+    current = st.session_state.get("conversation")
+    ids = [None, *[c.id for c in convs]]
+    if current not in ids:
+        current = None
+    labels = {c.id: f"{c.title[:40] or c.id} · {c.turns}" for c in convs}
+    picked = st.sidebar.radio("Conversation", ids, index=ids.index(current), key=f"pick-{current}",
+                              format_func=lambda i: "(new)" if i is None else labels[i],
+                              label_visibility="collapsed")
+    if picked != current:
+        st.session_state["conversation"] = picked
+        st.session_state.pop("cite", None)
+        st.rerun()
+    return picked
+
+
+def show_turn(turn: Any, cid: str) -> None:
+    """One question and its answer, with its citations as answered; a citation clicked shows its page, the box
+    it had then drawn on it."""
+    with st.chat_message("user"):
+        st.text(turn.question)
+    with st.chat_message("assistant"):
+        answer = turn.answer
+        if turn.standalone != turn.question:
+            st.caption(f"searched as: {text(turn.standalone)}")
+        # the model's words are text, never Markdown (an answer with ![x](http://…) must not make the browser
+        # fetch it); green only when the answer's own values are in its verified evidence
+        if answer.found and answer.consistent:
+            st.success(text(answer.answer))
+        elif answer.found:
+            st.warning(text(answer.answer) + "  \n*Its values are not in the verified evidence below: check them on "
+                       "the page.*")
+        else:
+            st.warning(text(answer.answer))
+        opened = st.session_state.get("cite")
+        for c in turn.citations:
+            color, _ = STATUS_STYLE[c.status]
+            c1, c2 = st.columns([6, 1])
+            gone = f"  \n*{plain(c.note)}*" if c.state != "ok" else ""
+            c1.markdown(f"<span style='color:{color}'>●</span> [{c.n}] **{c.status}** · {plain(Path(c.document).name)}"
+                        f" · page {c.page} · confidence {c.confidence:.2f}  \n“{plain(c.quote)}”{gone}",
+                        unsafe_allow_html=True)
+            here = (cid, turn.n, c.n)
+            if c.state != "removed" and c2.button("Open", key=f"cite-{cid}-{turn.n}-{c.n}",
+                                                   help="open the page with this box drawn"):
+                st.session_state["cite"] = None if opened == here else here
+                st.rerun()
+            if opened == here:
+                boxes = ((tuple(c.bbox.as_list()), c.status),) if c.bbox is not None else ()
+                show_page(st, c.doc_id, c.page, 900, boxes,
+                          caption=f"{Path(c.document).name} · page {c.page} · citation {c.n}")
 
 
 def extract_page() -> None:

@@ -129,17 +129,21 @@ class Searcher:
         question = _question(question)
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, got {k}")
-        scored, weights = self._candidates(question, k, collection, doc_ids, collections)
-        return self._hits(question, scored, weights)
+        # a few more than k: pages of a document still being written are dropped from the hits, and k must stay k
+        scored, weights = self._candidates(question, k, collection, doc_ids, collections, fetch=k + max(8, k))
+        return self._hits(question, scored, weights)[:k]
 
     def _candidates(self, question: str, limit: int, collection: str | None, doc_ids: Sequence[str] | None,
-                    collections: Collection[str] | None) -> tuple[list[ScoredPage], list[float]]:
-        """The fused pages, and the weights of the ranked lists fused (for ``relevance``)."""
+                    collections: Collection[str] | None, *,
+                    fetch: int | None = None) -> tuple[list[ScoredPage], list[float]]:
+        """The fused pages (``fetch`` of them, default ``limit``; each list's window follows ``limit`` alone, so
+        fetching more never reorders the first ``limit``), and the weights of the lists fused (for
+        ``relevance``)."""
         if collections is not None and (not collections or (collection is not None and collection not in collections)):
             return [], []  # nothing the asker may see
         dense, sparse = self._dense(question), bm25.embed_query(question)
         weights = {**self.weights, **(self.weigh(question) if self.weigh else {})}
-        q = PageQuery(dense=dense, sparse=sparse, limit=limit,
+        q = PageQuery(dense=dense, sparse=sparse, limit=max(limit, fetch or limit),
                       collection=collection, doc_ids=list(doc_ids) if doc_ids is not None else None,
                       collections=sorted(collections) if collections is not None else None,
                       prefetch_limit=max(50, 4 * limit), weights=weights, fusion=self.fusion)

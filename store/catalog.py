@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from schemas.documents import Document, Page, PageWordsSource, Word
 from schemas.errors import ConfigError, NotFound, StoreError
+from store.catalog_conversations import Conversations
 from store.catalog_extractions import Extractions
 from store.catalog_jobs import JobQueue
 from store.sql_errors import store_errors, translated
@@ -79,7 +80,7 @@ def _add_missing_columns(engine: Engine) -> None:
                         raise
 
 @translated
-class Catalog(Extractions, JobQueue):
+class Catalog(Extractions, JobQueue, Conversations):
     """Documents, names and pages in a SQL database at ``url``."""
 
     def __init__(self, url: str, *, pooled: bool = True) -> None:

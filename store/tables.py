@@ -86,6 +86,29 @@ job_collections = Table(
 
 
 
+# conversations (app/conversations.py): a question after another, each answer kept with its citations as answered
+conversations = Table(
+    "conversations", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("collection", String(200), nullable=True),  # the collection it asks in (None: every one of the key's)
+    Column("key_name", String(100), nullable=False, index=True),  # who started it: it and admins see it
+    Column("scope", Text, nullable=True),  # JSON list: the key's collections when it started (None: all)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+conversation_turns = Table(
+    "conversation_turns", metadata,
+    Column("conversation_id", String(32), primary_key=True),
+    Column("n", Integer, primary_key=True),
+    Column("question", Text, nullable=False),
+    Column("standalone", Text, nullable=False),
+    Column("answer", Text, nullable=False),  # JSON Answer
+    Column("citations", Text, nullable=False),  # JSON list of Citation, frozen when answered
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 
 def now() -> datetime:
     return datetime.now(UTC)

@@ -29,5 +29,13 @@ EXTRACT = (
 )
 
 
+REWRITE = (
+    "Here is a conversation about some documents, then a follow-up question.\n\n{history}\n\n"
+    "Follow-up question: {question}\n\n"
+    "Rewrite the follow-up as one standalone question that can be understood without the conversation: replace "
+    "pronouns and references (it, that, the second one, what about ...) with what they refer to, and keep "
+    "everything else as asked. If it already stands alone, give it unchanged. Do not answer it."
+)
+
 def prompt_hash(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]

@@ -106,6 +106,29 @@ def _rows(pages: Sequence[Any]) -> list[_Line]:
     return out
 
 
+REFERRING = {"it", "its", "that", "this", "they", "them", "their", "those", "these", "one", "ones", "same", "there",
+             "he", "she", "his", "her", "about", "else", "also", "other"}
+
+
+def _standalone(request: VlmRequest) -> str:
+    """A follow-up made standalone without a model: when it refers back (a pronoun, "what about …", or three
+    words or fewer), the last question's content words it lacks are added to it; else it is kept as asked."""
+    text = " ".join(p for m in request.messages for p in m.parts if isinstance(p, str))
+    follow = re.search(r"Follow-up question: (.*)", text)
+    asked = re.findall(r"^User: (.*)$", text, flags=re.MULTILINE)
+    question = follow.group(1).strip() if follow else ""
+    if not asked or not question:
+        return question or "?"
+    words = [re.sub(r"[^0-9a-z]", "", w.lower()) for w in question.split()]
+    if not (REFERRING & set(words)) and len(words) > 3:
+        return question
+    have = set(words)
+    extra = [w for w in asked[-1].split()
+             if (n := re.sub(r"[^0-9a-z]", "", w.lower())) and n not in have and n not in ASK_STOPWORDS
+             and n not in REFERRING]
+    return " ".join([question.rstrip("?"), *extra]).strip() + ("?" if question.endswith("?") else "")
+
+
 class WordsBackend:
     family = "qwen2-vl"
 
@@ -120,6 +143,8 @@ class WordsBackend:
         if request.json_schema is None:  # free text (captions): the first printed lines
             text = " ".join(line.text for line in lines[:3])[:300] or "an empty page"
             return VlmResponse(text=text, model=self.model, token_logprobs=[math.log(LABEL_PROB)])
+        if "standalone" in request.json_schema.get("properties", {}):
+            return VlmResponse(text=json.dumps({"standalone": _standalone(request)}), model=self.model)
         if {"found", "answer", "evidence"} <= set(request.json_schema.get("properties", {})):
             data = self._ask(_question_of(request), lines)
         else:

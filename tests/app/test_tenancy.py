@@ -73,8 +73,10 @@ def tenants(client: TestClient, tmp_path: Path) -> dict[str, Any]:
     b = _upload(client, bob, _pdf(tmp_path / "b.pdf", "bison beta ledger"), "beta")
     ex = client.post("/extract", json={"schema": SCHEMA, "doc_ids": [a["doc_id"]]}, headers=alice)
     assert ex.status_code == 200, ex.text
+    conv = client.post("/conversations", json={"collection": "alpha"}, headers=alice)
+    assert conv.status_code == 201, conv.text
     return {"alice": alice, "bob": bob, "rita": rita, "a": a, "a_shared": a_shared, "b_shared": b_shared, "b": b,
-            "extraction": ex.json()["id"]}
+            "extraction": ex.json()["id"], "conversation": conv.json()["id"]}
 
 
 def _masked(r: httpx.Response, *refs: str) -> tuple[int, str, str]:
@@ -106,11 +108,15 @@ def _probes(t: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, str, dic
         ("GET", "/extractions/{ex_id}"): [("GET", f"/extractions/{ex}", {})],
         ("POST", "/extractions/{ex_id}/corrections"): [
             ("POST", f"/extractions/{ex}/corrections", {"json": {"field": "total", "value": "0"}})],
+        ("GET", "/conversations/{conversation_id}"): [("GET", f"/conversations/{t['conversation']}", {})],
+        ("DELETE", "/conversations/{conversation_id}"): [("DELETE", f"/conversations/{t['conversation']}", {})],
+        ("POST", "/conversations/{conversation_id}/messages"): [
+            ("POST", f"/conversations/{t['conversation']}/messages", {"json": {"question": "ledger"}})],
     }
 
 
 LISTINGS = {("GET", "/documents"), ("GET", "/jobs"), ("POST", "/search/documents"), ("GET", "/health"),
-            ("GET", "/me")}
+            ("GET", "/me"), ("GET", "/conversations"), ("POST", "/conversations")}
 ADMIN_ONLY = {("POST", "/keys"), ("GET", "/keys"), ("DELETE", "/keys/{name}"), ("GET", "/audit")}
 UPLOAD = {("POST", "/documents")}
 
@@ -118,7 +124,7 @@ UPLOAD = {("POST", "/documents")}
 def _fake(method: str, path: str, kw: dict[str, Any], t: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """The same probe with alice's refs swapped for refs that exist nowhere."""
     swap = {t["a"]["doc_id"]: "f" * 64, t["a"]["doc_id"][:10]: "f" * 10, "a.pdf": "nosuch.pdf",
-            t["a"]["job_id"]: "0" * 32, t["extraction"]: "0" * 32}
+            t["a"]["job_id"]: "0" * 32, t["extraction"]: "0" * 32, t["conversation"]: "0" * 16}
 
     def sub(x: str) -> str:
         for old, new in swap.items():
@@ -148,6 +154,7 @@ def test_every_route_answers_another_tenants_resources_as_missing(client: TestCl
     assert client.get(f"/jobs/{t['a']['job_id']}", headers=t["alice"]).status_code == 200
     stored = client.get(f"/extractions/{t['extraction']}", headers=t["alice"]).json()
     assert stored["corrections"] == {}
+    assert client.get(f"/conversations/{t['conversation']}", headers=t["alice"]).json()["turns"] == []
 
 
 def test_listings_and_search_show_only_the_keys_collections(client: TestClient, tenants: dict[str, Any]) -> None:
@@ -161,6 +168,7 @@ def test_listings_and_search_show_only_the_keys_collections(client: TestClient, 
     assert client.post("/search", json={"question": "aardvark", "collection": "alpha"}, headers=t["bob"]).json() == []
     ranked = client.post("/search/documents", json={"question": "ledger"}, headers=t["bob"]).json()
     assert {d["doc_id"] for d in ranked} <= {t["b"]["doc_id"], t["b_shared"]["doc_id"]}
+    assert client.get("/conversations", headers=t["bob"]).json() == [], "bob lists none of alice's conversations"
     jobs = client.get("/jobs", headers=t["bob"]).json()
     assert jobs and all(j["key_name"] == "bob" for j in jobs) and t["a"]["job_id"] not in {j["job_id"] for j in jobs}
     health = client.get("/health", headers=t["bob"]).json()

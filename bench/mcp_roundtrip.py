@@ -1,0 +1,160 @@
+"""MCP ``search`` round trip against the plain search, whole processes, the defaults (issue 20's figure: ≤ 50 ms
+above the plain search):
+
+- HTTP: ``pagelens serve`` in its own process; ``POST /search`` with httpx vs the MCP ``search`` tool at ``/mcp``
+  through the SDK's client (one session, Streamable HTTP), the same questions, p50/p95;
+- stdio: ``Service.search`` in this process vs the MCP ``search`` tool of a ``pagelens mcp`` subprocess over the
+  same data dir (the SDK's stdio client), p50/p95.
+
+    python bench/mcp_roundtrip.py [--n 100] [--data DIR]   # DIR: an ingested data dir (default: the corpus PDFs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PDFS = ROOT.parent / "shared" / "corpus" / "pdfs"
+QUESTIONS = ["How do I read a spreadsheet into R?", "matrix inverse", "relational database access",
+             "binary files", "linear models and anova", "plotting a histogram", "regular expressions",
+             "import data from SPSS", "apply a function over a list", "factor levels"]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000
+
+
+def row(label: str, xs: list[float]) -> str:
+    return f"| {label} | {pct(xs, 50):.1f} | {pct(xs, 95):.1f} | {statistics.mean(xs) * 1000:.1f} |"
+
+
+def env_for(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGELENS_")}
+    env.update({"PAGELENS_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT),
+                "PAGELENS_VLM__BACKEND": "words"})
+    return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_figures(data: Path, n: int) -> tuple[list[float], list[float]]:
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env_for(data),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        plain: list[float] = []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in range(n + 5):
+                t = time.perf_counter()
+                r = http.post("/search", json={"question": QUESTIONS[i % len(QUESTIONS)], "k": 5})
+                assert r.status_code == 200, r.text
+                if i >= 5:  # warm-up: the first queries load the text encoder
+                    plain.append(time.perf_counter() - t)
+
+        async def mcp_calls() -> list[float]:
+            out = []
+            async with (streamable_http_client(f"{url}/mcp", http_client=httpx2.AsyncClient(timeout=60)) as (rd, wr),
+                        ClientSession(rd, wr) as s):
+                await s.initialize()
+                for i in range(n + 5):
+                    t = time.perf_counter()
+                    res = await s.call_tool("search", {"question": QUESTIONS[i % len(QUESTIONS)], "k": 5})
+                    assert not res.is_error, res.content
+                    if i >= 5:
+                        out.append(time.perf_counter() - t)
+            return out
+
+        return plain, asyncio.run(mcp_calls())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def stdio_figures(data: Path, n: int) -> tuple[list[float], list[float]]:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    from app.service import Service
+    from schemas.settings import load_settings
+
+    os.environ.update(env_for(data))
+    plain: list[float] = []
+    with Service(load_settings()) as svc:
+        for i in range(n + 5):
+            t = time.perf_counter()
+            svc.search(QUESTIONS[i % len(QUESTIONS)], k=5)
+            if i >= 5:
+                plain.append(time.perf_counter() - t)
+
+    async def mcp_calls() -> list[float]:
+        out = []
+        params = StdioServerParameters(command=sys.executable, args=["-m", "app.cli", "mcp"], env=env_for(data),
+                                       cwd=str(ROOT))
+        async with Client(params, read_timeout_seconds=300) as c:
+            for i in range(n + 5):
+                t = time.perf_counter()
+                res = await c.call_tool("search", {"question": QUESTIONS[i % len(QUESTIONS)], "k": 5})
+                assert not res.is_error, res.content
+                if i >= 5:
+                    out.append(time.perf_counter() - t)
+        return out
+
+    return plain, asyncio.run(mcp_calls())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--data", type=Path, default=None)
+    args = ap.parse_args()
+    data = args.data
+    if data is None:
+        data = Path(tempfile.mkdtemp()) / "data"
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "app.cli", "ingest", str(PDFS)], env=env_for(data), cwd=ROOT,
+                       check=True, capture_output=True)
+        print(f"ingested {PDFS} (defaults) in {time.perf_counter() - t:.1f} s")
+    http_plain, http_mcp = http_figures(data, args.n)
+    stdio_plain, stdio_mcp = stdio_figures(data, args.n)
+    print(f"{args.n} searches each (k=5), after 5 warm-up calls; ms")
+    print("| path | p50 | p95 | mean |")
+    print("|---|---|---|---|")
+    for label, xs in [("HTTP: POST /search", http_plain), ("HTTP: MCP search at /mcp", http_mcp),
+                      ("in-process Service.search", stdio_plain), ("stdio: MCP search (pagelens mcp)", stdio_mcp)]:
+        print(row(label, xs))
+    print(f"MCP above plain, p50: HTTP {pct(http_mcp, 50) - pct(http_plain, 50):+.1f} ms, "
+          f"stdio {pct(stdio_mcp, 50) - pct(stdio_plain, 50):+.1f} ms; p95: HTTP "
+          f"{pct(http_mcp, 95) - pct(http_plain, 95):+.1f} ms, stdio {pct(stdio_mcp, 95) - pct(stdio_plain, 95):+.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

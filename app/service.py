@@ -25,7 +25,7 @@ from schemas.access import (
     Principal,
     Role,
 )
-from schemas.answers import Answer, Extraction, LocateResult
+from schemas.answers import Answer, Candidate, Extraction, LocateResult
 from schemas.conversations import Conversation, ConversationInfo, Turn
 from schemas.coords import BBox
 from schemas.documents import Document
@@ -619,7 +619,9 @@ class Service:
         loc = locate(value, rec.table, near_box)
         return LocateResult(status=loc.status, bbox=loc.bbox.as_list() if loc.bbox else None,
                             boxes=[b.as_list() for b in loc.boxes], confidence=loc.confidence,
-                            matched_text=loc.matched_text, ambiguous=loc.ambiguous, note=loc.note)
+                            matched_text=loc.matched_text, ambiguous=loc.ambiguous, note=loc.note,
+                            candidates=[Candidate(bbox=c.bbox, boxes=list(c.boxes), matched_text=c.matched_text)
+                                        for c in loc.candidates])
 
     def health(self, *, counts: bool = True, who: Principal = LOCAL_ADMIN) -> dict[str, Any]:
         """Probe the catalog (one primary-key lookup) and the vector index (a point count). Returns ``status``

@@ -411,7 +411,18 @@ def extract_page() -> None:
     field = st.selectbox("Show a field on its page", [f.path for f in ex.fields])
     f = next((f for f in ex.fields if f.path == field), None)
     if f is not None:
-        for b in f.boxes:
+        if f.candidates:  # an ambiguous value: the reviewer sees every place it is printed, and picks
+            st.warning(f"{text(field)} is printed in {len(f.candidates)} places equally well: each is drawn below "
+                       "(the one shown first); correct the value above if the right one is another.")
+            by_page: dict[tuple[str, int], list[Any]] = {}
+            for c in f.candidates:
+                by_page.setdefault((c.doc_id or "", c.page or 1), []).append(c)
+            for (doc_id, page), cands in by_page.items():
+                boxes = tuple((tuple(c.bbox.as_list()), "verified" if i == 0 else "approximate")
+                              for i, c in enumerate(cands))
+                show_page(st, doc_id, page, 800, boxes,
+                          caption=f"{field} · page {page} · {len(cands)} candidates (green: the one shown)")
+        for b in ([] if f.candidates else f.boxes):
             boxes = ((tuple(b.bbox.as_list()), f.status),) if b.bbox else ()
             show_page(st, b.doc_id, b.page, 800, boxes, caption=f"{field} · page {b.page} · {f.status}")
         if not f.boxes:

@@ -52,6 +52,18 @@ class Answer(_Frozen):
                                                  "states is printed in that evidence (shown as confirmed only then)")
 
 
+class Candidate(_Frozen):
+    """Another place an ambiguous value is printed, as good a match as the one shown (best first, the shown one
+    first): its box, one box per printed line, and the page's text there. ``doc_id``/``page`` in extractions
+    (which read several pages); absent from ``locate`` (one page)."""
+
+    bbox: BBox
+    boxes: list[BBox]
+    matched_text: str | None = None
+    doc_id: str | None = None
+    page: int | None = Field(None, ge=1)
+
+
 class FieldBox(_Frozen):
     doc_id: str
     page: int = Field(ge=1)
@@ -81,6 +93,8 @@ class FieldResult(_Frozen):
     note: str | None = Field(None, description="why a field is not verified: no value given, not on the pages read")
     corrected: bool = False
     alternatives: list[Alternative] = []
+    candidates: list[Candidate] = Field(default_factory=list, description="an ambiguous value: every place it is "
+                                        "printed as well as the one shown, best first (a reviewer picks one)")
 
 
 class Extraction(_Frozen):
@@ -115,4 +129,6 @@ class LocateResult(_Frozen):
     confidence: float
     matched_text: str | None
     ambiguous: bool = False
+    candidates: list[Candidate] = Field(default_factory=list, description="ambiguous: every equally good match, "
+                                        "the one shown first")
     note: str | None = None

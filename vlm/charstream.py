@@ -90,6 +90,14 @@ def _build(table: WordTable) -> PageStream:
     return PageStream("".join(chars), np.array(src, np.int64), np.array(kinds, np.int8), orig, word_start, ocr)
 
 
+def words_of(stream: PageStream, start: int, end: int) -> list[int]:
+    """The indices of the words behind stream characters [start, end)."""
+    if end <= start:
+        return []
+    pos = stream.src[start:end]
+    return np.unique(np.searchsorted(stream.word_start, pos, side="right") - 1).tolist()
+
+
 def match_boxes(table: WordTable, stream: PageStream, start: int, end: int,
                 value: str = "") -> tuple[list[BBox], list[int], str]:
     """Boxes of exactly the page characters behind stream [start, end) — widened to the punctuation the value

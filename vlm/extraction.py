@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from schemas.answers import Alternative, Extraction, FieldBox, FieldResult, PageRef, Usage
+from schemas.answers import Alternative, Candidate, Extraction, FieldBox, FieldResult, PageRef, Usage
 from schemas.errors import InputError, ModelBehaviorError
 from vlm import prompts
 from vlm.backend import Message, VlmBackend
@@ -477,5 +477,8 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
     boxes = [FieldBox(doc_id=page.doc_id, page=page.page, bbox=b) for b in loc.boxes or [loc.bbox]]
     boxes += [FieldBox(doc_id=p.doc_id, page=p.page, bbox=lc.bbox) for _, p, lc in results
               if p is not page and lc.status == "verified"][:4]
+    candidates = [Candidate(bbox=c.bbox, boxes=list(c.boxes), matched_text=c.matched_text, doc_id=page.doc_id,
+                            page=page.page) for c in loc.candidates]
+    note = "printed in several places as well: every one is in candidates" if candidates else None
     return FieldResult(path=leaf.path, value=leaf.value, boxes=boxes, confidence=round(conf, 4), status=status,
-                       matched_text=matched)
+                       matched_text=matched, candidates=candidates, note=note)

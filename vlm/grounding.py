@@ -24,7 +24,8 @@ import numpy as np
 
 from schemas.coords import BBox, union
 from schemas.wordtable import WordTable
-from vlm.charstream import PageStream, match_boxes, stream_of
+from vlm.charstream import PageStream, match_boxes, stream_of, words_of
+from vlm.layout import ColumnOrder, column_order
 from vlm.normalise import OCR_CONFUSIONS, date_variants, normalise, number_of, number_variants, parse_dates
 
 Status = Literal["verified", "approximate", "unverified"]
@@ -36,6 +37,7 @@ MAX_FUZZY_CHARS = 512     # longer values are looked for exactly only (alignment
 NEAR_DISTANCE = 0.15      # page fractions: a match whose center is further from the model's box is "elsewhere"
 TEXT_LAYER_CHARS_PER_EDIT = 12  # on text-layer pages a fuzzy match may differ by one edit per this many chars
 MAX_CANDIDATES = 64       # matches examined per value (a one-letter value on a dense page has thousands)
+MAX_LISTED = 20           # places listed for an ambiguous value (with no box to choose by)
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,16 @@ class Located:
     match_score: float = 0.0
     boxes: tuple[BBox, ...] = ()
     ambiguous: bool = False
-    candidates: int = 0
+    matches: int = 0  # how many equally good matches there were
+    candidates: tuple[Place, ...] = ()  # ambiguous: each of them (up to MAX_LISTED), the one shown first
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    bbox: BBox
+    boxes: tuple[BBox, ...]
+    matched_text: str
 
 
 def value_text(value: object) -> str:
@@ -75,19 +85,17 @@ def locate(value: object, table: WordTable, near: BBox | None = None, *, model_p
     if not target:
         return _unverified(near, "the value has no letters or digits to look for")
     num = number_of(text)
-    spans, score = _exact(text, target, num, stream), 1.0
-    if not spans and num is None:
-        spans, score = _inside_words(target, stream), INSIDE_WORD_SCORE
-    if not spans and num is None:
-        spans, score = _fuzzy(target, stream)
+    spans, score, tab, stream, index = _find(text, target, num, table, stream)
     if not spans:
         return _unverified(near, "not on the page")
     options = []
     for s, e in spans[:MAX_CANDIDATES]:
-        boxes, words, matched = match_boxes(table, stream, s, e, text)
+        boxes, words, matched = match_boxes(tab, stream, s, e, text)
+        if index is not None:  # found in column order: the page's own word indices
+            words = [int(index[w]) for w in words]
         if boxes:
             options.append((s, e, boxes, words, matched))
-            if near is None:  # nothing to choose by: the first in reading order is the one
+            if near is None and len(options) >= MAX_LISTED:  # nothing to choose by: reading order, listed
                 break
     if not options:
         return _unverified(near, "not on the page")
@@ -99,11 +107,56 @@ def locate(value: object, table: WordTable, near: BBox | None = None, *, model_p
     conf = score * ocr_conf * (0.75 if elsewhere else 1.0)
     if model_prob is not None:
         conf *= 0.5 + 0.5 * max(0.0, min(1.0, model_prob))
-    ambiguous = near is None and len(spans) > 1
-    note = f"{len(spans)} equally good matches; the first in reading order is shown" if ambiguous else None
+    ambiguous = near is None and len(options) > 1
+    places = tuple(Place(bbox=union(o[2]), boxes=tuple(o[2]), matched_text=o[4]) for o in options) if ambiguous \
+        else ()
+    note = (f"{len(spans)} equally good matches; the first in reading order is shown, every one is listed in "
+            "candidates" if ambiguous else None)
     return Located(status=status, bbox=box, confidence=round(conf, 4), matched_text=matched,
                    word_indices=tuple(words), match_score=score, boxes=tuple(boxes), ambiguous=ambiguous,
-                   candidates=len(spans), note=note)
+                   matches=len(spans), candidates=places, note=note)
+
+
+Reading = tuple[WordTable, PageStream, "np.ndarray | None"]
+
+
+def _find(text: str, target: str, num: str | None, table: WordTable,
+          stream: PageStream) -> tuple[list[tuple[int, int]], float, WordTable, PageStream, np.ndarray | None]:
+    """The spans of the value and their score, in the reading they were found in: the page's reading order
+    first, then its column order (``vlm.layout``: a value over several lines of one table cell), for each kind of
+    match in turn — exact, inside longer words, fuzzy (the better of the two readings)."""
+    readings: list[Reading] = [(table, stream, None)]
+    col: ColumnOrder | None = None
+
+    def both() -> list[Reading]:
+        nonlocal col
+        if col is None:
+            col = column_order(table)
+            if col.changed:
+                readings.append((col.table, stream_of(col.table), col.index))
+        return readings
+
+    def kept(spans: list[tuple[int, int]], strm: PageStream, idx: np.ndarray | None) -> list[tuple[int, int]]:
+        if idx is None or col is None:
+            return spans
+        return [(s, e) for s, e in spans if col.one_chain(words_of(strm, s, e))]
+
+    for tab, strm, idx in both():
+        if spans := kept(_exact(text, target, num, strm), strm, idx):
+            return spans, 1.0, tab, strm, idx
+    if num is not None:
+        return [], 0.0, table, stream, None
+    for tab, strm, idx in both():
+        if spans := kept(_inside_words(target, strm), strm, idx):
+            return spans, INSIDE_WORD_SCORE, tab, strm, idx
+    best: tuple[list[tuple[int, int]], float, WordTable, PageStream, np.ndarray | None] = ([], 0.0, table, stream,
+                                                                                           None)
+    for tab, strm, idx in both():
+        spans, score = _fuzzy(target, strm)
+        spans = kept(spans, strm, idx)
+        if spans and score > best[1]:
+            best = (spans, score, tab, strm, idx)
+    return best
 
 
 def _unverified(near: BBox | None, note: str) -> Located:

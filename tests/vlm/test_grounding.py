@@ -139,7 +139,9 @@ def test_glued_ocr_words_and_ocr_confusions() -> None:
 def test_ambiguous_without_a_box_nearest_with_one() -> None:
     table = _table([["Subtotal", "33.90"], ["Rounding", "0.00"], ["TOTAL", "33.90"]])
     loc = locate("33.90", table)
-    assert loc.status == "verified" and loc.ambiguous and loc.candidates == 2 and "equally good" in (loc.note or "")
+    assert loc.status == "verified" and loc.ambiguous and loc.matches == 2 and "equally good" in (loc.note or "")
+    assert [c.bbox for c in loc.candidates] == [BBox.of(table.boxes[1].tolist()), BBox.of(table.boxes[5].tolist())]
+    assert loc.candidates[0].bbox == loc.bbox and all(c.matched_text == "33.90" for c in loc.candidates)
     near = BBox.of(table.boxes[5].tolist())
     picked = locate("33.90", table, near)
     assert not picked.ambiguous and picked.word_indices == (5,)

@@ -32,7 +32,7 @@ QUESTIONS = ["How do I read a spreadsheet into R?", "matrix inverse", "relationa
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))] * 1000
 
 
 def row(label: str, xs: list[float]) -> str:
@@ -151,9 +151,10 @@ def main() -> None:
     for label, xs in [("HTTP: POST /search", http_plain), ("HTTP: MCP search at /mcp", http_mcp),
                       ("in-process Service.search", stdio_plain), ("stdio: MCP search (pagelens mcp)", stdio_mcp)]:
         print(row(label, xs))
-    print(f"MCP above plain, p50: HTTP {pct(http_mcp, 50) - pct(http_plain, 50):+.1f} ms, "
-          f"stdio {pct(stdio_mcp, 50) - pct(stdio_plain, 50):+.1f} ms; p95: HTTP "
-          f"{pct(http_mcp, 95) - pct(http_plain, 95):+.1f} ms, stdio {pct(stdio_mcp, 95) - pct(stdio_plain, 95):+.1f} ms")
+    above = {f"{way} p{p}": pct(m, p) - pct(base, p) for way, m, base in (("HTTP", http_mcp, http_plain),
+                                                                         ("stdio", stdio_mcp, stdio_plain))
+             for p in (50, 95)}
+    print("MCP above plain: " + ", ".join(f"{k} {v:+.1f} ms" for k, v in above.items()))
 
 
 if __name__ == "__main__":

@@ -479,6 +479,6 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
               if p is not page and lc.status == "verified"][:4]
     candidates = [Candidate(bbox=c.bbox, boxes=list(c.boxes), matched_text=c.matched_text, doc_id=page.doc_id,
                             page=page.page) for c in loc.candidates]
-    note = "printed in several places as well: every one is in candidates" if candidates else None
+    several = "printed in several places as well: every one is in candidates" if candidates else None
     return FieldResult(path=leaf.path, value=leaf.value, boxes=boxes, confidence=round(conf, 4), status=status,
-                       matched_text=matched, candidates=candidates, note=note)
+                       matched_text=matched, candidates=candidates, note=several)

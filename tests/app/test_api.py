@@ -170,6 +170,7 @@ def test_locate_cli(tmp_path: Path) -> None:
     a, b = (json.loads(line) for line in res.stdout.splitlines())
     assert a["id"] == 1 and a["status"] == "verified" and a["matched_text"].lower() == word["text"].lower()
     assert len(a["bbox"]) == 4 and a["boxes"] and set(a) == {"id", "status", "bbox", "boxes", "confidence",
-                                                            "matched_text", "ambiguous", "note"}
+                                                            "matched_text", "ambiguous", "candidates", "note"}
     assert b == {"id": "two", "status": "unverified", "bbox": [0.1, 0.1, 0.2, 0.2], "boxes": [[0.1, 0.1, 0.2, 0.2]],
-                 "confidence": 0.0, "matched_text": None, "ambiguous": False, "note": "not on the page"}
+                 "confidence": 0.0, "matched_text": None, "ambiguous": False, "candidates": [],
+                 "note": "not on the page"}

@@ -102,6 +102,12 @@ def locate(value: object, table: WordTable, near: BBox | None = None, *, model_p
     s, e, boxes, words, matched = min(options, key=lambda o: _distance(union(o[2]), near))
     box = union(boxes)
     elsewhere = near is not None and _distance(box, near) > NEAR_DISTANCE and box.iou(near) == 0
+    if near is not None and elsewhere and index is None:  # the one by the model's box may be stacked in a cell
+        nearer = _near_in_columns(text, target, num, table, near, _distance(box, near))
+        if nearer is not None:
+            boxes, words, matched = nearer
+            box, score = union(boxes), 1.0
+            elsewhere = _distance(box, near) > NEAR_DISTANCE and box.iou(near) == 0
     status: Status = "verified" if score == 1.0 and not elsewhere else "approximate"
     ocr_conf = float(np.mean(table.conf[words])) if stream.ocr else 1.0
     conf = score * ocr_conf * (0.75 if elsewhere else 1.0)
@@ -118,6 +124,24 @@ def locate(value: object, table: WordTable, near: BBox | None = None, *, model_p
 
 
 Reading = tuple[WordTable, PageStream, "np.ndarray | None"]
+
+
+def _near_in_columns(text: str, target: str, num: str | None, table: WordTable, near: BBox,
+                     than: float) -> tuple[list[BBox], list[int], str] | None:
+    """An exact match in column order nearer the model's box than ``than``: (boxes, the page's word indices,
+    matched text), or None."""
+    col = column_order(table)
+    if not col.changed:
+        return None
+    strm = stream_of(col.table)
+    best, best_d = None, than
+    for a, b in _exact(text, target, num, strm)[:MAX_CANDIDATES]:
+        if not col.one_chain(words_of(strm, a, b)):
+            continue
+        boxes, ws, matched = match_boxes(col.table, strm, a, b, text)
+        if boxes and (d := _distance(union(boxes), near)) < best_d:
+            best, best_d = (boxes, [int(col.index[w]) for w in ws], matched), d
+    return best
 
 
 def _find(text: str, target: str, num: str | None, table: WordTable,

@@ -109,3 +109,16 @@ def test_column_order_of_word_boxes() -> None:
     # a page with one column: nothing changes
     one = WordTable(["a", "b", "c"], boxes[[0, 4, 5]], np.ones(3, np.float32), "ocr", np.array([0, 1, 1], np.int32))
     assert not column_order(one).changed
+
+
+def test_with_a_model_box_the_stacked_occurrence_by_it_wins_over_a_flat_one_elsewhere() -> None:
+    # "Alpha cont" stacked in the left cell (a1 / a2) beside another cell, and printed flat at the page's foot
+    texts = ["Alpha", "Beta", "cont", "two", "Alpha", "cont"]
+    boxes = np.array([[.10, .10, .16, .12], [.50, .10, .55, .12], [.10, .125, .16, .145], [.50, .125, .55, .145],
+                      [.10, .90, .16, .92], [.17, .90, .21, .92]], np.float32)
+    t = WordTable(texts, boxes, np.ones(6, np.float32), "ocr", np.array([0, 0, 1, 1, 2, 2], np.int32))
+    from schemas.coords import BBox
+
+    assert locate("Alpha cont", t).word_indices == (4, 5), "reading order first"
+    by_cell = locate("Alpha cont", t, BBox.of([.09, .09, .17, .15]))
+    assert by_cell.status == "verified" and by_cell.word_indices == (0, 2) and len(by_cell.boxes) == 2

@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,6 +35,32 @@ QUESTIONS = ["How do I read a spreadsheet into R?", "matrix inverse", "relationa
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))] * 1000
+
+
+WARM_UP = 5  # the first calls load the text encoder
+
+
+def timed(call: Callable[[str], Any], n: int) -> list[float]:
+    """Seconds of each of ``n`` calls of ``call(question)`` after the warm-up calls."""
+    out = []
+    for i in range(n + WARM_UP):
+        t = time.perf_counter()
+        call(QUESTIONS[i % len(QUESTIONS)])
+        if i >= WARM_UP:
+            out.append(time.perf_counter() - t)
+    return out
+
+
+async def timed_search(session: Any, n: int) -> list[float]:
+    """``timed`` for the MCP ``search`` tool of a connected client or session."""
+    out = []
+    for i in range(n + WARM_UP):
+        t = time.perf_counter()
+        res = await session.call_tool("search", {"question": QUESTIONS[i % len(QUESTIONS)], "k": 5})
+        assert not res.is_error, res.content
+        if i >= WARM_UP:
+            out.append(time.perf_counter() - t)
+    return out
 
 
 def row(label: str, xs: list[float]) -> str:
@@ -71,27 +99,19 @@ def http_figures(data: Path, n: int) -> tuple[list[float], list[float]]:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        plain: list[float] = []
         with httpx.Client(base_url=url, timeout=60) as http:
-            for i in range(n + 5):
-                t = time.perf_counter()
-                r = http.post("/search", json={"question": QUESTIONS[i % len(QUESTIONS)], "k": 5})
+
+            def search(q: str) -> None:
+                r = http.post("/search", json={"question": q, "k": 5})
                 assert r.status_code == 200, r.text
-                if i >= 5:  # warm-up: the first queries load the text encoder
-                    plain.append(time.perf_counter() - t)
+
+            plain = timed(search, n)
 
         async def mcp_calls() -> list[float]:
-            out = []
             async with (streamable_http_client(f"{url}/mcp", http_client=httpx2.AsyncClient(timeout=60)) as (rd, wr),
                         ClientSession(rd, wr) as s):
                 await s.initialize()
-                for i in range(n + 5):
-                    t = time.perf_counter()
-                    res = await s.call_tool("search", {"question": QUESTIONS[i % len(QUESTIONS)], "k": 5})
-                    assert not res.is_error, res.content
-                    if i >= 5:
-                        out.append(time.perf_counter() - t)
-            return out
+                return await timed_search(s, n)
 
         return plain, asyncio.run(mcp_calls())
     finally:
@@ -107,26 +127,14 @@ def stdio_figures(data: Path, n: int) -> tuple[list[float], list[float]]:
     from schemas.settings import load_settings
 
     os.environ.update(env_for(data))
-    plain: list[float] = []
     with Service(load_settings()) as svc:
-        for i in range(n + 5):
-            t = time.perf_counter()
-            svc.search(QUESTIONS[i % len(QUESTIONS)], k=5)
-            if i >= 5:
-                plain.append(time.perf_counter() - t)
+        plain = timed(lambda q: svc.search(q, k=5), n)
 
     async def mcp_calls() -> list[float]:
-        out = []
         params = StdioServerParameters(command=sys.executable, args=["-m", "app.cli", "mcp"], env=env_for(data),
                                        cwd=str(ROOT))
         async with Client(params, read_timeout_seconds=300) as c:
-            for i in range(n + 5):
-                t = time.perf_counter()
-                res = await c.call_tool("search", {"question": QUESTIONS[i % len(QUESTIONS)], "k": 5})
-                assert not res.is_error, res.content
-                if i >= 5:
-                    out.append(time.perf_counter() - t)
-        return out
+            return await timed_search(c, n)
 
     return plain, asyncio.run(mcp_calls())
 
@@ -145,7 +153,7 @@ def main() -> None:
         print(f"ingested {PDFS} (defaults) in {time.perf_counter() - t:.1f} s")
     http_plain, http_mcp = http_figures(data, args.n)
     stdio_plain, stdio_mcp = stdio_figures(data, args.n)
-    print(f"{args.n} searches each (k=5), after 5 warm-up calls; ms")
+    print(f"{args.n} searches each (k=5), after {WARM_UP} warm-up calls; ms")
     print("| path | p50 | p95 | mean |")
     print("|---|---|---|---|")
     for label, xs in [("HTTP: POST /search", http_plain), ("HTTP: MCP search at /mcp", http_mcp),

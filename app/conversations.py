@@ -9,6 +9,7 @@ every collection of that key, and each turn runs as the key asking, with its sco
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from schemas.access import Principal
@@ -22,6 +23,7 @@ from schemas.conversations import (
     ConversationInfo,
     Turn,
 )
+from schemas.documents import Document
 from schemas.errors import InputError, ModelBehaviorError, NotFound
 from schemas.names import check_name
 
@@ -59,8 +61,10 @@ def start(svc: Service, *, title: str | None = None, collection: str | None = No
     return info
 
 
-def _frozen_citations(svc: Service, answer: Answer) -> list[Citation]:
-    docs = {d: svc.catalog.get_document(d) for d in {e.doc_id for e in answer.evidence}}
+def citations_of(answer: Answer, find: Callable[[str], Document | None]) -> list[Citation]:
+    """The answer's evidence as citations frozen now: with each document's name and words version (``find``:
+    doc_id -> the document, or None when it is not there)."""
+    docs = {d: find(d) for d in {e.doc_id for e in answer.evidence}}
     out = []
     for i, e in enumerate(answer.evidence, 1):
         doc = docs[e.doc_id]
@@ -97,7 +101,7 @@ def ask(svc: Service, cid: str, question: str, *, k: int = 3, who: Principal) ->
     history = svc.catalog.conversation_turns(cid)
     standalone = _standalone(svc, history, q)
     answer = svc.ask(standalone, k=k, collection=info.collection, who=who)
-    turn = svc.catalog.add_turn(cid, q, standalone, answer, _frozen_citations(svc, answer))
+    turn = svc.catalog.add_turn(cid, q, standalone, answer, citations_of(answer, svc.catalog.get_document))
     if not info.title:
         svc.catalog.set_conversation_title(cid, q[:MAX_TITLE])
     return turn

@@ -192,16 +192,16 @@ def _bounded(n: int, lo: int, hi: int, name: str) -> int:
 
 
 def _ask_out(a: Answer, ops: Any) -> AskOut:
-    names: dict[str, str] = {}
-    for e in a.evidence:
-        if e.doc_id not in names:
-            try:
-                names[e.doc_id] = ops.get_document(e.doc_id).name
-            except PageLensError:
-                names[e.doc_id] = e.doc_id[:12]
-    cites = [Citation(n=i, doc_id=e.doc_id, document=names[e.doc_id], page=e.page, bbox=e.bbox, quote=e.quote,
-                      status=e.status, confidence=e.confidence) for i, e in enumerate(a.evidence, 1)]
-    return AskOut(answer=a.answer, found=a.found, consistent=a.consistent, evidence=cites, model=a.model)
+    from app.conversations import citations_of
+
+    def find(doc_id: str) -> Document | None:
+        try:
+            return ops.get_document(doc_id)
+        except PageLensError:
+            return None
+
+    return AskOut(answer=a.answer, found=a.found, consistent=a.consistent, evidence=citations_of(a, find),
+                  model=a.model)
 
 
 def _role_filter(acting: Callable[[Any], tuple[Any, Principal]]) -> Any:

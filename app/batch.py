@@ -37,8 +37,8 @@ def extract_each(svc: Any, schema: Any, docs: Sequence[tuple[str, str]], *, max_
     """Extract ``schema`` from each of ``docs`` — (doc_id, name) pairs — separately. Results come back in the
     order of ``docs``; ``on_result`` is called as each finishes (for progress and streaming output)."""
     from vlm import prompts
-    from vlm.extraction import load_schema, read_schema
     from vlm.structured import inline_refs, schema_hash
+    from vlm.user_schema import load_schema, read_schema
 
     given = read_schema(schema)
     backend = svc.vlm()  # no VLM: fail at once, before any document

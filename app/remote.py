@@ -350,7 +350,7 @@ def _json_schema(schema: str | dict[str, Any] | type) -> dict[str, Any]:
     model's schema, or the dict given."""
     from pydantic import BaseModel
 
-    from vlm.extraction import read_schema
+    from vlm.user_schema import read_schema
 
     given = read_schema(schema)
     if isinstance(given, type) and issubclass(given, BaseModel):

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
@@ -76,22 +75,6 @@ def check_data_dir(settings: Settings, *, create: bool) -> None:
     if not os.access(d, os.W_OK | os.X_OK):
         raise ConfigError(f"PAGELENS_DATA_DIR={d} is not writable (the embedded stores write there, even to "
                           "read); make it writable or set PAGELENS_DATA_DIR to another folder")
-
-
-def field_question(name: str, sub: dict[str, Any]) -> str:
-    """The search question for one top-level field of a schema: its name in words, title and description, and
-    for a list of objects its item fields' names (a line-item table's header words)."""
-    from vlm.extraction import array_items
-
-    def words(key: str) -> str:
-        return key.replace("_", " ").replace("-", " ")
-
-    parts = [words(name), str(sub.get("title") or ""), str(sub.get("description") or "")]
-    items = array_items(sub)
-    parts += [words(k) for k in (items.get("properties") or {})] if items is not None else []
-    enum = sub.get("enum")
-    parts += [str(e) for e in enum[:10]] if isinstance(enum, list) else []
-    return " ".join(p for p in parts if p)
 
 
 def also_found(f: Any) -> str:
@@ -290,7 +273,7 @@ class Service:
         """Check a batch extraction before it is queued, so a bad request fails now and not in a job: the schema
         reads and is valid, a VLM is configured, the documents exist. Returns (doc_id, name) pairs: ``doc_refs``
         resolved, or every complete document when None. Raises InputError, NotFound, ModelUnavailable."""
-        from vlm.extraction import load_schema, read_schema
+        from vlm.user_schema import load_schema, read_schema
 
         given = read_schema(schema)  # cheap first, as in ``extract``
         self.vlm()
@@ -327,7 +310,7 @@ class Service:
         return job
 
     # -- pages, answers, extraction ---------------------------------------------------------------
-    def page_inputs(self, keys: list[tuple[str, int]]) -> list[PageInput]:
+    def page_inputs(self, keys: Sequence[tuple[str, int]]) -> list[PageInput]:
         """Pages as the VLM sees them: rendered at the pixel budget, with their words."""
         from store.pages import render_for_model
         from vlm.pages import PageInput
@@ -540,10 +523,10 @@ class Service:
 
     def extract(self, schema: str | dict[str, Any] | type, doc_refs: list[str], *, max_pages: int = 8,
                 save: bool = True, who: Principal = LOCAL_ADMIN) -> Extraction:
-        """Extract ``schema`` from the given documents; stored with provenance. Up to ``max_pages`` pages in all:
-        one VLM call over every page; longer documents: field by field over the pages search ranks highest for
-        each (``_extract_long``)."""
-        from vlm.extraction import extract, load_schema, read_schema
+        """Extract ``schema`` from the given documents (``vlm.extraction.extract_pages``: one VLM call up to
+        ``max_pages`` pages, field by field over the pages search ranks highest beyond); stored with provenance."""
+        from vlm.extraction import extract_pages
+        from vlm.user_schema import load_schema, read_schema
 
         given = read_schema(schema)  # cheap: a missing file or a bad import is reported first
         backend = self.vlm()  # before bounding and checking the schema (the costly part): no VLM fails at once
@@ -551,15 +534,19 @@ class Service:
         if not doc_refs:
             raise InputError("give the documents to extract from (ids, names or files)")
         docs = self._find_docs(doc_refs, who)
-        keys = [(d.doc_id, p) for d in docs for p in range(1, d.page_count + 1)]
+        ids = [d.doc_id for d in docs]
         v = self.settings.vlm
-        if len(keys) <= max_pages:
-            result = extract(backend, user_schema, validate, self.page_inputs(keys), max_attempts=v.max_attempts,
-                             max_tokens=max(v.max_new_tokens, 1024))
-        else:
-            result = self._extract_long(backend, user_schema, validate, docs, max_pages)
+
+        def search(question: str, k: int) -> list[tuple[str, int]]:
+            return [(h.doc_id, h.page) for h in self.searcher.search(question, k=k, doc_ids=ids)]
+
+        result = extract_pages(backend, user_schema, validate, [(d.doc_id, p) for d in docs
+                                                                 for p in range(1, d.page_count + 1)],
+                               render=self.page_inputs, search=search, max_pages=max_pages,
+                               per_field=v.windows_per_field, max_attempts=v.max_attempts,
+                               max_tokens=max(v.max_new_tokens, 1024))
         if save:
-            self.catalog.save_extraction(result, model=backend.model, doc_ids=[d.doc_id for d in docs])
+            self.catalog.save_extraction(result, model=backend.model, doc_ids=ids)
             self.audit(who, "extract", "ok", collection=docs[0].collection, doc_id=docs[0].doc_id,
                        detail=f"extraction {result.id}" + (f" of {len(docs)} documents" if len(docs) > 1 else ""))
         return result
@@ -573,42 +560,10 @@ class Service:
         return extract_each(self, schema, targets, max_pages=max_pages, concurrency=concurrency,
                             on_result=on_result, who=who)
 
-    def _extract_long(self, backend: Any, user_schema: dict[str, Any], validate: Any, docs: list[Any],
-                      max_pages: int) -> Extraction:
-        """Documents longer than the page budget: each top-level field reads the pages the hybrid search ranks
-        highest for it (its name, title, description, and for a list its item fields, as the question, within these
-        documents) in windows of ``max_pages`` (``vlm.extraction.plan_windows``); fields that read the same pages
-        share a call. At most ``vlm.windows_per_field`` calls per top-level field, whatever the length."""
-        from vlm.extraction import Window, extract_windows, is_array, plan_windows
-        from vlm.structured import inline_refs
-
-        props = inline_refs(user_schema).get("properties")
-        if not props:
-            raise InputError(f"the documents have {sum(d.page_count for d in docs)} pages, over --max-pages "
-                             f"{max_pages}; a long document is read field by field, and this schema names no "
-                             "fields (properties). Name the fields, or extract from fewer pages.")
-        ids = [d.doc_id for d in docs]
-        per_field = self.settings.vlm.windows_per_field
-        ranked: dict[str, list[tuple[str, int]]] = {}
-        for name, sub in props.items():
-            hits = self.searcher.search(field_question(name, sub), k=per_field * max_pages, doc_ids=ids)
-            ranked[name] = [(h.doc_id, h.page) for h in hits]
-        arrays = {n for n, sub in props.items() if is_array(sub)}
-        windows = plan_windows(ranked, arrays, first=(ids[0], 1), max_pages=max_pages, per_field=per_field,
-                               order=lambda k: (ids.index(k[0]), k[1]))
-        v = self.settings.vlm
-        log.info("long extraction: %d fields in %d VLM calls", len(props), len(windows))
-
-        def render(w: Window) -> Any:  # each window's pages are rendered when its call comes, dropped after it
-            return functools.partial(self.page_inputs, list(w.pages))
-
-        return extract_windows(backend, user_schema, validate, [(w, render(w)) for w in windows],
-                               max_attempts=v.max_attempts, max_tokens=max(v.max_new_tokens, 1024))
-
     def locate(self, ref: str, page: int, value: object, near: list[float] | None = None, *,
                who: Principal = LOCAL_ADMIN) -> LocateResult:
         """Where on this page is this value? The verifier alone, no model."""
-        from vlm.grounding import locate
+        from grounding.verifier import locate
 
         doc = self.catalog.find_document(ref, who.scope)
         rec = self.catalog.get_page(doc.doc_id, page)

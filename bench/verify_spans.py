@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pymupdf
 
+from grounding.verifier import locate
 from ingest.pdf import text_words
 from schemas.wordtable import WordTable
-from tests.vlm.spans import draw_span, sloppy, span_box
-from vlm.grounding import locate
+from tests.grounding.spans import draw_span, sloppy, span_box
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pdfs"
 

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pymupdf
 
+from grounding.normalise import normalise
+from grounding.verifier import locate
 from ingest.ocr import ocr_words
 from ingest.pdf import render, text_words
 from schemas.coords import BBox
 from schemas.wordtable import WordTable
-from vlm.grounding import locate
-from vlm.normalise import normalise
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pdfs"
 

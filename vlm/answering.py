@@ -8,12 +8,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from grounding.normalise import number_of
+from grounding.verifier import locate
 from schemas.answers import Answer, Evidence, PageRef, Usage
 from vlm import prompts
 from vlm.backend import Message, VlmBackend
 from vlm.families import box_bounds, box_instructions, to_bbox
-from vlm.grounding import locate
-from vlm.normalise import number_of
 from vlm.pages import PageInput
 from vlm.structured import generate_validated
 

@@ -245,7 +245,7 @@ def _deep(levels: int) -> dict[str, Any]:
       "properties": {"x": {"$ref": "#/$defs/D899"}}}, "chain"),
 ])
 def test_oversized_schemas_are_rejected_fast(schema: dict[str, Any], words: str) -> None:
-    from vlm.extraction import load_schema
+    from vlm.user_schema import load_schema
 
     t0 = time.monotonic()
     with pytest.raises(InputError, match=words):
@@ -254,7 +254,7 @@ def test_oversized_schemas_are_rejected_fast(schema: dict[str, Any], words: str)
 
 
 def test_schema_file_over_the_size_limit(tmp_path: Path) -> None:
-    from vlm.extraction import load_schema
+    from vlm.user_schema import load_schema
 
     big = tmp_path / "big.json"
     big.write_text('{"type": "object", "description": "' + "x" * 300_000 + '"}')

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from schemas.errors import InputError
-from vlm.extraction import load_schema
 from vlm.structured import bounded, grounded, inline_refs, safe_text_pattern, ungrounded
+from vlm.user_schema import load_schema
 
 
 class LineItem(BaseModel):

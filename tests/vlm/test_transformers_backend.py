@@ -13,9 +13,10 @@ from store.pages import render_for_model
 from tests.conftest import PDFS
 from vlm.answering import _AnswerOut, ask
 from vlm.backend import Message, VlmRequest
-from vlm.extraction import extract, load_schema
+from vlm.extraction import extract
 from vlm.pages import PageInput
 from vlm.transformers_backend import TransformersBackend
+from vlm.user_schema import load_schema
 
 pytestmark = pytest.mark.corpus
 

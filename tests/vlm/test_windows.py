@@ -1,10 +1,11 @@
-"""Planning and merging the page windows of a long extraction (vlm.extraction.plan_windows / _Merge)."""
+"""Planning and merging the page windows of a long extraction (vlm.windows.plan_windows / Merge)."""
 
 from __future__ import annotations
 
 from schemas.answers import FieldBox, FieldResult
 from schemas.coords import BBox
-from vlm.extraction import _Merge, array_items, is_array, plan_windows
+from vlm.user_schema import array_items, is_array
+from vlm.windows import Merge, plan_windows
 
 
 def _order(k: tuple[str, int]) -> tuple[str, int]:
@@ -33,7 +34,7 @@ def _leaf(path: str, value: object, page: int, status: str = "verified") -> Fiel
 
 
 def test_overlapping_windows_give_an_item_once_but_equal_items_on_two_pages_both_stay() -> None:
-    m = _Merge({"items"})
+    m = Merge({"items"})
     m.add("items", 0, [{"a": "bolt"}, {"a": "nut"}], [_leaf("items[0].a", "bolt", 40), _leaf("items[1].a", "nut", 41)])
     m.add("items", 1, [{"a": "nut"}, {"a": "nut"}], [_leaf("items[0].a", "nut", 41), _leaf("items[1].a", "nut", 42)])
     data, fields = m.result()
@@ -43,7 +44,7 @@ def test_overlapping_windows_give_an_item_once_but_equal_items_on_two_pages_both
 
 
 def test_a_verified_answer_beats_an_unverified_one_and_the_loser_is_reported() -> None:
-    m = _Merge(set())
+    m = Merge(set())
     m.add("total", 0, 99.0, [_leaf("total", 99.0, 2, status="unverified")])
     m.add("total", 1, 12.5, [_leaf("total", 12.5, 7)])
     m.add("total", 2, None, [_leaf("total", None, 9, status="unverified")])  # no answer: not a conflict
@@ -56,7 +57,7 @@ def test_a_verified_answer_beats_an_unverified_one_and_the_loser_is_reported() -
 def test_equal_rows_in_one_window_all_stay_and_a_null_list_adds_nothing() -> None:
     """The same screw bought twice on page 40 (two rows, two boxes) is two items; a window that answered null for
     the list neither replaces nor hides the others' rows."""
-    m = _Merge({"items"})
+    m = Merge({"items"})
     lower = FieldResult(path="items[1].a", value="screw", confidence=0.9, status="verified",
                         boxes=[FieldBox(doc_id="d", page=40, bbox=BBox.of([0.1, 0.3, 0.2, 0.4]))])
     m.add("items", 0, [{"a": "screw"}, {"a": "screw"}], [_leaf("items[0].a", "screw", 40), lower])

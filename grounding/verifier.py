@@ -1,9 +1,9 @@
 """Grounding verification: find a value (an answer quote or an extracted field) on the page it was cited on,
-by aligning its characters against the page's character stream (``vlm.charstream``) — across word and line
+by aligning its characters against the page's character stream (``grounding.charstream``) — across word and line
 boundaries, tolerant to OCR errors — and return the boxes of exactly the matched characters, one per line.
 
 Outcome:
-- ``verified``: found exactly after normalisation (``vlm.normalise``: case, accents, spacing, punctuation,
+- ``verified``: found exactly after normalisation (``grounding.normalise``: case, accents, spacing, punctuation,
   currency, thousands separators, date spellings, OCR confusions), starting and ending on word boundaries, and
   near the model's box when it gave one;
 - ``approximate``: found only fuzzily (rapidfuzz alignment similarity ≥ ``FUZZY_MIN``), only inside longer
@@ -22,11 +22,11 @@ from typing import Literal
 
 import numpy as np
 
+from grounding.charstream import PageStream, match_boxes, stream_of, words_of
+from grounding.layout import ColumnOrder, column_order
+from grounding.normalise import OCR_CONFUSIONS, date_variants, normalise, number_of, number_variants, parse_dates
 from schemas.coords import BBox, union
 from schemas.wordtable import WordTable
-from vlm.charstream import PageStream, match_boxes, stream_of, words_of
-from vlm.layout import ColumnOrder, column_order
-from vlm.normalise import OCR_CONFUSIONS, date_variants, normalise, number_of, number_variants, parse_dates
 
 Status = Literal["verified", "approximate", "unverified"]
 
@@ -147,7 +147,7 @@ def _near_in_columns(text: str, target: str, num: str | None, table: WordTable, 
 def _find(text: str, target: str, num: str | None, table: WordTable,
           stream: PageStream) -> tuple[list[tuple[int, int]], float, WordTable, PageStream, np.ndarray | None]:
     """The spans of the value and their score, in the reading they were found in: the page's reading order
-    first, then its column order (``vlm.layout``: a value over several lines of one table cell), for each kind of
+    first, then its column order (``grounding.layout``: a value over several lines of one table cell), for each kind of
     match in turn — exact, inside longer words, fuzzy (the better of the two readings)."""
     readings: list[Reading] = [(table, stream, None)]
     col: ColumnOrder | None = None

@@ -10,13 +10,13 @@ import numpy as np
 import pymupdf
 import pytest
 
+from grounding.normalise import normalise, parse_dates
+from grounding.verifier import locate
 from ingest.pdf import text_words
 from schemas.coords import BBox, union
 from schemas.wordtable import WordTable
 from tests.conftest import CORPUS, PDFS
-from tests.vlm.spans import draw_span, sloppy, span_box
-from vlm.grounding import locate
-from vlm.normalise import normalise, parse_dates
+from tests.grounding.spans import draw_span, sloppy, span_box
 
 RECEIPTS = CORPUS / "receipts"
 

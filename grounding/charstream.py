@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grounding.normalise import CJK, DIGIT, ascii_tables, char_norm
 from schemas.coords import BBox
 from schemas.wordtable import WordTable
-from vlm.normalise import CJK, DIGIT, ascii_tables, char_norm
 
 _CACHE: weakref.WeakKeyDictionary[WordTable, PageStream] = weakref.WeakKeyDictionary()
 _NUMBER_INNER = frozenset(",.'’")

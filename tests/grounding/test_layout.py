@@ -11,10 +11,10 @@ import pymupdf
 import pytest
 
 from app.service import Service
+from grounding.layout import column_order
+from grounding.verifier import locate
 from schemas.wordtable import WordTable
 from tests.conftest import make_settings
-from vlm.grounding import locate
-from vlm.layout import column_order
 
 # (columns' x, rows of cells; each cell is its printed lines), drawn row by row, line by line across the columns:
 # the content stream (and so the words' reading order) interleaves the cells of one row

@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from app.cli_access import audit, keys_app
+from app.cli_calibrate import calibrate_app
 from app.cli_conversations import conversations_app
 from schemas.errors import InputError, PageLensError
 from schemas.settings import SettingsError
@@ -39,6 +40,7 @@ eval_app = typer.Typer(no_args_is_help=True, help="Score PageLens against gold J
 app.add_typer(eval_app, name="eval")
 app.add_typer(keys_app, name="keys")
 app.add_typer(conversations_app, name="conversations")
+app.add_typer(calibrate_app, name="calibrate")
 app.command("audit")(audit)
 out = Console()
 err = Console(stderr=True)
@@ -491,8 +493,14 @@ def extract(
         if f.alternatives:  # other page windows of a long document said something else: shown, not dropped
             value += f"\n[yellow]also found: {escape(also_found(f))}[/]"
         note = f"\n[dim]{escape(f.note)}[/]" if f.note else ""
-        table.add_row(escape(f.path), value, f"[{color}]{f.status}[/]{note}", f"{f.confidence:.2f}", pages)
+        conf = f"{f.confidence:.2f}" + (f"\n[dim]verifier {f.raw_confidence:.2f}[/]"
+                                         if f.calibrated and f.raw_confidence is not None else "")
+        table.add_row(escape(f.path), value, f"[{color}]{f.status}[/]{note}", conf, pages)
     out.print(table)
+    if result.calibration:
+        out.print(f"[dim]confidence: the probability a value is right, by calibration profile {result.calibration}[/]")
+    elif result.calibration_note:
+        out.print(f"[yellow]note[/]: {escape(result.calibration_note)}", soft_wrap=True)
 
 
 def _extract_each(schema: str, files: list[Path], docs: list[str], max_pages: int, out_path: Path | None,
@@ -615,18 +623,27 @@ def eval_extract(gold: GoldOpt,
         svc.vlm()  # no VLM configured: say how before reading anything
         with _item_bar(len(items), "extracting") as tick:
             report = ev.eval_extract(svc, items, schema, max_pages=max_pages, on_item=tick)
+    calibrated = report["metrics"]["calibrated_rate"] > 0
     if plot is not None:
         from app.reliability import reliability_png
 
-        report["plot"] = str(reliability_png(report["calibration"], plot))
+        report["plot"] = str(reliability_png(report["calibration"], plot,
+                                             "calibrated confidence" if calibrated else "extraction confidence"))
         out.print(f"reliability plot: {plot}")
-    cal = Table(box=box.SIMPLE_HEAD, title="calibration: does a 0.9 mean 90 %?")
-    for c in ("confidence bucket", "fields", "mean confidence", "accuracy"):
-        cal.add_column(c, justify="right")
-    for r in report["calibration"]["buckets"]:
-        if r["n"]:
-            cal.add_row(f"{r['lo']:.1f}–{r['hi']:.1f}", str(r["n"]), f"{r['confidence']:.2f}", f"{r['accuracy']:.2f}")
-    out.print(cal)
+        if calibrated:
+            raw_plot = plot.with_name(f"{plot.stem}-raw{plot.suffix}")
+            report["plot_raw"] = str(reliability_png(report["calibration_raw"], raw_plot, "raw confidence"))
+            out.print(f"reliability plot of the raw confidence: {raw_plot}")
+    for key, title in (("calibration_raw", "raw confidence"), ("calibration", "calibrated confidence")) \
+            if calibrated else (("calibration", "confidence (no calibration profile applied)"),):
+        cal = Table(box=box.SIMPLE_HEAD, title=f"{title}: does a 0.9 mean 90 %? (ECE {report[key]['ece']:.3f})")
+        for c in ("confidence bucket", "fields", "mean confidence", "accuracy"):
+            cal.add_column(c, justify="right")
+        for r in report[key]["buckets"]:
+            if r["n"]:
+                cal.add_row(f"{r['lo']:.1f}–{r['hi']:.1f}", str(r["n"]), f"{r['confidence']:.2f}",
+                            f"{r['accuracy']:.2f}")
+        out.print(cal)
     _finish_eval(report, bad, out_path, compare_to,
                  miss_row=lambda i: (i["id"], str(i["gold"])[:30], str(i["value"])[:30], i["status"],
                                      f"{i['anls']:.2f}"),

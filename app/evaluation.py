@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas.errors import InputError, NotFound, PageLensError, StoreError
 
 IOU_HIT = 0.5
+SURE = 0.9  # eval extract reports how often fields at or above this confidence are right
 STATUSES = ("verified", "approximate", "unverified")
 
 G = TypeVar("G", bound=BaseModel)
@@ -300,8 +301,10 @@ def same_value(gold: Any, got: Any) -> bool:
 def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_pages: int = 8,
                  on_item: Callable[[], None] | None = None) -> dict[str, Any]:
     """Extract every gold document with ``schema`` and score each field: exact match, ANLS (``anls_star``),
-    box IoU where a gold box is given, status; and the calibration of the confidences (accuracy per bucket)."""
-    from app.reliability import calibration
+    box IoU where a gold box is given, status; and the calibration of the confidences (accuracy per bucket, ECE)
+    — of ``confidence`` (calibrated where a profile applied) and of the verifier's raw score beside it — and how
+    often a field at confidence ≥ ``SURE`` is right."""
+    from grounding.calibration import reliability as calibration
 
     resolve = _resolver(svc.get_document)
     errors = _unknown_docs((g.doc for g in gold), resolve)
@@ -324,7 +327,9 @@ def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_page
                 "value": value, "exact": same_value(want, value),
                 "anls": round(_anls(str(want), "" if value is None else str(value)), 4),
                 "status": f.status if f is not None else "missing",
-                "confidence": f.confidence if f is not None else 0.0, "iou": None}
+                "confidence": f.confidence if f is not None else 0.0,
+                "raw_confidence": (f.raw_confidence if f.raw_confidence is not None else f.confidence)
+                if f is not None else 0.0, "calibrated": bool(f and f.calibrated), "iou": None}
             gb = g.boxes.get(path)
             if gb is not None:
                 row["iou"] = round(max((iou(b.bbox.as_list(), gb.box) for b in (f.boxes if f else [])
@@ -335,13 +340,16 @@ def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_page
     names = sorted({r["field"] for r in fields})
     boxed = [r for r in fields if r["iou"] is not None]
     cal = calibration([(float(r["confidence"]), bool(r["exact"])) for r in fields])
+    cal_raw = calibration([(float(r["raw_confidence"]), bool(r["exact"])) for r in fields])
+    sure = [r for r in fields if r["confidence"] >= SURE]
     metrics: dict[str, Any] = {
         "documents": len(docs), "fields": len(fields),
         "exact": _mean(r["exact"] for r in fields), "anls": _mean(r["anls"] for r in fields),
         "anls_star_documents": _mean(d["anls_star"] for d in docs),
         **{f"{s}_rate": _mean(r["status"] == s for r in fields) for s in ("verified", "approximate", "unverified")},
         "box_iou_hit_rate": _mean(r["iou"] >= IOU_HIT for r in boxed) if boxed else None,
-        "ece": cal["ece"],
+        "ece": cal["ece"], "ece_raw": cal_raw["ece"], "calibrated_rate": _mean(r["calibrated"] for r in fields),
+        f"fields_at_{SURE}": len(sure), f"exact_at_{SURE}": _mean(r["exact"] for r in sure),
         "exact_by_field": {n: _mean(r["exact"] for r in fields if r["field"] == n) for n in names},
         "anls_by_field": {n: _mean(r["anls"] for r in fields if r["field"] == n) for n in names},
         "exact_by_status": {s: _mean(r["exact"] for r in fields if r["status"] == s) for s in STATUSES
@@ -350,4 +358,5 @@ def eval_extract(svc: Any, gold: Sequence[ExtractGold], schema: Any, *, max_page
     if metrics["box_iou_hit_rate"] is None:
         del metrics["box_iou_hit_rate"]
     return {"kind": "extract", "metrics": metrics, "items": fields, "documents": docs, "calibration": cal,
+            "calibration_raw": cal_raw,
             "errors": errors, "misses": [r["id"] for r in fields if not r["exact"]]}

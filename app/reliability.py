@@ -1,35 +1,15 @@
-"""Calibration of extraction confidences: accuracy per confidence bucket, expected calibration error, and a
-reliability diagram (PNG, drawn with PyMuPDF: no plotting library needed). A well-calibrated 0.9 is right nine
+"""The reliability diagram of extraction confidences (PNG, drawn with PyMuPDF: no plotting library needed), from
+``grounding.calibration.reliability`` (accuracy per confidence bucket, ECE). A well-calibrated 0.9 is right nine
 times in ten: its bar reaches the diagonal."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-BUCKETS = 10
-
-
-def calibration(pairs: Sequence[tuple[float, bool]], buckets: int = BUCKETS) -> dict[str, Any]:
-    """``pairs``: (confidence 0–1, correct). Returns ``buckets`` (lo, hi, n, confidence = mean confidence,
-    accuracy) and ``ece`` (bucket-weighted |accuracy − confidence|)."""
-    rows: list[dict[str, Any]] = []
-    for b in range(buckets):
-        lo, hi = b / buckets, (b + 1) / buckets
-        inside = [(c, ok) for c, ok in pairs if lo <= c < hi or (b == buckets - 1 and c == 1.0)]
-        n = len(inside)
-        rows.append({"lo": lo, "hi": hi, "n": n,
-                     "confidence": round(sum(c for c, _ in inside) / n, 4) if n else None,
-                     "accuracy": round(sum(ok for _, ok in inside) / n, 4) if n else None})
-    total = sum(r["n"] for r in rows)
-    ece = sum(r["n"] / total * abs(float(r["accuracy"]) - float(r["confidence"])) for r in rows if r["n"]) \
-        if total else 0.0
-    return {"buckets": rows, "ece": round(ece, 4), "n": total}
-
 
 def reliability_png(cal: dict[str, Any], path: Path, title: str = "extraction confidence") -> Path:
-    """Draw the reliability diagram of ``calibration(...)`` to ``path`` (PNG)."""
+    """Draw the reliability diagram of ``grounding.calibration.reliability(...)`` to ``path`` (PNG)."""
     import pymupdf
 
     size, margin = 400.0, 50.0

@@ -18,6 +18,7 @@ import httpx
 
 from schemas.access import AuditEvent, KeyInfo, NewKey, Principal
 from schemas.answers import Answer, Extraction, LocateResult
+from schemas.calibration import CalibrationProfile
 from schemas.conversations import Conversation, ConversationInfo, Turn
 from schemas.documents import Document
 from schemas.errors import InputError, ModelUnavailable, PageLensError, StoreError, error_from
@@ -150,6 +151,23 @@ class RemoteService:
 
     def delete_conversation(self, conversation_id: str) -> ConversationInfo:
         return ConversationInfo.model_validate(self._call("DELETE", f"/conversations/{_quote(conversation_id)}"))
+
+    # -- calibration profiles ----------------------------------------------------------------------
+    def save_calibration(self, profile: CalibrationProfile) -> CalibrationProfile:
+        return CalibrationProfile.model_validate(self._call("POST", "/calibration/profiles",
+                                                            json=profile.model_dump(mode="json")))
+
+    def calibrations(self, schema_hash: str | None = None) -> list[CalibrationProfile]:
+        params = {"schema_hash": schema_hash} if schema_hash else None
+        return [CalibrationProfile.model_validate(p) for p in self._call("GET", "/calibration/profiles",
+                                                                         params=params)]
+
+    def delete_calibration(self, ref: str) -> CalibrationProfile:
+        return CalibrationProfile.model_validate(self._call("DELETE", f"/calibration/profiles/{_quote(ref)}"))
+
+    def corrected_extractions(self, schema_hash: str) -> list[tuple[Extraction, dict[str, Any]]]:
+        rows = self._call("GET", "/calibration/corrections", params={"schema_hash": schema_hash})
+        return [(Extraction.model_validate(r["extraction"]), dict(r["corrections"])) for r in rows]
 
     def vlm(self) -> None:
         """Fail fast, as Service.vlm does, when the server has no VLM configured."""

@@ -25,6 +25,7 @@ from schemas.access import (
     Role,
 )
 from schemas.answers import Answer, Candidate, Extraction, LocateResult
+from schemas.calibration import CalibrationProfile
 from schemas.conversations import Conversation, ConversationInfo, Turn
 from schemas.coords import BBox
 from schemas.documents import Document
@@ -84,10 +85,12 @@ def also_found(f: Any) -> str:
 
 
 def extraction_rows(ex: Extraction, corrections: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per field: path, value (hand correction applied), model value, status, confidence, pages, and what
-    other page windows of a long document said instead (``also_found``; empty when they agreed)."""
+    """One row per field: path, value (hand correction applied), model value, status, confidence (calibrated when a
+    profile applied), the verifier's own score, pages, and what other page windows of a long document said instead
+    (``also_found``; empty when they agreed)."""
     return [{"field": f.path, "value": corrections.get(f.path, f.value), "model_value": f.value,
              "corrected": f.path in corrections, "status": f.status, "confidence": round(f.confidence, 3),
+             "verifier_score": round(f.raw_confidence if f.raw_confidence is not None else f.confidence, 3),
              "pages": ",".join(f"{b.page}" for b in f.boxes), "also_found": also_found(f)} for f in ex.fields]
 
 
@@ -545,11 +548,42 @@ class Service:
                                render=self.page_inputs, search=search, max_pages=max_pages,
                                per_field=v.windows_per_field, max_attempts=v.max_attempts,
                                max_tokens=max(v.max_new_tokens, 1024))
+        result = self._calibrated(result, user_schema)
         if save:
             self.catalog.save_extraction(result, model=backend.model, doc_ids=ids)
             self.audit(who, "extract", "ok", collection=docs[0].collection, doc_id=docs[0].doc_id,
                        detail=f"extraction {result.id}" + (f" of {len(docs)} documents" if len(docs) > 1 else ""))
         return result
+
+    def _calibrated(self, ex: Extraction, user_schema: dict[str, Any]) -> Extraction:
+        """``ex`` with the newest calibration profile for its model and schema applied (``app.calibration``)."""
+        from app.calibration import apply_profile
+        from vlm.structured import inline_refs
+        from vlm.user_schema import leaf_kinds
+
+        profiles = self.catalog.calibrations()
+        return apply_profile(ex, profiles, leaf_kinds(inline_refs(user_schema))) if profiles else ex
+
+    # -- calibration profiles ----------------------------------------------------------------------
+    def save_calibration(self, profile: CalibrationProfile, *, who: Principal = LOCAL_ADMIN) -> CalibrationProfile:
+        """Keep a fitted profile as the next version for its model and schema (admins: it changes every
+        extraction's confidence)."""
+        saved = self.catalog.save_calibration(profile)
+        self.audit(who, "calibrate", "ok", detail=f"profile {saved.ref} for {saved.model} / {saved.schema_hash}")
+        return saved
+
+    def calibrations(self, schema_hash: str | None = None, *, who: Principal = LOCAL_ADMIN) -> list[CalibrationProfile]:
+        return self.catalog.calibrations(schema_hash)
+
+    def delete_calibration(self, ref: str, *, who: Principal = LOCAL_ADMIN) -> CalibrationProfile:
+        gone = self.catalog.delete_calibration(ref)
+        self.audit(who, "delete calibration", "ok", detail=f"profile {gone.ref}")
+        return gone
+
+    def corrected_extractions(self, schema_hash: str, *,
+                              who: Principal = LOCAL_ADMIN) -> list[tuple[Extraction, dict[str, Any]]]:
+        """The reviewed (hand-corrected) extractions of a schema, as labels for calibration (admins)."""
+        return self.catalog.corrected_extractions(schema_hash)
 
     def extract_each(self, schema: str | dict[str, Any] | type, targets: list[tuple[str, str]], *, max_pages: int,
                      concurrency: int | None = None, on_result: Any = None,

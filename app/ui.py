@@ -391,12 +391,16 @@ def extract_page() -> None:
         return
     ex, _ = svc.get_extraction(ex_id)
     st.caption(f"model {ex.model} · {ex.attempts} attempt(s) · schema {ex.schema_hash} · pages "
-               + ", ".join(f"{p.page}" for p in ex.pages_used))
+               + ", ".join(f"{p.page}" for p in ex.pages_used)
+               + (f" · confidence calibrated by profile {ex.calibration} (the probability a value is right)"
+                  if ex.calibration else " · confidence: the verifier's score (no calibration profile)"))
+    if ex.calibration_note:
+        st.info(text(ex.calibration_note), icon=":material/info:")
     legend()
     table = svc.extraction_table(ex_id)
     edited = st.data_editor(table, hide_index=True, width="stretch", key=f"fields-{ex_id}",
-                            disabled=["field", "model_value", "corrected", "status", "confidence", "pages",
-                                      "also_found"])
+                            disabled=["field", "model_value", "corrected", "status", "confidence",
+                                      "verifier_score", "pages", "also_found"])
     if ex.conflicts:
         st.warning(f"{len(ex.conflicts)} field(s) read differently on other pages: see *also_found*. The value "
                    "shown is the best verified one; check the others on their pages.", icon=":material/warning:")

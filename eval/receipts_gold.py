@@ -5,6 +5,7 @@ name with ``box: null``: a value that is not on the page, which must come back u
 
     python eval/receipts_gold.py [--set ../shared/corpus/receipts] [--limit N] [--absent] > receipts.jsonl
     python eval/receipts_gold.py --extract [--limit N] > receipts_extract.jsonl   # for `pagelens eval extract`
+    python eval/receipts_gold.py --extract --half a > fit.jsonl   # every other receipt: `pagelens calibrate fit`
                                                                                   # --schema eval/receipt.schema.json
 
 The receipts are not redistributed with PageLens: the gold is built from the local copy when needed."""
@@ -64,9 +65,15 @@ def main() -> None:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--absent", action="store_true")
     ap.add_argument("--extract", action="store_true", help="gold for `pagelens eval extract` (one line a receipt)")
+    ap.add_argument("--half", choices=("a", "b"), help="every other receipt (a: 1st, 3rd, ...; b: 2nd, 4th, ...): "
+                    "fit a calibration profile on one half, evaluate on the other")
     args = ap.parse_args()
     rows = receipts_extract_gold(args.set, args.limit) if args.extract else receipts_gold(args.set, args.limit,
                                                                                          args.absent)
+    if args.half:
+        ids = sorted({r["id"].split("/")[0] for r in rows})
+        keep = set(ids[0 if args.half == "a" else 1::2])
+        rows = [r for r in rows if r["id"].split("/")[0] in keep]
     for item in rows:
         sys.stdout.write(json.dumps(item) + "\n")
 

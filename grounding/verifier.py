@@ -53,6 +53,8 @@ class Located:
     matches: int = 0  # how many equally good matches there were
     candidates: tuple[Place, ...] = ()  # ambiguous: each of them (up to MAX_LISTED), the one shown first
     note: str | None = None
+    ocr_score: float | None = None  # the OCR engine's mean score for the matched words (None: a text layer)
+    far: bool = False  # found, but away from the model's box
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def locate(value: object, table: WordTable, near: BBox | None = None, *, model_p
             "candidates" if ambiguous else None)
     return Located(status=status, bbox=box, confidence=round(conf, 4), matched_text=matched,
                    word_indices=tuple(words), match_score=score, boxes=tuple(boxes), ambiguous=ambiguous,
-                   matches=len(spans), candidates=places, note=note)
+                   matches=len(spans), candidates=places, note=note,
+                   ocr_score=round(ocr_conf, 4) if stream.ocr else None, far=elsewhere)
 
 
 Reading = tuple[WordTable, PageStream, "np.ndarray | None"]

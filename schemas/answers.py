@@ -80,6 +80,18 @@ class Alternative(_Frozen):
     status: GroundingStatus
 
 
+class FieldSignals(_Frozen):
+    """What the verifier saw for a field's value: the evidence a calibration profile maps to a probability."""
+
+    similarity: float = Field(ge=0, le=1, description="how well the page's text matches the value (1: exactly)")
+    ocr_score: float | None = Field(None, ge=0, le=1, description="the OCR engine's mean score for the matched "
+                                                                  "words (null: the PDF's text layer)")
+    model_prob: float | None = Field(None, ge=0, le=1, description="the model's mean token probability, where the "
+                                                                   "backend gives one")
+    matches: int = Field(1, ge=0, description="equally good places the value is printed on its page")
+    near_model_box: bool | None = Field(None, description="found by the box the model gave (null: it gave none)")
+
+
 class FieldResult(_Frozen):
     """One leaf of the user's schema. ``path`` is a JSON path like ``line_items[0].amount``. ``alternatives``:
     different values other page windows gave for it (long documents), best first."""
@@ -87,10 +99,15 @@ class FieldResult(_Frozen):
     path: str
     value: Any
     boxes: list[FieldBox]
-    confidence: float = Field(ge=0, le=1)
+    confidence: float = Field(ge=0, le=1, description="the probability that the value is right when ``calibrated``; "
+                              "else the verifier's score (how well the value is found printed on the page)")
     status: GroundingStatus
     matched_text: str | None = None
     note: str | None = Field(None, description="why a field is not verified: no value given, not on the pages read")
+    raw_confidence: float | None = Field(None, ge=0, le=1, description="the verifier's score, before calibration")
+    calibrated: bool = Field(False, description="``confidence`` comes from a calibration profile fitted for this "
+                             "model and schema (``pagelens calibrate fit``)")
+    signals: FieldSignals | None = None
     corrected: bool = False
     alternatives: list[Alternative] = []
     candidates: list[Candidate] = Field(default_factory=list, description="an ambiguous value: every place it is "
@@ -110,6 +127,8 @@ class Extraction(_Frozen):
     attempts: int = 1
     created_at: datetime | None = None
     usage: Usage = Usage()
+    calibration: str | None = Field(None, description="the calibration profile applied (id and version), if any")
+    calibration_note: str | None = Field(None, description="why no profile was applied when some exist")
 
     @property
     def conflicts(self) -> list[FieldResult]:

@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from schemas.documents import Document, Page, PageWordsSource, Word
 from schemas.errors import ConfigError, NotFound, StoreError
+from store.catalog_calibration import Calibrations
 from store.catalog_conversations import Conversations
 from store.catalog_extractions import Extractions
 from store.catalog_jobs import JobQueue
@@ -80,7 +81,7 @@ def _add_missing_columns(engine: Engine) -> None:
                         raise
 
 @translated
-class Catalog(Extractions, JobQueue, Conversations):
+class Catalog(Extractions, JobQueue, Conversations, Calibrations):
     """Documents, names and pages in a SQL database at ``url``."""
 
     def __init__(self, url: str, *, pooled: bool = True) -> None:

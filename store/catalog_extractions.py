@@ -56,6 +56,14 @@ class Extractions:
             raise NotFound(f"no extraction {ex_id[:64]}")
         return list(json.loads(raw))
 
+    def corrected_extractions(self, schema_hash: str, limit: int = 100_000) -> list[tuple[Extraction, dict[str, Any]]]:
+        """The extractions of this schema that a reviewer corrected (any field), with their corrections."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(extractions.c.result, extractions.c.corrections).where(
+                extractions.c.schema_hash == schema_hash, extractions.c.corrections != "{}")
+                .order_by(extractions.c.created_at).limit(limit)).all()
+        return [(Extraction.model_validate_json(r.result), json.loads(r.corrections)) for r in rows]
+
     def correct_extraction(self, ex_id: str, path: str, value: Any) -> None:
         """Keep a hand correction of one field with the result (the model's value stays too)."""
         _, corr = self.get_extraction(ex_id)

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -55,6 +67,18 @@ extractions = Table(
     Column("doc_ids", Text, nullable=False),
     Column("result", Text, nullable=False),
     Column("corrections", Text, nullable=False, default="{}"),
+)
+
+# calibration profiles (grounding/calibration.py): every version kept; the newest for a model and schema applies
+calibration_profiles = Table(
+    "calibration_profiles", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", Text, nullable=False),
+    Column("schema_hash", String(32), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("body", Text, nullable=False),  # the CalibrationProfile as JSON
+    UniqueConstraint("model", "schema_hash", "version", name="uq_calibration_version"),
 )
 
 # background jobs (app/jobs.py): state and progress here, so they survive a restart and any process can read them

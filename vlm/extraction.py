@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from grounding.verifier import locate
-from schemas.answers import Candidate, Extraction, FieldBox, FieldResult, PageRef, Usage
+from schemas.answers import Candidate, Extraction, FieldBox, FieldResult, FieldSignals, PageRef, Usage
 from schemas.errors import InputError, ModelBehaviorError
 from vlm import prompts
 from vlm.backend import Message, VlmBackend
@@ -155,7 +155,7 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
         note = ("a yes/no value: there are no printed words to check it against" if isinstance(leaf.value, bool)
                 else "no value: the model found none on the pages read")
         return FieldResult(path=leaf.path, value=leaf.value, boxes=boxes, confidence=0.0, status="unverified",
-                           note=note)
+                           note=note, raw_confidence=0.0)
     cited_i = leaf.page - 1 if leaf.page and 1 <= leaf.page <= len(pages) else None
     results = []
     for i, p in enumerate(pages):
@@ -175,7 +175,8 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
         near = to_bbox(family, leaf.box, *page.size) if leaf.box and cited_i is not None else None
         return FieldResult(path=leaf.path, value=leaf.value,
                            boxes=[FieldBox(doc_id=page.doc_id, page=page.page, bbox=near)] if near else [],
-                           confidence=0.0, status="unverified",
+                           confidence=0.0, status="unverified", raw_confidence=0.0,
+                           signals=FieldSignals(similarity=0.0, model_prob=_prob(model_prob), matches=0),
                            note=f"{str(leaf.value)[:60]!r} is not on the pages read: a likely hallucination")
     boxes = [FieldBox(doc_id=page.doc_id, page=page.page, bbox=b) for b in loc.boxes or [loc.bbox]]
     boxes += [FieldBox(doc_id=p.doc_id, page=p.page, bbox=lc.bbox) for _, p, lc in results
@@ -183,5 +184,13 @@ def ground_field(leaf: Leaf, pages: Sequence[PageInput], family: str, model_prob
     candidates = [Candidate(bbox=c.bbox, boxes=list(c.boxes), matched_text=c.matched_text, doc_id=page.doc_id,
                             page=page.page) for c in loc.candidates]
     several = "printed in several places as well: every one is in candidates" if candidates else None
+    signals = FieldSignals(similarity=round(loc.match_score, 4), ocr_score=loc.ocr_score, model_prob=_prob(model_prob),
+                           matches=max(1, loc.matches),
+                           near_model_box=None if not (leaf.box and on_cited) else not loc.far)
     return FieldResult(path=leaf.path, value=leaf.value, boxes=boxes, confidence=round(conf, 4), status=status,
-                       matched_text=matched, candidates=candidates, note=several)
+                       matched_text=matched, candidates=candidates, note=several, raw_confidence=round(conf, 4),
+                       signals=signals)
+
+
+def _prob(p: float | None) -> float | None:
+    return None if p is None else round(max(0.0, min(1.0, p)), 4)

@@ -228,3 +228,29 @@ def field_question(name: str, sub: dict[str, Any]) -> str:
     enum = sub.get("enum")
     parts += [str(e) for e in enum[:10]] if isinstance(enum, list) else []
     return " ".join(p for p in parts if p)
+
+
+def leaf_kinds(schema: dict[str, Any]) -> dict[str, str]:
+    """Each leaf's type, by its path across list items (``items[].price`` → ``number``): the JSON type, or the
+    string's ``format`` (``date``, ``date-time``) where it has one. ``schema`` has its $refs inlined."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, path: str, depth: int) -> None:
+        if not isinstance(node, dict) or depth > 64:
+            return
+        alts = [a for a in _alternatives(node) if a.get("type") != "null"]
+        if alts and "type" not in node:
+            walk(alts[0], path, depth + 1)
+            return
+        kinds = node.get("type")
+        kind = next((k for k in kinds if k != "null"), None) if isinstance(kinds, list) else kinds
+        if kind == "object" or "properties" in node:
+            for name, sub in (node.get("properties") or {}).items():
+                walk(sub, f"{path}.{name}" if path else name, depth + 1)
+        elif kind == "array" or "items" in node:
+            walk(array_items(node), f"{path}[]", depth + 1)
+        elif path:
+            out[path] = str(node.get("format") or kind or "string") if kind in (None, "string") else str(kind)
+
+    walk(schema, "", 0)
+    return out

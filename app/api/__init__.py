@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import Gatekeeper
-from app.api import access, conversations, documents, jobs, queries
+from app.api import access, calibration, conversations, documents, jobs, queries
 from app.api.guard import (
     DOCS_ASSETS,
     RequestGuard,
@@ -84,7 +84,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None,
     app.add_middleware(RequestGuard, gate=gate, max_body=body_limit(s), limits=s.access, failures=failures,
                        on_denied=lambda who, action, why: svc.audit(who, action, "denied", detail=why))
 
-    for area in (documents, queries, conversations, jobs, access):  # one router per area (as vLLM's entrypoints)
+    # one router per area (as vLLM's entrypoints)
+    for area in (documents, queries, conversations, jobs, access, calibration):
         app.include_router(area.router)
 
     @app.exception_handler(PageLensError)

@@ -192,7 +192,7 @@ def test_eval_extract_on_receipts_with_the_offline_backend(tmp_path: Path) -> No
 
 
 def test_calibration_buckets() -> None:
-    from app.reliability import calibration
+    from grounding.calibration import reliability as calibration
 
     cal = calibration([(0.95, True), (0.91, False), (0.15, False), (1.0, True), (0.5, True)])
     rows = {round(b["lo"], 1): b for b in cal["buckets"] if b["n"]}

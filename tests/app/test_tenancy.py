@@ -117,7 +117,9 @@ def _probes(t: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, str, dic
 
 LISTINGS = {("GET", "/documents"), ("GET", "/jobs"), ("POST", "/search/documents"), ("GET", "/health"),
             ("GET", "/me"), ("GET", "/conversations"), ("POST", "/conversations")}
-ADMIN_ONLY = {("POST", "/keys"), ("GET", "/keys"), ("DELETE", "/keys/{name}"), ("GET", "/audit")}
+ADMIN_ONLY = {("POST", "/keys"), ("GET", "/keys"), ("DELETE", "/keys/{name}"), ("GET", "/audit"),
+              ("GET", "/calibration/profiles"), ("POST", "/calibration/profiles"),
+              ("DELETE", "/calibration/profiles/{profile_id}"), ("GET", "/calibration/corrections")}
 UPLOAD = {("POST", "/documents")}
 
 

@@ -81,11 +81,19 @@ def serve_data_dir(settings: Settings, *, host: str, port: int) -> None:
 
     svc = Service(settings)
     token = secrets.token_urlsafe(32)
+
+    class Listening(uvicorn.Server):
+        """Advertises the server only once its socket accepts connections: a shell that finds the record never
+        meets a refused connection."""
+
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and svc.owner is not None:  # embedded stores: this process owns the data dir
+                svc.owner.advertise(local_url(host, port), token)
+
     try:
         app = create_app(service=svc, local_token=token, host=host)
-        if svc.owner is not None:  # embedded stores: this process owns the data dir; shared stores need no owner
-            svc.owner.advertise(local_url(host, port), token)
         _raise_fd_limit(settings.server.max_connections)
-        uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
+        Listening(uvicorn.Config(app, host=host, port=port, log_level="info", **uvicorn_options(settings))).run()
     finally:
         svc.close()

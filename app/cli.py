@@ -99,7 +99,7 @@ def ingest(
     report: Annotated[Path | None, typer.Option("--report", help="write the IngestReport as JSON here")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, max=64, help="page-reader processes; a long file is shared among them by page ranges "
-                                         "\\[default: PAGELENS_INGEST__WORKERS, else one per core, at most 4]")] = None,
+                                         "\\[default: PAGELENS_INGEST__WORKERS, else one per core]")] = None,
     ray: Annotated[str | None, typer.Option(
         "--ray", metavar="ADDRESS", help="read on a Ray cluster: 'local' (start one here), 'auto' (the one this "
                                          "machine joined) or ray://host:10001; needs pagelens\\[ray]")] = None,

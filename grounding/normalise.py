@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 from datetime import date, datetime
 from functools import lru_cache
 
@@ -140,7 +141,9 @@ def parse_dates(text: str) -> set[date]:
     out = set()
     for dayfirst in (False, True):
         try:
-            dt = parser.parse(t, fuzzy=False, dayfirst=dayfirst, default=datetime(1, 1, 1))
+            with warnings.catch_warnings():  # "12:30 EST": the time zone is beside the point (the day is asked)
+                warnings.simplefilter("ignore", parser.UnknownTimezoneWarning)
+                dt = parser.parse(t, fuzzy=False, dayfirst=dayfirst, default=datetime(1, 1, 1))
         except (ValueError, OverflowError, TypeError):
             continue
         if dt.year != 1:

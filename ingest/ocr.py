@@ -1,22 +1,28 @@
-"""OCR with rapidocr-onnxruntime (PP-OCR ONNX models shipped inside the wheel; runs offline), turned into
-words from the geometry of the recognised characters.
+"""OCR words from the geometry of the recognised characters, on one of two engines (both run offline, their ONNX
+models inside their wheels):
 
-RapidOCR's recogniser often drops the spaces of a line (``MRD.I.Y.(JOHOR)SDNBHD``), but with
-``return_word_box=True`` it places every character: the gaps between character centres show where the words
-are. A line is split at recognised spaces and wherever the distance between two character centres is clearly
-wider than the line's typical character pitch. A word's box is the union of its characters, its confidence
-the mean of its characters' scores, and its character edges are kept so a value inside a word gets the box of
-exactly its characters. Lines are grouped into printed rows (tolerant to skew) and numbered in reading
-order."""
+- ``rapidocr`` (3.x, the default): PP-OCRv6 small detection and recognition; recognises the spaces of a line;
+- ``rapidocr-onnxruntime`` (1.4, the engine before it): PP-OCRv4 mobile; for comparison, when installed.
+
+Each engine reports every character's box. A line is split at recognised spaces and wherever the distance between
+two character centres is clearly wider than the line's typical character pitch (RapidOCR 1.4 often drops the spaces
+of a line: ``MRD.I.Y.(JOHOR)SDNBHD``). A word's box is the union of its characters, its confidence the mean of its
+characters' scores, and its character edges are kept so a value inside a word gets the box of exactly its
+characters. Lines are grouped into printed rows (tolerant to skew) and numbered in reading order.
+
+Threads: each reader process runs one engine with ``threads`` onnxruntime threads (``ocr_threads``: the cores
+shared among the readers), so N readers use N cores without oversubscribing them."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,26 +31,147 @@ from schemas.wordtable import WordTable
 
 log = logging.getLogger(__name__)
 
-SPLITTER_VERSION = "charsplit1"  # the ``ocr_words`` stage: bump when lines become words differently, and
-# documents with OCR'd pages (only those) are re-read on the next ingest
+SPLITTER_VERSION = "charsplit1"  # how lines become words: part of the ``ocr_words`` stage (``ocr_version``)
 GAP_PITCHES = 1.5  # a centre-to-centre distance above this many expected pitches is a word break
 MIN_PITCH_CHARS = 3  # lines with fewer characters are split at spaces only
 
+Engine = Literal["rapidocr", "rapidocr-onnxruntime"]
+DEFAULT_ENGINE: Engine = "rapidocr"
+_PACKAGE = {"rapidocr": "rapidocr", "rapidocr-onnxruntime": "rapidocr-onnxruntime"}
 
-@lru_cache(maxsize=1)
-def _engine() -> Any:
+# one recognised line: its quad (4, 2) pixels, text, score, and per character of the text (spaces included) its
+# box (n, 4) pixels x0, y0, x1, y1 and score, when the engine placed every character
+RawLine = tuple[np.ndarray, str, float, "np.ndarray | None", "list[float] | None"]
+
+
+def ocr_threads(readers: int) -> int:
+    """onnxruntime threads for each of ``readers`` reader processes: the cores, shared."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, readers))
+
+
+def engine_version(engine: str = DEFAULT_ENGINE) -> str:
+    """The engine and its version, as the ``ocr_words`` stage records it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{engine}-{version(_PACKAGE[engine])}"
+    except (PackageNotFoundError, KeyError):
+        return f"{engine}-missing"
+
+
+def ocr_version(engine: str = DEFAULT_ENGINE) -> str:
+    """What produced a document's OCR'd words (the ``ocr_words`` stage): switching the engine re-reads the
+    documents that have OCR'd pages, and only those."""
+    tuned = f",det{DET_MAX_SIDE},unclip{UNCLIP:g},rec{REC_BATCH},nocls" if engine == "rapidocr" else ""
+    return f"{SPLITTER_VERSION}+{engine_version(engine)}{tuned}"
+
+
+@lru_cache(maxsize=2)
+def _engine(engine: str = DEFAULT_ENGINE, threads: int = 0) -> Callable[[np.ndarray], list[RawLine]]:
+    """The engine's reader of one BGR image, built once per process (``threads`` 0: onnxruntime's default)."""
     from ingest.mupdf import quiet_onnxruntime
 
     quiet_onnxruntime()
+    if engine not in _PACKAGE:
+        raise ValueError(f"unknown OCR engine {engine!r}: give one of {', '.join(_PACKAGE)}")
+    try:
+        return _rapidocr3(threads) if engine == "rapidocr" else _rapidocr14(threads)
+    except ImportError as e:
+        raise RuntimeError(f"the OCR engine {engine} is not installed ({e}): pip install {_PACKAGE[engine]}, or set "
+                           f"PAGELENS_INGEST__OCR_ENGINE={DEFAULT_ENGINE}") from e
+
+
+# rapidocr 3.x as tuned on the receipts (bench/ocr_engines.py, BENCHMARKS.md): detection on the page scaled to at
+# most DET_MAX_SIDE pixels (its default scales the *short* side up to 736: a tall receipt was detected at 3× its
+# pixels, for nothing), no angle classifier (a line read upside down is rarer than one it turns wrongly: word F1
+# 0.854 → 0.868), recognition two lines a batch (lines of one batch are padded to the widest), and detected lines
+# grown by 1.3 instead of 1.6 (its boxes stood 30 % taller than the printed characters; 1.3: 16 %).
+DET_MAX_SIDE = 1280
+REC_BATCH = 2
+UNCLIP = 1.3
+
+
+def _rapidocr3(threads: int) -> Callable[[np.ndarray], list[RawLine]]:
+    from rapidocr import RapidOCR
+
+    params: dict[str, Any] = {"Global.log_level": "warning", "Global.use_cls": False, "Det.limit_type": "max",
+                              "Det.limit_side_len": DET_MAX_SIDE, "Det.unclip_ratio": UNCLIP,
+                              "Rec.rec_batch_num": REC_BATCH}
+    if threads:
+        params.update({"EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                       "EngineConfig.onnxruntime.inter_op_num_threads": 1})
+    if _cuda():  # onnxruntime-gpu installed and a GPU seen: detection and recognition run there
+        params["EngineConfig.onnxruntime.use_cuda"] = True
+    ocr = RapidOCR(params=params)
+
+    def read(bgr: np.ndarray) -> list[RawLine]:
+        r: Any = ocr(bgr, return_word_box=True, return_single_char_box=True)  # RapidOCROutput (det+rec run)
+        if r.boxes is None or r.txts is None or r.scores is None:
+            return []
+        out: list[RawLine] = []
+        for k, (quad, text, score) in enumerate(zip(r.boxes, r.txts, r.scores, strict=True)):
+            chars = r.word_results[k] if k < len(r.word_results) else None
+            out.append((np.asarray(quad, np.float64), str(text), float(score), *_char_boxes(str(text), chars)))
+        return out
+
+    return read
+
+
+def _cuda() -> bool:
+    try:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    except Exception:  # no onnxruntime, or a broken GPU build: the CPU is the answer
+        return False
+
+
+def _char_boxes(text: str, chars: Any) -> tuple[np.ndarray | None, list[float] | None]:
+    """rapidocr 3.x places every character but the spaces: boxes and scores for the whole text (a space gets the
+    gap between its neighbours), or (None, None) when the characters do not line up with the text."""
+    solid = [c for c in text if not c.isspace()]
+    if not chars or len(chars) != len(solid) or any(str(ch[0]) != c for ch, c in zip(chars, solid, strict=True)):
+        return None, None
+    quads = np.asarray([ch[2] for ch in chars], np.float64).reshape(-1, 4, 2)
+    solid_boxes = np.stack([quads[:, :, 0].min(1), quads[:, :, 1].min(1), quads[:, :, 0].max(1),
+                            quads[:, :, 1].max(1)], 1)
+    boxes = np.zeros((len(text), 4), np.float64)
+    scores: list[float] = []
+    j = 0
+    for i, c in enumerate(text):
+        if c.isspace():
+            left = solid_boxes[j - 1] if j else solid_boxes[0]
+            right = solid_boxes[j] if j < len(solid_boxes) else left
+            boxes[i] = [left[2], min(left[1], right[1]), max(left[2], right[0]), max(left[3], right[3])]
+            scores.append(1.0)
+        else:
+            boxes[i] = solid_boxes[j]
+            scores.append(float(chars[j][1]))
+            j += 1
+    return boxes, scores
+
+
+def _rapidocr14(threads: int) -> Callable[[np.ndarray], list[RawLine]]:
     from rapidocr_onnxruntime import RapidOCR
 
-    return RapidOCR()
+    ocr = RapidOCR(**({"intra_op_num_threads": threads, "inter_op_num_threads": 1} if threads else {}))
 
+    def read(bgr: np.ndarray) -> list[RawLine]:
+        result, _ = ocr(bgr, return_word_box=True)
+        out: list[RawLine] = []
+        for item in result or []:
+            quad, text, score = np.asarray(item[0], np.float64), str(item[1]), float(item[2])
+            boxes: np.ndarray | None = None
+            scores: list[float] | None = None
+            if len(item) > 5 and item[3] and len(item[3]) == len(text) and len(item[5]) == len(text):
+                cq = np.asarray(item[3], np.float64).reshape(-1, 4, 2)
+                boxes = np.stack([cq[:, :, 0].min(1), cq[:, :, 1].min(1), cq[:, :, 0].max(1), cq[:, :, 1].max(1)], 1)
+                scores = [float(v) for v in item[5]]
+            out.append((quad, text, score, boxes, scores))
+        return out
 
-def engine_version() -> str:
-    from importlib.metadata import version
-
-    return f"rapidocr-onnxruntime-{version('rapidocr-onnxruntime')}"
+    return read
 
 
 @dataclass
@@ -159,20 +286,14 @@ def reading_order(lines: list[_Line]) -> list[list[_Line]]:
     return [[r[3] for r in sorted(row, key=lambda r: r[1])] for row in rows]
 
 
-def ocr_words(image: np.ndarray) -> WordTable:
+def ocr_words(image: np.ndarray, engine: str = DEFAULT_ENGINE, threads: int = 0) -> WordTable:
     """Words on a rendered page image (RGB uint8, H×W×3), boxes in the BBox contract, in reading order, with
     line ids (printed rows), character edges and confidences from the characters' scores."""
     h, w = image.shape[:2]
-    result, _ = _engine()(image[:, :, ::-1], return_word_box=True)  # rapidocr expects BGR like OpenCV
     lines = []
-    for item in result or []:
-        quad, text, score = np.asarray(item[0], np.float64), str(item[1]), float(item[2])
-        char_quads = item[3] if len(item) > 3 else None
-        chars = list(text)
-        if char_quads and len(char_quads) == len(chars) and len(item) > 5 and len(item[5]) == len(chars):
-            cq = np.asarray(char_quads, np.float64).reshape(-1, 4, 2)
-            boxes = np.stack([cq[:, :, 0].min(1), cq[:, :, 1].min(1), cq[:, :, 0].max(1), cq[:, :, 1].max(1)], 1)
-            words = split_chars(chars, boxes, [float(v) for v in item[5]])
+    for quad, text, score, char_boxes, char_scores in _engine(engine, threads)(image[:, :, ::-1]):  # BGR
+        if char_boxes is not None and char_scores is not None:
+            words = split_chars(list(text), char_boxes, char_scores)
         else:
             words = split_line(text.strip(), quad, score)
         if words:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ingest import pdf
 from ingest.captions import Captioner
-from ingest.ocr import SPLITTER_VERSION
+from ingest.ocr import ocr_threads, ocr_version
 from ingest.plan import Plan, embed_version, plan_file, words_version
 from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
 from ingest.text_stage import TextEmbedder
@@ -208,7 +208,8 @@ class Ingestor:
         i = self.s.ingest
         opts = ReadOptions(render_dpi=i.render_dpi, ocr_dpi=i.ocr_dpi, max_render_pixels=i.max_render_pixels,
                            ocr_min_words=i.ocr_min_words, max_pages=i.max_pages, memory_mb=i.worker_memory_mb,
-                           batch_pages=i.batch_pages, outline_headings=i.outline_headings)
+                           batch_pages=i.batch_pages, outline_headings=i.outline_headings, ocr_engine=i.ocr_engine,
+                           ocr_threads=i.ocr_threads or (1 if ray else ocr_threads(workers)))  # a Ray task: 1 CPU
         pool: ReaderPool | RayReaderPool
         ray = ray if plans else None  # nothing to read (every file unchanged): no cluster is started for it
         shared = SharedStores.of(self.s, coll) if ray else None  # Ray workers write their pages themselves
@@ -335,7 +336,8 @@ class Ingestor:
         self.index.flush()  # vectors durable before the document is marked complete
         doc = self.catalog.get_document(plan.doc_id)
         stages = dict(doc.stages) if doc else {}
-        stages.update({"words": words_version(self.s), "index": bm25.VERSION, "ocr_words": SPLITTER_VERSION})
+        stages.update({"words": words_version(self.s), "index": bm25.VERSION,
+                       "ocr_words": ocr_version(self.s.ingest.ocr_engine)})
         if plan.mode == "full":
             stages.pop("caption", None)  # page rows were rewritten without captions
             stages.pop("text", None)  # and the points without their words' vectors

@@ -5,13 +5,14 @@ collection are another document (``schemas.ids``). The stage versions are decide
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from ingest import pdf
-from ingest.ocr import SPLITTER_VERSION, engine_version
+from ingest.ocr import ocr_version
 from schemas.documents import Document
 from schemas.errors import TooLarge
 from schemas.ids import collection_doc_id, doc_candidates, doc_id_of_file
@@ -24,10 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def words_version(s: Settings) -> str:
-    """What produced a document's words: PyMuPDF, the OCR engine and its settings, the outline switch."""
+    """What produced a document's words: PyMuPDF, the OCR settings, the outline switch (the OCR engine is the
+    ``ocr_words`` stage's: switching it re-reads only documents with OCR'd pages)."""
     i = s.ingest
     headings = "" if i.outline_headings else ",no-outline"
-    return f"{pdf.library_version()}+{engine_version()}@{i.ocr_dpi:g}dpi,min{i.ocr_min_words}{headings}"
+    return f"{pdf.library_version()}@{i.ocr_dpi:g}dpi,min{i.ocr_min_words}{headings}"
+
+
+def _same_words(stored: str | None, s: Settings) -> bool:
+    """The stored ``words`` stage is this one. Before the OCR engine moved to the ``ocr_words`` stage it was part of
+    this version (``pymupdf-X+rapidocr-onnxruntime-Y@…``): a document read then is not read again for it (one with
+    OCR'd pages is, by its ``ocr_words`` stage)."""
+    return stored is not None and re.sub(r"\+rapidocr[^@]*", "", stored) == words_version(s)
 
 
 def embed_version(s: Settings) -> str:
@@ -66,9 +75,9 @@ def plan_file(s: Settings, library: Library, path: Path, name: str, collection: 
                        "limit; split it or raise PAGELENS_INGEST__MAX_FILE_MB")
     kind = pdf.sniff_kind(path)
     doc_id, doc = identity(library, doc_id_of_file(path), collection, s.default_collection)
-    if doc is None or doc.status != "complete" or doc.stages.get("words") != words_version(s) \
+    if doc is None or doc.status != "complete" or not _same_words(doc.stages.get("words"), s) \
             or doc.stages.get("index") != bm25.VERSION \
-            or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != SPLITTER_VERSION):
+            or (doc.words_sources.get("ocr") and doc.stages.get("ocr_words") != ocr_version(s.ingest.ocr_engine)):
         return Plan(path, name, doc_id, kind, "full", previously_complete=False)
     if library.index.count(doc_id) < doc.page_count:
         # the catalog says complete but this vector store lacks its points (a catalog shared by two embedded

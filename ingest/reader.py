@@ -58,6 +58,8 @@ class ReadOptions:
     memory_mb: int
     batch_pages: int
     outline_headings: bool = True
+    ocr_engine: str = "rapidocr"
+    ocr_threads: int = 0  # onnxruntime threads per reader (0: onnxruntime's default)
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,8 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions, outline: dict[
             try:
                 from ingest.ocr import ocr_words
 
-                ocr = ocr_words(pdf.render(page, opts.ocr_dpi, opts.max_render_pixels))
+                ocr = ocr_words(pdf.render(page, opts.ocr_dpi, opts.max_render_pixels), opts.ocr_engine,
+                                opts.ocr_threads)
                 if len(ocr) > len(words):
                     words, out.words_source = ocr, "ocr"
             except Exception as e:  # recorded on the page: the words stage stays pending and is retried

@@ -18,6 +18,14 @@ from schemas.errors import ConfigError
 ENV_PREFIX = "PAGELENS_"
 
 
+# How many readers (``IngestSettings.reader_count``). The writer — the main process — stores a page in ~0.45 ms
+# (BENCHMARKS.md: ~2,200 pages/s); a reader reads a born-digital page in ~2.75 ms (~360 pages/s) and OCRs a scanned
+# one in ~2.3 s. So on born-digital PDFs the writer is the limit from ~6 readers on, and on scans it never is. A
+# reader the writer cannot keep up with waits (its pipe fills), costing only its memory; so there is one reader per
+# core, bounded by the memory a reader may need (READER_MEMORY_MB, OCR models loaded), not by a fixed number.
+READER_MEMORY_MB = 800
+
+
 class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -27,6 +35,11 @@ class IngestSettings(_Group):
     ocr_dpi: float = Field(144.0, gt=0, description="DPI of the page image given to OCR")
     max_render_pixels: int = Field(4_000_000, gt=0, description="cap on any rendered page (pixels)")
     ocr_min_words: int = Field(3, ge=0, description="pages with fewer text-layer words are OCR'd")
+    ocr_engine: Literal["rapidocr", "rapidocr-onnxruntime"] = Field(
+        "rapidocr", description="rapidocr (3.x: PP-OCRv6, bundled) or rapidocr-onnxruntime (1.4: PP-OCRv4, the "
+        "engine before it, if installed); switching re-reads only the documents with OCR'd pages")
+    ocr_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per reader; 0: the cores shared "
+                             "among the readers (no oversubscription)")
     max_file_mb: float = Field(500.0, gt=0, description="larger files are rejected as too_large")
     max_pages: int = Field(20_000, gt=0, description="documents with more pages are rejected as too_large")
     file_timeout_s: float = Field(600.0, gt=0, description="per-file time limit for reading pages")
@@ -36,14 +49,18 @@ class IngestSettings(_Group):
                                "would go below it fails its file with disk_full (the vector store maps its "
                                "write-ahead log into memory: a full disk would crash the process instead)")
     workers: int = Field(0, ge=0, le=64, description="page-reader processes (a long file is shared among them "
-                                                     "by page ranges); 0: one per CPU core, at most 4")
+                                                     "by page ranges); 0: one per CPU core, as many as the "
+                                                     "free memory holds")
 
     def reader_count(self) -> int:
-        """``workers``, with 0 meaning one per CPU core (at most 4: beyond that the writes are the limit)."""
+        """``workers``; 0: one per CPU core, as many as the free memory holds (``READER_MEMORY_MB`` each)."""
         import os
 
-        return self.workers or max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                          else os.cpu_count() or 1))
+        import psutil
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        room = int(psutil.virtual_memory().available // (READER_MEMORY_MB * 2**20))
+        return self.workers or max(1, min(cores, room, 64))
     outline_headings: bool = Field(True, description="index the PDF outline's titles as headings of the pages "
                                                      "they point to (larger-font lines are headings either way)")
 

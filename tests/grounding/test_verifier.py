@@ -176,6 +176,12 @@ def _receipt_gold(rid: str) -> tuple[dict, tuple[int, int]]:
     return fields, Image.open(RECEIPTS / "img" / f"{rid}.jpg").size
 
 
+def _inside(b: BBox, g: BBox) -> bool:
+    """``b``'s centre lies in ``g`` and ``b`` is at least a third of ``g``'s width (the value within its line)."""
+    cx, cy = b.center()
+    return g.x0 <= cx <= g.x1 and g.y0 <= cy <= g.y1 and (b.x1 - b.x0) >= (g.x1 - g.x0) / 3
+
+
 @pytest.mark.corpus
 @pytest.mark.parametrize("rid", ["002", "006", "042"])
 def test_real_receipts_key_values_are_verified_on_their_gold_boxes(rid: str) -> None:
@@ -190,10 +196,11 @@ def test_real_receipts_key_values_are_verified_on_their_gold_boxes(rid: str) -> 
         loc = locate(fields[name]["value"], table)
         assert loc.status == "verified", (rid, name, fields[name]["value"])
         assert loc.bbox is not None
+        # printed more than once (002's total is also written by hand on the receipt): one of the listed places
+        places = [c.bbox for c in loc.candidates] or [loc.bbox]
         if name == "date":  # gold is the whole line the date is printed in
-            cx, cy = loc.bbox.center()
-            assert any(g.x0 <= cx <= g.x1 and g.y0 <= cy <= g.y1 for g in gold), (rid, name)
-        else:
-            assert max(loc.bbox.iou(g) for g in gold) >= 0.5, (rid, name)
+            assert any(g.x0 <= b.center()[0] <= g.x1 and g.y0 <= b.center()[1] <= g.y1 for g in gold for b in places)
+        else:  # the value's own characters: inside a gold box that also holds its currency ("RM 64.15")
+            assert any(b.iou(g) >= 0.5 or _inside(b, g) for g in gold for b in places), (rid, name, loc)
     addr = locate(fields["address"]["value"], table)
     assert addr.status != "unverified" and len(addr.boxes) >= 2  # over several printed lines

@@ -11,7 +11,7 @@ import numpy as np
 import pymupdf
 import pytest
 
-from ingest.ocr import _Line, _Word, ocr_words, reading_order, split_chars
+from ingest.ocr import _Line, _Word, ocr_version, ocr_words, reading_order, split_chars
 from ingest.pdf import text_words
 from schemas.wordtable import WordTable
 from tests.conftest import PDFS
@@ -144,16 +144,26 @@ def test_new_word_splitting_rereads_ocr_documents_and_nothing_else(service: obje
     pdf = PDFS / "refcard-a4.pdf"
     assert {f.status for f in service.ingest([png, pdf]).files} == {"ingested"}
     cat = service.catalog
-    for ref in (png.name, pdf.name):  # a store written before the OCR word splitting existed
-        doc = service.get_document(ref)
+    for ref in (png.name, pdf.name):  # a store written before the OCR word splitting existed, when the OCR engine
+        doc = service.get_document(ref)  # was part of the words stage ("pymupdf-X+rapidocr-onnxruntime-1.4.4@…")
         stages = {k: v for k, v in doc.stages.items() if k != "ocr_words"}
+        stages["words"] = stages["words"].replace("@", "+rapidocr-onnxruntime-1.4.4@", 1)
         cat.complete_document(doc.doc_id, stages=stages, pending=doc.pending)
     seen = service.ingest([png, pdf])
     by_name = {Path(f.path).name: f.status for f in seen.files}
     reads = [n for n, s in by_name.items() if s == "ingested"]
     assert reads == [png.name] and by_name[pdf.name] == "unchanged"
-    assert service.get_document(png.name).stages["ocr_words"]
+    assert service.get_document(png.name).stages["ocr_words"] == ocr_version("rapidocr")
     assert {f.status for f in service.ingest([png, pdf]).files} == {"unchanged"}
+    # another OCR engine: the OCR'd document is read again, the text-layer one is not
+    service.settings.ingest.ocr_engine = "rapidocr-onnxruntime"
+    doc = service.get_document(png.name)
+    assert ocr_version("rapidocr-onnxruntime") != doc.stages["ocr_words"]
+    from ingest.plan import plan_file
+
+    lib = service.ingestor.library
+    assert getattr(plan_file(service.settings, lib, png, png.name, "default"), "mode", None) == "full"
+    assert getattr(plan_file(service.settings, lib, pdf, pdf.name, "default"), "status", None) == "unchanged"
 
 
 @pytest.mark.corpus
@@ -169,7 +179,7 @@ def test_a_page_whose_ocr_failed_is_recorded_and_retried(tmp_path: Path) -> None
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import ingest.ocr\n"
-        "def _boom(image):\n"
+        "def _boom(*args, **kwargs):\n"
         "    raise RuntimeError('std::bad_alloc (injected by the test)')\n"
         "ingest.ocr.ocr_words = _boom\n")
     png = tmp_path / "card.png"
@@ -209,3 +219,21 @@ def test_ocr_of_an_ordinary_page_fits_a_1gb_reader(tmp_path: Path) -> None:
     assert 0 < report["reader_peak_mb"] < 1024
     doc = json.loads(pagelens("docs", "show", png.name, env=env).stdout)
     assert doc["words_sources"] == {"ocr": 1}
+
+
+def test_an_ocr_engine_that_is_not_installed_says_how(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from ingest import ocr
+
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # import fails as if not installed
+    ocr._engine.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"rapidocr-onnxruntime is not installed.*OCR_ENGINE=rapidocr"):
+            ocr._engine("rapidocr-onnxruntime", 1)
+        with pytest.raises(ValueError, match="unknown OCR engine"):
+            ocr._engine("tesseract", 1)
+    finally:
+        ocr._engine.cache_clear()
+    assert ocr.ocr_version("rapidocr") != ocr.ocr_version("rapidocr-onnxruntime")
+    assert ocr.ocr_threads(1) >= 1 and ocr.ocr_threads(10_000) == 1

@@ -27,7 +27,7 @@ def make_sample_pdf(path: Path) -> Path:
 
     The bytes are the same on every run (fixed metadata, no file id, no timestamps), so the sample keeps one
     ``doc_id`` and running the demo again reports it ``unchanged``."""
-    import pymupdf
+    from store.mupdf import pymupdf
 
     doc = pymupdf.open()
     for i, (title, body) in enumerate(SAMPLE_PAGES):

@@ -10,7 +10,7 @@ from typing import Any
 
 def reliability_png(cal: dict[str, Any], path: Path, title: str = "extraction confidence") -> Path:
     """Draw the reliability diagram of ``grounding.calibration.reliability(...)`` to ``path`` (PNG)."""
-    import pymupdf
+    from store.mupdf import pymupdf
 
     size, margin = 400.0, 50.0
     doc = pymupdf.open()

@@ -70,7 +70,7 @@ def ocr_version(engine: str = DEFAULT_ENGINE) -> str:
 @lru_cache(maxsize=2)
 def _engine(engine: str = DEFAULT_ENGINE, threads: int = 0) -> Callable[[np.ndarray], list[RawLine]]:
     """The engine's reader of one BGR image, built once per process (``threads`` 0: onnxruntime's default)."""
-    from ingest.mupdf import quiet_onnxruntime
+    from store.mupdf import quiet_onnxruntime
 
     quiet_onnxruntime()
     if engine not in _PACKAGE:

@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 
-from ingest.mupdf import pymupdf  # telemetry off, layout models not loaded: see ingest.mupdf
 from schemas.coords import boxes_from_points
 from schemas.errors import (
     EmptyDocument,
@@ -24,6 +23,7 @@ from schemas.errors import (
     WrongPassword,
 )
 from schemas.wordtable import WordTable
+from store.mupdf import pymupdf  # telemetry off, layout models not loaded: see store.mupdf
 
 Kind = Literal["pdf", "image"]
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff", b"MM\x00*": "tiff"}

@@ -16,7 +16,18 @@ from ingest import pdf
 from ingest.captions import Captioner
 from ingest.ocr import ocr_threads, ocr_version
 from ingest.plan import Plan, embed_version, plan_file, words_version
-from ingest.reader import PageOut, ReaderPool, ReadJob, ReadOptions
+from ingest.reader import (
+    PageOut,
+    PagesRead,
+    PagesWritten,
+    ReadDone,
+    ReaderPool,
+    ReadFailed,
+    ReadJob,
+    ReadOpened,
+    ReadOptions,
+    ReadStarted,
+)
 from ingest.text_stage import TextEmbedder
 from ingest.write import SharedStores, Written, page_records, write_pages, written
 from store.space import check_free, disk_full_from
@@ -228,27 +239,27 @@ class Ingestor:
                     continue
                 t_busy = time.perf_counter()
                 try:
-                    if ev.kind == "started" and not ev.job.is_part:  # the file's own time, not its wait for a reader
-                        plan.started = time.perf_counter()
-                    elif ev.kind == "opened":  # from the file's first part: its length and the ranges it is read in
-                        plan.page_count, ranges = ev.payload
-                        plan.parts_left = len(ranges)
-                        pages_total += plan.page_count
-                        self._opened(plan, coll)
-                    elif ev.kind == "pages":
-                        self._pages(plan, ev.payload, coll, encoder)
-                        pages_done += len(ev.payload)
-                    elif ev.kind == "written":  # by a worker, into the shared stores
-                        self._written(plan, ev.payload, encoder)
-                        pages_done += ev.payload.pages
-                    elif ev.kind == "done":
-                        plan.parts_left -= 1
-                        if plan.parts_left == 0:
-                            outcomes[plan.path] = self._done(plan, coll, encoder)
-                    elif ev.kind == "failed":
-                        code, message = ev.payload
-                        outcomes[plan.path] = self._failed(plan, code, message)
-                        pool.cancel(ev.job)
+                    match ev:
+                        case ReadStarted() if not ev.job.is_part:  # the file's own time, not its wait for a reader
+                            plan.started = time.perf_counter()
+                        case ReadOpened():  # from the file's first part: its length and the ranges it is read in
+                            plan.page_count = ev.page_count
+                            plan.parts_left = len(ev.ranges)
+                            pages_total += plan.page_count
+                            self._opened(plan, coll)
+                        case PagesRead():
+                            self._pages(plan, ev.pages, coll, encoder)
+                            pages_done += len(ev.pages)
+                        case PagesWritten():  # by a worker, into the shared stores
+                            self._written(plan, ev.written, encoder)
+                            pages_done += ev.written.pages
+                        case ReadDone():
+                            plan.parts_left -= 1
+                            if plan.parts_left == 0:
+                                outcomes[plan.path] = self._done(plan, coll, encoder)
+                        case ReadFailed():
+                            outcomes[plan.path] = self._failed(plan, ev.code, ev.message)
+                            pool.cancel(ev.job)
                 except StoreError as e:  # the catalog is gone: stop (nothing can be recorded); the next run reconciles
                     outcomes[plan.path] = FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",
                                                       error=ErrorInfo(code=e.code, message=e.message))

@@ -28,7 +28,18 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.reader import ReadEvent, ReadJob, ReadOptions, timed_out
+from ingest.reader import (
+    PagesRead,
+    PagesWritten,
+    ReadDone,
+    ReadEvent,
+    ReadJob,
+    ReadOpened,
+    ReadOptions,
+    ReadStarted,
+    read_event,
+    timed_out,
+)
 from ingest.write import SharedStores
 from schemas.errors import ConfigError, StoreError, WorkerCrashed
 
@@ -215,17 +226,17 @@ class RayReaderPool:
         try:
             kind, payload = self._ray.get(ref)
         except self._ray.exceptions.RayError as e:  # the worker died MAX_RETRIES + 1 times, or the task was lost
-            yield ReadEvent(job, "failed", self._crashed(job, e.__class__.__name__))
+            yield read_event(job, "failed", self._crashed(job, e.__class__.__name__))
             return
         if kind == "failed":
-            yield ReadEvent(job, "failed", payload)
+            yield read_event(job, "failed", payload)
             return
         if task.kind == "open":
             count = int(payload)
             size = RAY_RENDER_PART_PAGES if job.render else RAY_PART_PAGES
             ranges = [(a, min(count, a + size)) for a in range(0, count, size)] or [(0, 0)]
-            yield ReadEvent(job, "started")
-            yield ReadEvent(job, "opened", (count, ranges))
+            yield ReadStarted(job)
+            yield ReadOpened(job, count, ranges)
             if self.encoder is not None and job.render:  # read and embedded by Ray Data once all files are open
                 self._to_embed += [(job, a, b) for a, b in ranges]
             else:
@@ -235,14 +246,14 @@ class RayReaderPool:
 
     @staticmethod
     def _range_written(job: ReadJob, written: Any) -> Iterator[ReadEvent]:
-        yield ReadEvent(job, "written", written)
-        yield ReadEvent(job, "done")
+        yield PagesWritten(job, written)
+        yield ReadDone(job)
 
     def _range_read(self, job: ReadJob, pages: list[Any]) -> Iterator[ReadEvent]:
         batch = self.opts.batch_pages
         for i in range(0, len(pages), batch):  # the pipeline writes in batches, as pages come from local readers
-            yield ReadEvent(job, "pages", pages[i:i + batch])
-        yield ReadEvent(job, "done")  # this range is done: one "done" per range, as local readers send per part
+            yield PagesRead(job, pages[i:i + batch])
+        yield ReadDone(job)  # this range is done: one "done" per range, as local readers send per part
 
     def _read_and_embed(self) -> Iterator[ReadEvent]:
         from ingest.ray_data import read_and_embed
@@ -262,7 +273,7 @@ class RayReaderPool:
                 yield from self._range_written(job, payload)
                 continue
             self._cancelled.add(job.job_id)  # one failure per file; the rest of its ranges is dropped
-            yield ReadEvent(job, "failed", payload if kind == "failed" else self._crashed(job, payload))
+            yield read_event(job, "failed", payload if kind == "failed" else self._crashed(job, payload))
 
     @staticmethod
     def _crashed(job: ReadJob, why: str) -> tuple[str, str]:
@@ -282,7 +293,7 @@ class RayReaderPool:
             task = self._tasks.get(ref)
             if task is not None and task.job.job_id not in self._cancelled:
                 self.cancel(task.job)
-                yield ReadEvent(task.job, "failed", _timeout(task.job, self.timeout_s))
+                yield read_event(task.job, "failed", _timeout(task.job, self.timeout_s))
 
     def cancel(self, job: ReadJob) -> None:
         """Stop reading ``job``'s file: its tasks are cancelled (their workers killed), later results dropped."""

@@ -112,16 +112,80 @@ class PageOut:
     words_failed: str | None = None  # why this page's words could not be read (OCR failed): retried next ingest
 
 
+# What a pool of readers (local processes, or Ray tasks) tells the pipeline, one typed event at a time.
 @dataclass(frozen=True)
-class ReadEvent:
-    """``kind``: ``started`` (a reader took the file: its clock starts), ``opened`` (payload: (page count, the
-    page ranges it is read in); only from a file's first part),
-    ``pages`` (list[PageOut]), ``written`` (``ingest.write.Written``: pages a Ray worker wrote into the shared
-    stores itself), ``done``, ``failed`` (payload: (code, message))."""
+class ReadStarted:
+    """A reader took the file (or part): its clock starts."""
 
     job: ReadJob
-    kind: Literal["started", "opened", "pages", "written", "done", "failed"]
-    payload: Any = None
+
+
+@dataclass(frozen=True)
+class ReadOpened:
+    """The file's length and the page ranges it is read in (only from a file's first part)."""
+
+    job: ReadJob
+    page_count: int
+    ranges: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class PagesRead:
+    """Pages read, for the pipeline to write."""
+
+    job: ReadJob
+    pages: list[PageOut]
+
+
+@dataclass(frozen=True)
+class PagesWritten:
+    """Pages a Ray worker wrote into the shared stores itself (``ingest.write.Written``: what it tells)."""
+
+    job: ReadJob
+    written: Any
+
+
+@dataclass(frozen=True)
+class ReadDone:
+    """The file (or this part of it) is read."""
+
+    job: ReadJob
+
+
+@dataclass(frozen=True)
+class ReadFailed:
+    """The file failed: its error code and what to do."""
+
+    job: ReadJob
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, job: ReadJob, err: PageLensError) -> ReadFailed:
+        return cls(job, err.code, err.message)
+
+
+ReadEvent = ReadStarted | ReadOpened | PagesRead | PagesWritten | ReadDone | ReadFailed
+
+
+def read_event(job: ReadJob, kind: str, payload: Any = None) -> ReadEvent:
+    """A reader's message (``kind``, ``payload``: what crosses the pipe from a reader process or comes back from
+    a Ray task) as its typed event."""
+    if kind == "started":
+        return ReadStarted(job)
+    if kind == "opened":
+        count, ranges = payload
+        return ReadOpened(job, int(count), [(int(a), int(b)) for a, b in ranges])
+    if kind == "pages":
+        return PagesRead(job, payload)
+    if kind == "written":
+        return PagesWritten(job, payload)
+    if kind == "done":
+        return ReadDone(job)
+    if kind == "failed":
+        code, message = payload
+        return ReadFailed(job, code, message)
+    raise ValueError(f"unknown reader message {kind!r}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -260,7 +324,7 @@ def _store_decrypted(doc: Any, path: Path) -> None:
     """Replace the stored copy ``path`` of an authenticated encrypted PDF by a decrypted one (atomically)."""
     import os
 
-    import pymupdf
+    from store.mupdf import pymupdf
 
     tmp = path.with_name(f".incoming-{path.name}.decrypted")
     try:
@@ -434,7 +498,7 @@ class ReaderPool:
                     kind, payload = "crashed", None
                 if kind == "started":
                     w.started, w.busy_at_start = time.monotonic(), self._busy
-                    yield ReadEvent(job, "started")
+                    yield ReadStarted(job)
                     continue
                 if kind == "peak":
                     self.peak_rss_mb = max(self.peak_rss_mb, float(payload))
@@ -445,7 +509,7 @@ class ReaderPool:
                     _count, parts = payload
                     self._queue += [replace(job, pages=r, keep_decrypted=False) for r in reversed(parts[1:])]
                 if kind != "crashed":
-                    yield ReadEvent(job, kind, payload)
+                    yield read_event(job, kind, payload)
                     continue
             if not w.proc.is_alive() or (w.proc.sentinel in ready and w.conn not in ready):
                 code = w.proc.exitcode
@@ -453,13 +517,13 @@ class ReaderPool:
                 err: PageLensError = WorkerCrashed(
                     f"{job.label} crashed the PDF reader (exit code {code}); the file is probably malformed — "
                     "re-export or repair it (e.g. qpdf) and retry")
-                yield ReadEvent(job, "failed", (err.code, err.message))
+                yield ReadFailed.of(job, err)
                 continue
             spent = (now - w.started) - (self._busy - w.busy_at_start)
             if spent > self.timeout_s:
                 self._kill(w)
                 err = timed_out(job, self.timeout_s)
-                yield ReadEvent(job, "failed", (err.code, err.message))
+                yield ReadFailed.of(job, err)
 
     def cancel(self, job: ReadJob) -> None:
         """Stop reading ``job``'s file, every part of it (their workers are killed, their queued parts dropped; no

@@ -15,9 +15,9 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from ingest.mupdf import pymupdf
 from schemas.coords import BBox, bbox_to_pixels, smart_resize
 from schemas.errors import InputError, NotFound, PasswordRequired, RenderFailed
+from store.mupdf import pymupdf
 
 # Bounds on one page image for people, whatever the caller asks: memory and time stay small (a 500×20000 pt
 # page at width 2600 would otherwise be a 270-megapixel pixmap).

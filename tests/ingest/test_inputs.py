@@ -11,7 +11,7 @@ import pymupdf
 import pytest
 
 from app.service import Service
-from ingest.reader import ReaderPool, ReadJob, ReadOptions
+from ingest.reader import ReadDone, ReaderPool, ReadFailed, ReadJob, ReadOptions
 from tests.conftest import BADPDF, CORPUS, make_settings
 
 ENCRYPTED = BADPDF / "files/pypdf/encryption__r4-aes-user-password.pdf"  # user password "asdfzxcv"
@@ -133,8 +133,8 @@ def test_a_reader_killed_while_idle_is_replaced(tmp_path: Path) -> None:
     pool = ReaderPool(opts, workers=1, timeout_s=60)
     finished = []
     for ev in pool.run(jobs):
-        if ev.kind in ("done", "failed"):
-            finished.append((ev.job.job_id, ev.kind))
+        if isinstance(ev, ReadDone | ReadFailed):
+            finished.append((ev.job.job_id, "done" if isinstance(ev, ReadDone) else "failed"))
             if ev.job.job_id == 0:  # kill the (now idle) reader before it is given the next file
                 proc = pool._workers[0].proc
                 proc.kill()

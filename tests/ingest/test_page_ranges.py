@@ -58,7 +58,7 @@ def test_two_readers_over_page_ranges_store_what_one_reader_stores(tmp_path: Pat
 
     def spy(self: pipeline.ReaderPool, jobs: list[pipeline.ReadJob]):  # type: ignore[no-untyped-def]
         for ev in real_run(self, jobs):
-            if ev.kind == "pages":
+            if isinstance(ev, pipeline.PagesRead):
                 parts_seen.add(ev.job.pages)
             yield ev
 

@@ -259,7 +259,7 @@ def test_the_time_limit_inside_a_ray_task_fails_the_file_not_its_pages(cluster: 
     words and go on). In a read task, and in the Ray Data pipeline's read stage (with an encoder: a scanned receipt,
     whose OCR takes seconds while opening it takes none)."""
     from ingest.ray_readers import RayReaderPool
-    from ingest.reader import ReadJob, ReadOptions
+    from ingest.reader import PagesRead, ReadFailed, ReadJob, ReadOptions
     from schemas.settings import EncoderSettings
 
     opts = ReadOptions(render_dpi=20, ocr_dpi=100, max_render_pixels=10**6, ocr_min_words=0 if path == "tasks" else 5,
@@ -272,11 +272,11 @@ def test_the_time_limit_inside_a_ray_task_fails_the_file_not_its_pages(cluster: 
         job = ReadJob(job_id=0, path=receipt, kind="image", password=None, render=True)
         pool = RayReaderPool(opts, "auto", timeout_s=0.5, encoder=EncoderSettings(model=str(tiny_siglip)))
     events = list(pool.run([job]))
-    kinds = [e.kind for e in events]
-    assert "failed" in kinds and "done" not in kinds, kinds
-    (failed,) = [e for e in events if e.kind == "failed"]
-    assert failed.payload[0] == "timeout" and job.path.name in failed.payload[1]
-    assert not any("time limit" in w for e in events if e.kind == "pages" for p in e.payload for w in p.warnings)
+    kinds = [type(e).__name__ for e in events]
+    assert "ReadFailed" in kinds and "ReadDone" not in kinds, kinds
+    (failed,) = [e for e in events if isinstance(e, ReadFailed)]
+    assert failed.code == "timeout" and job.path.name in failed.message
+    assert not any("time limit" in w for e in events if isinstance(e, PagesRead) for p in e.pages for w in p.warnings)
 
 
 def test_a_read_past_the_hard_stop_ends_its_worker_and_its_retry_reports_timeout(cluster: None,

@@ -1,4 +1,5 @@
-"""PyMuPDF, imported in one place, the way PageLens needs it.
+"""PyMuPDF, imported in one place, the way PageLens needs it — on the store's floor, so both the readers
+(``ingest``) and the page renderers (``store.pages``) use it without an import running back up.
 
 - onnxruntime's telemetry is off before any session exists (``quiet_onnxruntime``, called by the OCR before it
   builds its sessions; the environment switch set here is inherited by the readers): its Linux builds resolve and

@@ -45,6 +45,18 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+UNRECORDED_GRACE_S = 3600.0  # an upload folder with no job is left alone this long: another process may be saving it
+
+
+def _untouched_for(folder: Path, seconds: float) -> bool:
+    """Whether nothing in ``folder`` (itself included) was modified in the last ``seconds``."""
+    try:
+        newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+    except OSError:  # removed meanwhile
+        return False
+    return time.time() - newest > seconds
+
+
 def upload_paths(job_dir: Path, names: list[str]) -> list[Path]:
     """Where an upload job's files are saved: one numbered folder per file (each keeps the client's name; the
     numbers are zero-padded so the files sort in upload order)."""
@@ -148,8 +160,8 @@ class JobRunner:
         for d in root.iterdir():
             try:
                 ended = self.svc.catalog.get_job(d.name).state in FINISHED_STATES
-            except PageLensError:  # no such job: a process killed between saving the files and recording the job
-                ended = True
+            except PageLensError:  # no such job: a process killed between saving the files and recording the job —
+                ended = _untouched_for(d, UNRECORDED_GRACE_S)  # or another process on this data dir saving them now
             if ended:
                 shutil.rmtree(d, ignore_errors=True)
 

@@ -285,3 +285,25 @@ def test_cli_lists_the_jobs(tmp_path: Path) -> None:
     assert "2 jobs" in pagelens("jobs", env=env).stdout
     bad = pagelens("jobs", "--state", "bogus", env=env)
     assert bad.returncode == 2 and "queued, running" in bad.stderr
+
+
+def test_the_start_sweeps_ended_and_abandoned_upload_folders_but_not_one_being_saved(tmp_path: Path) -> None:
+    """Another process on the same data dir may be saving an upload whose job it has not recorded yet: that folder
+    is left alone; one nobody touched for the grace period (a process killed mid-upload) and an ended job's go."""
+    from app.jobs import UNRECORDED_GRACE_S
+
+    s = make_settings(tmp_path / "data", None)
+    jobs = s.data_dir / "jobs"
+    saving, abandoned, ended = jobs / ("a" * 32), jobs / ("b" * 32), jobs / ("c" * 32)
+    for d in (saving, abandoned, ended):
+        (d / "0000").mkdir(parents=True)
+        (d / "0000" / "x.pdf").write_bytes(b"%PDF-1.4")
+    old = time.time() - UNRECORDED_GRACE_S - 60
+    for p in (abandoned, abandoned / "0000", abandoned / "0000" / "x.pdf"):
+        os.utime(p, (old, old))
+    cat = Catalog(s.catalog_url)
+    cat.add_job("c" * 32, "ingest", {"files": ["x.pdf"], "collection": None})
+    cat.cancel_job("c" * 32)
+    cat.close()
+    with TestClient(create_app(s)):
+        assert saving.is_dir() and not abandoned.exists() and not ended.exists()

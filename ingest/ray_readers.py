@@ -33,11 +33,11 @@ from ingest.reader import (
     PagesWritten,
     ReadDone,
     ReadEvent,
+    ReadFailed,
     ReadJob,
     ReadOpened,
     ReadOptions,
     ReadStarted,
-    read_event,
     timed_out,
 )
 from ingest.write import SharedStores
@@ -226,10 +226,10 @@ class RayReaderPool:
         try:
             kind, payload = self._ray.get(ref)
         except self._ray.exceptions.RayError as e:  # the worker died MAX_RETRIES + 1 times, or the task was lost
-            yield read_event(job, "failed", self._crashed(job, e.__class__.__name__))
+            yield ReadFailed(job, *self._crashed(job, e.__class__.__name__))
             return
         if kind == "failed":
-            yield read_event(job, "failed", payload)
+            yield ReadFailed(job, *payload)
             return
         if task.kind == "open":
             count = int(payload)
@@ -273,7 +273,7 @@ class RayReaderPool:
                 yield from self._range_written(job, payload)
                 continue
             self._cancelled.add(job.job_id)  # one failure per file; the rest of its ranges is dropped
-            yield read_event(job, "failed", payload if kind == "failed" else self._crashed(job, payload))
+            yield ReadFailed(job, *(payload if kind == "failed" else self._crashed(job, payload)))
 
     @staticmethod
     def _crashed(job: ReadJob, why: str) -> tuple[str, str]:
@@ -293,7 +293,7 @@ class RayReaderPool:
             task = self._tasks.get(ref)
             if task is not None and task.job.job_id not in self._cancelled:
                 self.cancel(task.job)
-                yield read_event(task.job, "failed", _timeout(task.job, self.timeout_s))
+                yield ReadFailed(task.job, *_timeout(task.job, self.timeout_s))
 
     def cancel(self, job: ReadJob) -> None:
         """Stop reading ``job``'s file: its tasks are cancelled (their workers killed), later results dropped."""

@@ -12,7 +12,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from schemas.documents import PageWordsSource
 from schemas.errors import PageLensError, Timeout, WorkerCrashed
 from schemas.wordtable import WordTable
 from store.vectors import SparseVec
+
+if TYPE_CHECKING:
+    from ingest.write import Written
 
 log = logging.getLogger(__name__)
 
@@ -112,51 +115,49 @@ class PageOut:
     words_failed: str | None = None  # why this page's words could not be read (OCR failed): retried next ingest
 
 
-# What a pool of readers (local processes, or Ray tasks) tells the pipeline, one typed event at a time.
+# What a pool of readers (local processes, or Ray tasks) tells the pipeline, one typed event at a time: each is
+# about one file (or part of one), its ``job``.
 @dataclass(frozen=True)
-class ReadStarted:
+class _JobEvent:
+    job: ReadJob
+
+
+@dataclass(frozen=True)
+class ReadStarted(_JobEvent):
     """A reader took the file (or part): its clock starts."""
 
-    job: ReadJob
-
 
 @dataclass(frozen=True)
-class ReadOpened:
+class ReadOpened(_JobEvent):
     """The file's length and the page ranges it is read in (only from a file's first part)."""
 
-    job: ReadJob
     page_count: int
     ranges: list[tuple[int, int]]
 
 
 @dataclass(frozen=True)
-class PagesRead:
+class PagesRead(_JobEvent):
     """Pages read, for the pipeline to write."""
 
-    job: ReadJob
     pages: list[PageOut]
 
 
 @dataclass(frozen=True)
-class PagesWritten:
-    """Pages a Ray worker wrote into the shared stores itself (``ingest.write.Written``: what it tells)."""
+class PagesWritten(_JobEvent):
+    """Pages a Ray worker wrote into the shared stores itself: what it tells of them."""
 
-    job: ReadJob
-    written: Any
+    written: Written
 
 
 @dataclass(frozen=True)
-class ReadDone:
+class ReadDone(_JobEvent):
     """The file (or this part of it) is read."""
 
-    job: ReadJob
-
 
 @dataclass(frozen=True)
-class ReadFailed:
+class ReadFailed(_JobEvent):
     """The file failed: its error code and what to do."""
 
-    job: ReadJob
     code: str
     message: str
 
@@ -175,7 +176,7 @@ def read_event(job: ReadJob, kind: str, payload: Any = None) -> ReadEvent:
         return ReadStarted(job)
     if kind == "opened":
         count, ranges = payload
-        return ReadOpened(job, int(count), [(int(a), int(b)) for a, b in ranges])
+        return ReadOpened(job, count, ranges)
     if kind == "pages":
         return PagesRead(job, payload)
     if kind == "written":
@@ -183,8 +184,7 @@ def read_event(job: ReadJob, kind: str, payload: Any = None) -> ReadEvent:
     if kind == "done":
         return ReadDone(job)
     if kind == "failed":
-        code, message = payload
-        return ReadFailed(job, code, message)
+        return ReadFailed(job, *payload)
     raise ValueError(f"unknown reader message {kind!r}")
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ingest import pdf
 from ingest.captions import Captioner
 from ingest.ocr import ocr_threads, ocr_version
+from ingest.patch_stage import PatchEmbedder
 from ingest.plan import Plan, embed_version, plan_file, words_version
 from ingest.reader import (
     PageOut,
@@ -83,6 +84,7 @@ class Ingestor:
         self.models = models
         self.captioner = Captioner(settings, self.library, models)
         self.text_embedder = TextEmbedder(settings, self.library, models)
+        self.patch_embedder = PatchEmbedder(settings, self.library, models)
         self._names: dict[Path, str] = {}
 
     def encoder(self) -> SiglipEncoder | None:
@@ -281,6 +283,7 @@ class Ingestor:
         if self.captioner.wanted():
             self.captioner.run(outcomes, report)
         self.text_embedder.run(outcomes, report)  # after the captions: they are part of the text it embeds
+        self.patch_embedder.run(outcomes, report)
         if any(o.status == "ingested" for o in outcomes.values()):
             self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate

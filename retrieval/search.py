@@ -1,9 +1,11 @@
 """Question → one hybrid query (BM25; the text encoder's embedding against the pages' word chunks and SigLIP's
-against their images and captions, when those models load; weighted RRF) → ranked pages, each with the words on
+against their images and captions, when those models load; weighted fusion; then, with a late-interaction reranker
+configured, the top candidates reranked by MaxSim against their patch vectors) → ranked pages, each with the words on
 that page that match the question (by Qdrant's own BM25 terms, so "running" finds "runs")."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
@@ -14,7 +16,7 @@ from schemas.results import Hit
 from schemas.wordtable import WordTable
 from store import bm25
 from store.catalog import Catalog
-from store.vectors import RRF_K, PageQuery, ScoredPage, VectorIndex
+from store.vectors import RERANK_VECTOR, RRF_K, PageQuery, ScoredPage, VectorIndex
 from vlm.runtime import Models
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,17 @@ class Searcher:
             out.update({name: v for name in ("image", "caption") if dims.get(name) == siglip.dim})
         return out
 
-    def _model(self, name: Literal["text_encoder", "image_encoder"]) -> Any:
+    def _rerank(self, question: str) -> list[list[float]] | None:
+        """The question's late-interaction rows, when the index has patch vectors and the reranker loads."""
+        dims = self.index.dense_dims()
+        if self.models is None or RERANK_VECTOR not in dims or not self.models.settings.rerank.enabled:
+            return None
+        model = self._model("reranker")
+        if model is None or model.dim != dims[RERANK_VECTOR]:
+            return None
+        return model.encode_queries([question])[0].tolist()
+
+    def _model(self, name: Literal["text_encoder", "image_encoder", "reranker"]) -> Any:
         assert self.models is not None
         model = self.models.maybe(getattr(self.models, name))
         if model is None and name not in self._said:  # said once per process
@@ -130,25 +142,32 @@ class Searcher:
         if not 1 <= k <= 1000:
             raise InputError(f"k must be between 1 and 1000, got {k}")
         # a few more than k: pages of a document still being written are dropped from the hits, and k must stay k
-        scored, weights = self._candidates(question, k, collection, doc_ids, collections, fetch=k + max(8, k))
-        return self._hits(question, scored, weights)[:k]
+        scored, scale = self._candidates(question, k, collection, doc_ids, collections, fetch=k + max(8, k))
+        return self._hits(question, scored, scale)[:k]
 
     def _candidates(self, question: str, limit: int, collection: str | None, doc_ids: Sequence[str] | None,
                     collections: Collection[str] | None, *,
-                    fetch: int | None = None) -> tuple[list[ScoredPage], list[float]]:
-        """The fused pages (``fetch`` of them, default ``limit``; each list's window follows ``limit`` alone, so
-        fetching more never reorders the first ``limit``), and the weights of the lists fused (for
-        ``relevance``)."""
+                    fetch: int | None = None) -> tuple[list[ScoredPage], Callable[[float], float]]:
+        """The fused (or reranked) pages (``fetch`` of them, default ``limit``; each list's window follows
+        ``limit`` alone, so fetching more never reorders the first ``limit``), and how a score of theirs becomes a
+        relevance in [0, 1]."""
         if collections is not None and (not collections or (collection is not None and collection not in collections)):
-            return [], []  # nothing the asker may see
+            return [], lambda score: 0.0  # nothing the asker may see
         dense, sparse = self._dense(question), bm25.embed_query(question)
+        rerank = self._rerank(question)
         weights = {**self.weights, **(self.weigh(question) if self.weigh else {})}
+        candidates = self.models.settings.rerank.candidates if self.models is not None else 0
         q = PageQuery(dense=dense, sparse=sparse, limit=max(limit, fetch or limit),
                       collection=collection, doc_ids=list(doc_ids) if doc_ids is not None else None,
                       collections=sorted(collections) if collections is not None else None,
-                      prefetch_limit=max(50, 4 * limit), weights=weights, fusion=self.fusion)
+                      prefetch_limit=max(50, 4 * limit), weights=weights, fusion=self.fusion,
+                      rerank=rerank, rerank_candidates=max(candidates, limit, fetch or limit))
+        if rerank is not None:  # MaxSim over the question's rows: each row's best cosine, at most 1 a row
+            rows = len(rerank)
+            return self.index.query(q), lambda score: min(1.0, max(0.0, score / rows))
         fused = [*dense, *(["text"] if sparse.indices else [])]  # ``_dense`` gives only the index's own vectors
-        return self.index.query(q), [weights.get(name, 1.0) for name in fused]
+        ws = [weights.get(name, 1.0) for name in fused]
+        return self.index.query(q), functools.partial(relevance, weights=ws, rrf_k=RRF_K, fusion=self.fusion)
 
     def search_documents(self, question: str, *, k: int = 5, collection: str | None = None,
                          collections: Collection[str] | None = None) -> list[tuple[str, float, list[int]]]:
@@ -158,7 +177,7 @@ class Searcher:
         names = self.catalog.document_names([s.doc_id for s in pool], complete_only=True)
         return [r for r in rank_documents(pool) if r[0] in names][:k]
 
-    def _hits(self, question: str, scored: Sequence[ScoredPage], weights: Sequence[float]) -> list[Hit]:
+    def _hits(self, question: str, scored: Sequence[ScoredPage], scale: Callable[[float], float]) -> list[Hit]:
         records = {(r.page.doc_id, r.page.page_no): r
                    for r in self.catalog.get_pages([(s.doc_id, s.page) for s in scored])}
         names = self.catalog.document_names([s.doc_id for s in scored], complete_only=True)
@@ -169,7 +188,7 @@ class Searcher:
             if rec is None or s.doc_id not in names:  # a partial document: mid-ingest, or left by a killed run
                 continue
             hits.append(Hit(doc_id=s.doc_id, path=names[s.doc_id], collection=s.collection, page=s.page,
-                            score=s.score, relevance=round(relevance(s.score, weights, RRF_K, self.fusion), 4),
+                            score=s.score, relevance=round(scale(s.score), 4),
                             snippet=snippet(rec.table, terms), words=matching_words(rec.table, terms),
                             caption=rec.page.caption))
         return hits

@@ -105,6 +105,30 @@ class TextEncoderSettings(_Group):
         return self.short_query_weight if len(query.split()) <= self.short_query_words else self.weight
 
 
+class RerankSettings(_Group):
+    """The late-interaction page retriever (``PAGELENS_RERANK__…``): ColQwen2 / ColQwen2.5 / ColPali through
+    transformers, one vector per image patch of each page, stored as a MaxSim multivector (``patches``) that only
+    reranks the hybrid query's top candidates. Off unless ``model`` is set: on a CPU it costs seconds a page."""
+
+    model: str = Field("", description="hub id (e.g. vidore/colqwen2.5-v0.2-hf, vidore/colpali-v1.3-hf) or local "
+                                       "dir of a ColQwen2/ColPali checkpoint in transformers' format; empty: off")
+    candidates: int = Field(64, ge=1, le=1000, description="the fused pages reranked by MaxSim")
+    pool_factor: int = Field(3, ge=1, le=32, description="hierarchical token pooling: a page keeps about 1 in "
+                                                         "this many patch vectors (1: all)")
+    storage: Literal["float16", "float32"] = Field("float16", description="how Qdrant stores the patch vectors")
+    quantization: Literal["none", "scalar", "binary"] = Field(
+        "none", description="Qdrant quantization of the patch vectors (kept beside the originals)")
+    max_pixels: int = Field(768 * 28 * 28, ge=56 * 56, description="page image budget (about 768 patches)")
+    batch_size: int = Field(4, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on a GPU, fp32 on a CPU")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch default")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model.strip())
+
+
 class RetrievalSettings(_Group):
     """How the hybrid query fuses its ranked lists (``PAGELENS_RETRIEVAL__…``)."""
 
@@ -186,6 +210,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     encoder: EncoderSettings = EncoderSettings()
     text_encoder: TextEncoderSettings = TextEncoderSettings()
+    rerank: RerankSettings = RerankSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     vlm: VlmSettings = VlmSettings()
     access: AccessSettings = AccessSettings()

@@ -12,9 +12,22 @@ from typing import Any
 import qdrant_edge as qe
 
 from schemas.errors import StoreError, StoreLocked
+from schemas.ids import point_id
 from store.fusion import dbsf
 from store.space import check_can_open
-from store.vectors import MULTIVECTORS, SPARSE_VECTOR, PagePoint, PageQuery, ScoredPage, check_dim, query_vector
+from store.vectors import (
+    MULTIVECTORS,
+    PLAIN,
+    RERANK_VECTOR,
+    SPARSE_VECTOR,
+    PagePoint,
+    PageQuery,
+    ScoredPage,
+    VectorSpec,
+    check_dim,
+    query_vector,
+    reranked_after,
+)
 
 log = logging.getLogger(__name__)
 _DIMS_FILE = "pagelens_vectors.json"
@@ -35,6 +48,11 @@ def _filter(collection: str | None, doc_ids: Sequence[str] | None,
 def _doc_filter(doc_id: str) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition(key="doc_id", match=qe.MatchValue(value=doc_id))])
 
+
+_DATATYPES = {"float32": None, "float16": qe.VectorStorageDatatype.Float16}
+_QUANTIZATION = {"none": lambda: None,
+                 "scalar": lambda: qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True),
+                 "binary": lambda: qe.BinaryQuantizationConfig(always_ram=True)}
 
 _OPEN: set[Path] = set()  # shards open in this process: a second handle is refused before Qdrant loads it
 _OPEN_LOCK = threading.Lock()
@@ -65,8 +83,11 @@ class EdgeIndex:
                 _OPEN.discard(self._key)
             raise
         self._closed = False
-        self._dims: dict[str, int] = (json.loads(self._dims_path.read_text())
-                                      if self._dims_path.exists() else {})
+        saved = json.loads(self._dims_path.read_text()) if self._dims_path.exists() else {}
+        if "dims" not in saved:  # the first format: {name: dim}, every vector stored as VectorSpec()
+            saved = {"dims": saved, "specs": {}}
+        self._dims: dict[str, int] = saved["dims"]
+        self._specs: dict[str, VectorSpec] = {n: VectorSpec(**v) for n, v in saved["specs"].items()}
 
     def _open(self) -> None:
         self._dims_path = self.path.parent / f"{self.path.name}.{_DIMS_FILE}"
@@ -99,19 +120,41 @@ class EdgeIndex:
     def dense_dims(self) -> dict[str, int]:
         return dict(self._dims)
 
-    def ensure_dense(self, name: str, dim: int) -> bool:
-        if self._dims.get(name) == dim:
+    def ensure_dense(self, name: str, dim: int, spec: VectorSpec = PLAIN) -> bool:
+        if self._dims.get(name) == dim and self._specs.get(name, PLAIN) == spec:
             return False
         if name in self._dims:
             self._shard.update(qe.UpdateOperation.delete_vector_name(name))
         multi = qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if name in MULTIVECTORS else None
         self._shard.update(qe.UpdateOperation.create_dense_vector(name, dim, qe.Distance.Cosine,
-                                                                  multivector_config=multi))
+                                                                  multivector_config=multi,
+                                                                  datatype=_DATATYPES[spec.datatype]))
         self._dims[name] = dim
+        self._specs[name] = spec
         tmp = self._dims_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._dims))
+        tmp.write_text(json.dumps({"dims": self._dims, "specs": {n: v.as_dict() for n, v in self._specs.items()}}))
         tmp.replace(self._dims_path)
+        if not spec.hnsw or spec.quantization != "none":
+            self._reload()
         return True
+
+    def _reload(self) -> None:
+        """Reopen the shard with its whole config given: the one way Qdrant Edge takes a vector's HNSW and
+        quantization settings (``create_dense_vector`` has neither); the shard's stored config is rewritten."""
+        self._shard.flush()
+        self._shard.close()
+        self._shard = qe.EdgeShard.load(str(self.path), qe.EdgeConfig(
+            vectors={n: self._params(n, d) for n, d in self._dims.items()},
+            sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}))
+
+    def _params(self, name: str, dim: int) -> qe.EdgeVectorParams:
+        spec = self._specs.get(name, PLAIN)
+        return qe.EdgeVectorParams(
+            dim, qe.Distance.Cosine,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if name in MULTIVECTORS else None,
+            datatype=_DATATYPES[spec.datatype],
+            hnsw_config=None if spec.hnsw else qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10000),
+            quantization_config=_QUANTIZATION[spec.quantization]())
 
     # -- writes -----------------------------------------------------------------------------------
     def _vectors(self, p: PagePoint) -> dict[str, Any]:
@@ -168,13 +211,28 @@ class EdgeIndex:
             names.append(SPARSE_VECTOR)
         if not prefetches:
             return []
+        rerank = q.rerank if q.rerank and RERANK_VECTOR in self._dims else None
         if q.fusion == "dbsf":  # each list as ranked by the engine, fused here with its weight
             lists = [(q.weights.get(name, 1.0) if q.weights else 1.0,
                       self._scored(self._shard.query(qe.QueryRequest(limit=p.limit, query=p.query, filter=flt,
                                                                      with_payload=True))))
                      for name, p in zip(names, prefetches, strict=True)]
-            return dbsf(lists, q.limit, q.prefetch_limit)
+            if rerank is None:
+                return dbsf(lists, q.limit, q.prefetch_limit)
+            fused = dbsf(lists, q.rerank_candidates, q.prefetch_limit)  # then MaxSim over exactly those pages
+            ids = qe.HasIdCondition({point_id(s.doc_id, s.page) for s in fused})
+            res = self._shard.query(qe.QueryRequest(
+                limit=len(fused), query=qe.Query.Nearest(rerank, using=RERANK_VECTOR),
+                filter=qe.Filter(must=[ids, *((flt.must or []) if flt else [])]), with_payload=True))
+            return reranked_after(self._scored(res), fused, q.limit)
         fusion = qe.Fusion.Rrf(k=q.rrf_k, weights=q.weight_list(names))
+        if rerank is not None:  # one query: the fused top candidates, reranked by MaxSim against their patches
+            inner = qe.Prefetch(limit=q.rerank_candidates, prefetches=prefetches, query=fusion,  # type: ignore[arg-type]
+                                filter=flt)
+            res = self._shard.query(qe.QueryRequest(limit=q.limit, prefetches=[inner],
+                                                    query=qe.Query.Nearest(rerank, using=RERANK_VECTOR),
+                                                    with_payload=True, filter=flt))
+            return self._scored(res)
         res = self._shard.query(qe.QueryRequest(limit=q.limit, prefetches=prefetches,
                                                 query=fusion,  # type: ignore[arg-type]
                                                 with_payload=True, filter=flt))

@@ -8,17 +8,28 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from schemas.errors import StoreError
+from schemas.ids import point_id
 from store.fusion import dbsf
 from store.vectors import (
     COLLECTION,
     MULTIVECTORS,
+    PLAIN,
+    RERANK_VECTOR,
     SPARSE_VECTOR,
     PagePoint,
     PageQuery,
     ScoredPage,
+    VectorSpec,
     check_dim,
     query_vector,
+    reranked_after,
 )
+
+_DATATYPES = {"float32": None, "float16": models.Datatype.FLOAT16}
+_QUANTIZATION: dict[str, Any] = {
+    "scalar": lambda: models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+        type=models.ScalarType.INT8, always_ram=True)),
+    "binary": lambda: models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))}
 
 
 def _filter(collection: str | None, doc_ids: Sequence[str] | None,
@@ -55,6 +66,7 @@ class ServerIndex:
 
     def __init__(self, url: str, api_key: str | None = None, collection: str = COLLECTION) -> None:
         self.name = collection
+        self._specs: dict[str, VectorSpec] = {}  # set by this handle (a server's HNSW/quantization: not compared)
         try:
             self._client = (QdrantClient(location=":memory:") if url == ":memory:"
                             else QdrantClient(url=url, api_key=api_key, timeout=30))
@@ -79,21 +91,29 @@ class ServerIndex:
             self._client.create_payload_index(self.name, "collection", TENANT_INDEX)
 
     def dense_dims(self) -> dict[str, int]:
-        vectors = self._client.get_collection(self.name).config.params.vectors
-        if not isinstance(vectors, dict):
-            return {}
-        return {k: v.size for k, v in vectors.items()}
+        return {k: v.size for k, v in self._stored().items()}
 
-    def ensure_dense(self, name: str, dim: int) -> bool:
-        dims = self.dense_dims()
-        if dims.get(name) == dim:
+    def _stored(self) -> dict[str, Any]:
+        vectors = self._client.get_collection(self.name).config.params.vectors
+        return vectors if isinstance(vectors, dict) else {}
+
+    def ensure_dense(self, name: str, dim: int, spec: VectorSpec = PLAIN) -> bool:
+        have = self._stored().get(name)
+        if have is not None and have.size == dim and (have.datatype or models.Datatype.FLOAT32) == \
+                (_DATATYPES[spec.datatype] or models.Datatype.FLOAT32) and self._specs.get(name, spec) == spec:
             return False
-        if name in dims:
+        if have is not None:
             self._client.delete_vector_name(self.name, name)
         multi = models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM) \
             if name in MULTIVECTORS else None
         self._client.create_vector_name(self.name, name, models.DenseVectorNameConfig(
-            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE, multivector_config=multi)))
+            dense=models.DenseVectorConfig(size=dim, distance=models.Distance.COSINE, multivector_config=multi,
+                                           datatype=_DATATYPES[spec.datatype])))
+        if not spec.hnsw or spec.quantization != "none":  # the vector's graph and quantization, set in place
+            self._client.update_collection(self.name, vectors_config={name: models.VectorParamsDiff(
+                hnsw_config=None if spec.hnsw else models.HnswConfigDiff(m=0),
+                quantization_config=_QUANTIZATION[spec.quantization]() if spec.quantization != "none" else None)})
+        self._specs[name] = spec
         return True
 
     def _vectors(self, points: Sequence[PagePoint]) -> list[dict[str, Any]]:
@@ -137,7 +157,7 @@ class ServerIndex:
 
     def query(self, q: PageQuery) -> list[ScoredPage]:
         flt = _filter(q.collection, q.doc_ids, q.collections)
-        dims = self.dense_dims() if q.dense else {}
+        dims = self.dense_dims() if q.dense or q.rerank else {}
         names = [name for name in q.dense if name in dims]
         prefetch = [models.Prefetch(query=query_vector(name, q.dense[name]), using=name, limit=q.prefetch_limit,
                                     filter=flt) for name in names]
@@ -148,15 +168,29 @@ class ServerIndex:
             names.append(SPARSE_VECTOR)
         if not prefetch:
             return []
+        rerank = q.rerank if q.rerank and RERANK_VECTOR in dims else None
         if q.fusion == "dbsf":  # each list as ranked by the server (one batch call), fused here with its weight
             batch = self._client.query_batch_points(self.name, [
                 models.QueryRequest(query=p.query, using=p.using, limit=p.limit, filter=flt, with_payload=True)
                 for p in prefetch])
-            return dbsf([(q.weights.get(name, 1.0) if q.weights else 1.0, _scored(r.points))
-                         for name, r in zip(names, batch, strict=True)], q.limit, q.prefetch_limit)
-        res = self._client.query_points(self.name, prefetch=prefetch,
-                                        query=models.RrfQuery(rrf=models.Rrf(k=q.rrf_k,
-                                                                             weights=q.weight_list(names))),
+            lists = [(q.weights.get(name, 1.0) if q.weights else 1.0, _scored(r.points))
+                     for name, r in zip(names, batch, strict=True)]
+            if rerank is None:
+                return dbsf(lists, q.limit, q.prefetch_limit)
+            fused = dbsf(lists, q.rerank_candidates, q.prefetch_limit)  # then MaxSim over exactly those pages
+            ids = models.HasIdCondition(has_id=[point_id(s.doc_id, s.page) for s in fused])
+            res = self._client.query_points(self.name, query=rerank, using=RERANK_VECTOR, limit=len(fused),
+                                            query_filter=models.Filter(must=[ids, *([flt] if flt else [])]),
+                                            with_payload=True)
+            return reranked_after(_scored(res.points), fused, q.limit)
+        rrf = models.RrfQuery(rrf=models.Rrf(k=q.rrf_k, weights=q.weight_list(names)))
+        if rerank is not None:  # one query: the fused top candidates, reranked by MaxSim against their patches
+            res = self._client.query_points(
+                self.name, prefetch=models.Prefetch(prefetch=prefetch, query=rrf, limit=q.rerank_candidates,
+                                                    filter=flt),
+                query=rerank, using=RERANK_VECTOR, limit=q.limit, with_payload=True, query_filter=flt)
+            return _scored(res.points)
+        res = self._client.query_points(self.name, prefetch=prefetch, query=rrf,
                                         limit=q.limit, with_payload=True, query_filter=flt)
         return _scored(res.points)
 

@@ -1,7 +1,8 @@
 """The vector index: one interface, two implementations (Qdrant Edge embedded; a Qdrant server through
 qdrant-client). One collection of pages; named vectors ``image`` and ``caption`` (SigLIP, dense, cosine),
-``words`` (the text encoder: a multivector, one row per chunk of the page, scored by MaxSim), each created when
-its encoder first provides it, and ``text`` (sparse BM25 with the IDF modifier).
+``words`` (the text encoder: a multivector, one row per chunk of the page, scored by MaxSim), ``patches`` (the
+late-interaction retriever: a multivector, one row per pooled image patch, no HNSW graph — it only reranks), each
+created when its encoder first provides it, and ``text`` (sparse BM25 with the IDF modifier).
 
 Payload of a point: ``doc_id``, ``page`` (1-based), ``collection``.
 """
@@ -17,7 +18,25 @@ from schemas.settings import Settings
 
 SPARSE_VECTOR = "text"
 COLLECTION = "pages"
-MULTIVECTORS = frozenset({"words"})  # named vectors holding several rows a point (MaxSim); the rest one vector
+RERANK_VECTOR = "patches"
+MULTIVECTORS = frozenset({"words", RERANK_VECTOR})  # named vectors holding several rows a point (MaxSim)
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """How a dense vector is stored: ``datatype`` of its values, Qdrant ``quantization`` beside them, and whether it
+    gets an HNSW graph (``hnsw=False``: a vector that only reranks candidates found by others — a graph over
+    multivectors costs minutes per thousand pages to build and is never used; BENCHMARKS.md)."""
+
+    datatype: Literal["float32", "float16"] = "float32"
+    quantization: Literal["none", "scalar", "binary"] = "none"
+    hnsw: bool = True
+
+    def as_dict(self) -> dict[str, object]:
+        return {"datatype": self.datatype, "quantization": self.quantization, "hnsw": self.hnsw}
+
+
+PLAIN = VectorSpec()  # float32, not quantized, with HNSW: every vector but the rerank's
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,11 @@ class PageQuery:
     rrf_k: int = RRF_K
     weights: dict[str, float] | None = None
     fusion: Literal["rrf", "dbsf"] = "rrf"  # dbsf: weighted score fusion (``store.fusion``) of the same lists
+    # A late-interaction query (its rows): the fused top ``rerank_candidates`` are reranked by MaxSim against the
+    # pages' ``patches`` — with RRF inside the one query (a candidate without patches then drops out), with DBSF
+    # over exactly the fused pages (one without patches follows the reranked ones: ``reranked_after``).
+    rerank: list[list[float]] | None = None
+    rerank_candidates: int = 64
 
     def weight_list(self, names: Sequence[str]) -> list[float] | None:
         """The fusion's weights in prefetch order (``names``), or None when every list weighs 1."""
@@ -76,15 +100,23 @@ class PageQuery:
         return [self.weights.get(n, 1.0) for n in names]
 
 
+def reranked_after(reranked: Sequence[ScoredPage], fused: Sequence[ScoredPage], limit: int) -> list[ScoredPage]:
+    """The reranked pages (MaxSim scores), then the fused candidates that had no ``patches`` to rerank (a document
+    whose stage is still pending), in fused order with score 0 — so a page is never lost to the rerank."""
+    seen = {(s.doc_id, s.page) for s in reranked}
+    rest = [ScoredPage(s.doc_id, s.page, s.collection, 0.0) for s in fused if (s.doc_id, s.page) not in seen]
+    return [*reranked, *rest][:limit]
+
+
 def query_vector(name: str, v: list[float]) -> list[float] | list[list[float]]:
     """A query vector as ``name`` is searched: one row of a multivector for the MULTIVECTORS."""
     return [v] if name in MULTIVECTORS else v
 
 
 class VectorIndex(Protocol):
-    def ensure_dense(self, name: str, dim: int) -> bool:
-        """Make sure dense vector ``name`` exists with ``dim``; recreate it (dropping old values) when the
-        dimension changed. Returns True when it was (re)created."""
+    def ensure_dense(self, name: str, dim: int, spec: VectorSpec = PLAIN) -> bool:
+        """Make sure dense vector ``name`` exists with ``dim`` stored as ``spec``; recreate it (dropping old values)
+        when either changed. Returns True when it was (re)created."""
         ...
 
     def dense_dims(self) -> dict[str, int]: ...

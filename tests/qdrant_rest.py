@@ -61,6 +61,12 @@ def make_app(engine: QdrantClient) -> Any:
     async def info(name: str) -> dict[str, Any]:
         return _ok(engine.get_collection(name))
 
+    @app.patch("/collections/{name}")
+    async def update(name: str, request: Request) -> dict[str, Any]:
+        body = models.UpdateCollection.model_validate(await request.json())
+        engine.update_collection(name, vectors_config=body.vectors, sparse_vectors_config=body.sparse_vectors)
+        return _ok(True)
+
     @app.put("/collections/{name}/vectors/{vector}")
     async def create_vector(name: str, vector: str, request: Request) -> dict[str, Any]:
         body = await request.json()

@@ -98,8 +98,7 @@ def build_tiny_qwen_vl(out: Path, *, qwen2: bool = False, max_pixels: int = 448 
     byte-level BPE trained locally + Qwen's special tokens and chat template. Load it with
     ``AutoModelForImageTextToText.from_pretrained(out)`` exactly like a downloaded checkpoint."""
     import torch
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import GenerationConfig, Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers import GenerationConfig, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     if qwen2:
         from transformers import Qwen2VLConfig as Cfg
@@ -111,22 +110,7 @@ def build_tiny_qwen_vl(out: Path, *, qwen2: bool = False, max_pixels: int = 448 
         from transformers import Qwen2_5_VLProcessor as Proc  # type: ignore[assignment]
 
     out.mkdir(parents=True, exist_ok=True)
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_PRETOK), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    bpe.decoder = decoders.ByteLevel()
-    corpus = [*_CORPUS, '{"answer": "The total is 42", "found": true, "evidence": [{"page": 1, "quote": "total", '
-                        '"bbox_2d": [10, 20, 300, 400]}]}', '{"value": null, "page": 1, "bbox_2d": null}'] * 10
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=1200, show_progress=False,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    spec = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
-    tok = Qwen2Tokenizer(vocab=spec["vocab"], merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                         unk_token=None, model_max_length=32768)
-    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL], special_tokens=True)
-    tok.chat_template = QWEN_CHAT_TEMPLATE
+    tok = _qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
     processor = Proc(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels),
                      tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_CHAT_TEMPLATE)
@@ -151,5 +135,61 @@ def build_tiny_qwen_vl(out: Path, *, qwen2: bool = False, max_pixels: int = 448 
     model.generation_config = GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
                                                pad_token_id=ids["<|endoftext|>"], do_sample=False)
     model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def _qwen_tokenizer() -> Any:
+    """Byte-level BPE trained locally on a few sentences and JSON answers, with Qwen's special tokens and chat
+    template."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_PRETOK), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [*_CORPUS, '{"answer": "The total is 42", "found": true, "evidence": [{"page": 1, "quote": "total", '
+                        '"bbox_2d": [10, 20, 300, 400]}]}', '{"value": null, "page": 1, "bbox_2d": null}'] * 10
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=1200, show_progress=False,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    spec = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
+    tok = Qwen2Tokenizer(vocab=spec["vocab"], merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         unk_token=None, model_max_length=32768)
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL], special_tokens=True)
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    return tok
+
+
+def build_tiny_colqwen2(out: Path, *, qwen25: bool = False, embedding_dim: int = 32,
+                        max_pixels: int = 448 * 448) -> Path:
+    """A tiny random-weight ColQwen2 (late interaction: a vector per image patch) checkpoint dir with its
+    ColQwen2Processor, built offline (``../shared/recipes/tiny_colqwen2_offline.py``); ``qwen25``: a Qwen2.5-VL
+    inside, as ColQwen2.5 checkpoints are. Load it with ``ColQwen2ForRetrieval.from_pretrained(out)``."""
+    import torch
+    from transformers import ColQwen2Config, ColQwen2ForRetrieval, ColQwen2Processor, Qwen2VLImageProcessor
+
+    out.mkdir(parents=True, exist_ok=True)
+    tok = _qwen_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    processor = ColQwen2Processor(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels),
+                                  tokenizer=tok)
+    text = dict(vocab_size=(len(tok) + 63) // 64 * 64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    vision: dict[str, Any] = (
+        dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=64, in_channels=3,
+             patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1])
+        if qwen25 else dict(depth=2, embed_dim=64, hidden_size=64, mlp_ratio=2, num_heads=2, in_channels=3,
+                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2))
+    vlm = dict(model_type="qwen2_5_vl" if qwen25 else "qwen2_vl", text_config=text, vision_config=vision,
+               image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+               vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(0)
+    ColQwen2ForRetrieval(ColQwen2Config(vlm_config=vlm, embedding_dim=embedding_dim)).eval().save_pretrained(out)
     processor.save_pretrained(out)
     return out

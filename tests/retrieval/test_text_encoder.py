@@ -15,7 +15,7 @@ import pytest
 from app.service import Service
 from schemas.errors import ModelUnavailable
 from schemas.settings import TextEncoderSettings
-from tests.conftest import PDFS, ROOT, make_settings
+from tests.conftest import PDFS, ROOT, forbid_reading, make_settings
 from vlm.runtime import Models
 from vlm.text_encoder import BUNDLED, TextEncoder, bundled_dir, resolve
 
@@ -117,16 +117,7 @@ def test_turning_it_on_embeds_existing_pages_without_reading_them(tmp_path: Path
         svc.ingest([PDFS / "R-data.pdf"])
         doc = svc.get_document("R-data.pdf")
         assert "words" not in svc.index.dense_dims() and "text" not in doc.stages
-    from ingest import reader
-
-    real_run = reader.ReaderPool.run
-
-    def no_reading(pool: reader.ReaderPool, jobs: list[reader.ReadJob]) -> object:
-        if jobs:
-            raise AssertionError("the pages were read again")
-        return real_run(pool, jobs)
-
-    monkeypatch.setattr(reader.ReaderPool, "run", no_reading)
+    forbid_reading(monkeypatch)
     with Service(make_settings(data, str(tiny_siglip), text_encoder=True)) as svc:
         report = svc.ingest([PDFS / "R-data.pdf"])
         assert [f.status for f in report.files] == ["ingested"] and report.files[0].pending == []

@@ -102,9 +102,8 @@ class Searcher:
         self.weigh = weigh
         self._said: set[str] = set()
 
-    def _dense(self, question: str) -> dict[str, list[float]]:
-        """The question's query vectors for the dense vectors the index has (and whose model loads)."""
-        dims = self.index.dense_dims()
+    def _dense(self, question: str, dims: dict[str, int]) -> dict[str, list[float]]:
+        """The question's query vectors for the dense vectors the index has (``dims``) and whose model loads."""
         if not dims or self.models is None:
             return {}
         out: dict[str, list[float]] = {}
@@ -116,9 +115,9 @@ class Searcher:
             out.update({name: v for name in ("image", "caption") if dims.get(name) == siglip.dim})
         return out
 
-    def _rerank(self, question: str) -> list[list[float]] | None:
-        """The question's late-interaction rows, when the index has patch vectors and the reranker loads."""
-        dims = self.index.dense_dims()
+    def _rerank(self, question: str, dims: dict[str, int]) -> list[list[float]] | None:
+        """The question's late-interaction rows, when the index has patch vectors (``dims``) and the reranker
+        loads."""
         if self.models is None or RERANK_VECTOR not in dims or not self.models.settings.rerank.enabled:
             return None
         model = self._model("reranker")
@@ -153,8 +152,9 @@ class Searcher:
         relevance in [0, 1]."""
         if collections is not None and (not collections or (collection is not None and collection not in collections)):
             return [], lambda score: 0.0  # nothing the asker may see
-        dense, sparse = self._dense(question), bm25.embed_query(question)
-        rerank = self._rerank(question)
+        dims = self.index.dense_dims()  # once a query: a server answers it over the network
+        dense, sparse = self._dense(question, dims), bm25.embed_query(question)
+        rerank = self._rerank(question, dims)
         weights = {**self.weights, **(self.weigh(question) if self.weigh else {})}
         candidates = self.models.settings.rerank.candidates if self.models is not None else 0
         q = PageQuery(dense=dense, sparse=sparse, limit=max(limit, fetch or limit),

@@ -33,6 +33,9 @@ def _pdf(path: Path, words: str) -> Path:
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
     s = make_settings(tmp_path / "data", None, vlm_backend="words")
     s.api_key = "admin-secret"
+    # isolation, not fair share: the probes make hundreds of requests as bob, faster than any rate a key gets
+    # (test_a_key_over_its_share_waits_and_the_others_do_not tests the limiter itself)
+    s.access.requests_per_minute = 0
     if request.param == "postgres":
         url = postgres_url()
         if url is None:
@@ -317,6 +320,22 @@ def test_revoking_a_key_stops_its_jobs_and_cli_keys_work(tmp_path: Path) -> None
     assert bad.returncode == 2 and "reader, writer, admin" in bad.stderr
     audit = json.loads(pagelens("audit", "--since", "1h", "--json", env=env).stdout)
     assert {e["action"] for e in audit} >= {"keys create", "keys revoke"}
+
+
+def test_a_key_over_its_share_waits_and_the_others_do_not(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "data", None)
+    s.api_key = "admin-secret"
+    s.access.requests_per_minute, s.access.burst = 6, 3  # a token each 10 s after a burst of three
+    with TestClient(create_app(s)) as c:
+        alice, bob = _key(c, "alice", "reader", ["alpha"]), _key(c, "bob", "reader", ["beta"])
+        codes = [c.get("/documents", headers=alice).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429], codes
+        over = c.get("/documents", headers=alice)
+        assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+        assert over.json()["error"]["code"] == "rate_limited"
+        assert "PAGELENS_ACCESS__REQUESTS_PER_MINUTE" in over.json()["error"]["message"]
+        assert c.get("/documents", headers=bob).status_code == 200, "another key keeps its own share"
+        assert all(c.get("/documents", headers=ADMIN).status_code == 200 for _ in range(5)), "operators: no share"
 
 
 def test_key_guessing_is_rate_limited_on_guarded_and_public_routes(tmp_path: Path) -> None:

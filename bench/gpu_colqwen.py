@@ -9,7 +9,7 @@ the model alone and for the whole encoder, FLOP per page (2 × parameters × tok
 counted separately) and the ratio of achieved FLOP/s to the GPU's dense bf16 ceiling (--peak-tflops, 790 for an
 H100-class card). On a CPU (no GPU) use --pages 2: a page costs about a minute there.
 
-    python bench/gpu_colqwen.py [--pages 64] [--batch 8] [--max-pixels 602112] [--peak-tflops 790]
+    python bench/gpu_colqwen.py [--pdf R-intro.pdf] [--pages 64] [--batch 8] [--max-pixels 602112] [--peak-tflops 790]
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-pixels", type=int, default=768 * 28 * 28)
     ap.add_argument("--peak-tflops", type=float, default=790.0)
+    ap.add_argument("--pdf", type=Path, default=CORPUS / "R-intro.pdf", help="the pages (the first 100, cycled)")
     a = ap.parse_args()
     import numpy as np
     import torch
@@ -72,8 +73,7 @@ def main() -> None:
     from vlm.late_interaction import LateInteractionEncoder
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    pdf = CORPUS / "R-intro.pdf"
-    images = [render_for_model(pdf, 1 + i % 100, max_pixels=a.max_pixels) for i in range(a.pages)]
+    images = [render_for_model(a.pdf, 1 + i % 100, max_pixels=a.max_pixels) for i in range(a.pages)]
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         build(Path(d), device)

@@ -1,7 +1,7 @@
 """The text encoder's cost at ingest: pages/s (and chunks/s) embedding real pages' words on this machine, at the
-shipped chunking and with mean pooling, batch sizes 16/32/64.
+shipped chunking, batch sizes 16/32/64 (and more with --batches, for a GPU), and chunks of 256.
 
-    python bench/text_encoder.py [--pdf ../shared/corpus/pdfs/R-intro.pdf]
+    python bench/text_encoder.py [--pdf ../shared/corpus/pdfs/R-intro.pdf] [--model DIR] [--batches 16,32,64]
 """
 
 from __future__ import annotations
@@ -20,15 +20,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     corpus = Path(__file__).resolve().parents[1].parent / "shared/corpus/pdfs"
     ap.add_argument("--pdf", type=Path, default=corpus / "R-intro.pdf")
+    ap.add_argument("--model", default=TextEncoderSettings().model, help="hub id or local dir")
+    ap.add_argument("--batches", default="16,32,64", help="batch sizes to try at the shipped chunking")
     args = ap.parse_args()
+    shipped = TextEncoderSettings()
     pages = [" ".join(w[4] for w in p.get_text("words")) for p in pymupdf.open(args.pdf)]
     print(f"{args.pdf.name}: {len(pages)} pages")
     print("| setting | load s | pages/s | chunks/s | chunks/page |")
     print("|---|---|---|---|---|")
-    for label, settings in [("chunks of 128 (shipped), batch 32", TextEncoderSettings()),
-                            ("chunks of 128, batch 16", TextEncoderSettings(batch_size=16)),
-                            ("chunks of 128, batch 64", TextEncoderSettings(batch_size=64)),
-                            ("chunks of 256, batch 32", TextEncoderSettings(chunk_tokens=256))]:
+    runs = [(f"chunks of {shipped.chunk_tokens}, batch {b}{' (shipped)' if int(b) == shipped.batch_size else ''}",
+             TextEncoderSettings(model=args.model, batch_size=int(b))) for b in args.batches.split(",")]
+    runs.append(("chunks of 256, batch 32", TextEncoderSettings(model=args.model, chunk_tokens=256)))
+    for label, settings in runs:
         t0 = time.perf_counter()
         enc = TextEncoder(settings)
         load = time.perf_counter() - t0
@@ -37,7 +40,8 @@ def main() -> None:
         rows = enc.encode_pages(pages)
         dt = time.perf_counter() - t0
         chunks = sum(len(r) for r in rows)
-        print(f"| {label} | {load:.1f} | {len(pages) / dt:.1f} | {chunks / dt:.0f} | {chunks / len(pages):.1f} |")
+        print(f"| {label} ({enc.device}) | {load:.1f} | {len(pages) / dt:.1f} | {chunks / dt:.0f} "
+              f"| {chunks / len(pages):.1f} |")
 
 
 if __name__ == "__main__":

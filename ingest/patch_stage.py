@@ -5,6 +5,8 @@ for the rerank, rendered from the stored file at the model's image budget and wr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,23 +31,25 @@ class PatchEmbedder(VectorStage[LateInteractionEncoder]):
     def spec(self) -> VectorSpec:
         return VectorSpec(datatype=self.s.rerank.storage, quantization=self.s.rerank.quantization, hnsw=False)
 
-    def version(self, model: LateInteractionEncoder, doc: Document) -> str:
+    def version(self, model_version: str, doc: Document) -> str:
         """The model, its pooling and image budget, and how the vectors are stored (a change recreates them)."""
         spec = self.spec()
-        return f"{model.version}|{spec.datatype},{spec.quantization}"
+        return f"{model_version}|{spec.datatype},{spec.quantization}"
 
-    def describe(self, model: LateInteractionEncoder, pages: int, docs: int) -> str:
+    def describe(self, where: str, pages: int, docs: int) -> str:
         return (f"embedding the images of {pages} pages of {docs} documents for the rerank ({self.s.rerank.model}, "
-                f"{model.device})")
+                f"{where})")
 
     def unavailable(self, why: str | None) -> str:
         return f"Pages are not embedded for the rerank: {why}"
 
-    def dim(self, model: LateInteractionEncoder) -> int:
-        return model.dim
+    def inputs(self, doc: Document, batch: Sequence[PageRecord]) -> list[Any]:
+        """The stored file and the page: each page is rendered where the model runs (a Ray actor reads the file
+        store, as the cluster's readers do)."""
+        path = str(self.library.files.open_path(doc.doc_id))
+        return [(path, r.page.page_no) for r in batch]
 
-    def vectors(self, model: LateInteractionEncoder, doc: Document,
-                batch: Sequence[PageRecord]) -> list[np.ndarray]:
-        path = self.library.files.open_path(doc.doc_id)
-        images = [render_for_model(path, r.page.page_no, max_pixels=model.max_pixels) for r in batch]
-        return model.encode_pages(images)
+    @staticmethod
+    def encode(model: LateInteractionEncoder, inputs: Sequence[Any]) -> list[np.ndarray]:
+        return model.encode_pages([render_for_model(Path(path), page_no, max_pixels=model.max_pixels)
+                                   for path, page_no in inputs])

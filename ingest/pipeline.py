@@ -224,6 +224,11 @@ class Ingestor:
                            batch_pages=i.batch_pages, outline_headings=i.outline_headings, ocr_engine=i.ocr_engine,
                            ocr_threads=i.ocr_threads or (1 if ray else ocr_threads(workers)))  # a Ray task: 1 CPU
         pool: ReaderPool | RayReaderPool
+        encoders = None
+        if ray:  # the vector stages' models on the cluster too (joined only if a stage has pages to embed)
+            from ingest.ray_vectors import RayEncoders
+
+            encoders = RayEncoders(ray)
         ray = ray if plans else None  # nothing to read (every file unchanged): no cluster is started for it
         shared = SharedStores.of(self.s, coll) if ray else None  # Ray workers write their pages themselves
         if ray:
@@ -282,8 +287,8 @@ class Ingestor:
                             log.warning("could not remove the failed %s yet: %s", plan.name, e.message)
         if self.captioner.wanted():
             self.captioner.run(outcomes, report)
-        self.text_embedder.run(outcomes, report)  # after the captions: they are part of the text it embeds
-        self.patch_embedder.run(outcomes, report)
+        self.text_embedder.run(outcomes, report, encoders)  # after the captions: part of the text it embeds
+        self.patch_embedder.run(outcomes, report, encoders)
         if any(o.status == "ingested" for o in outcomes.values()):
             self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate

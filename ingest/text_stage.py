@@ -4,6 +4,7 @@ written into the pages' points from the catalog (``ingest.vector_stage``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,18 +30,19 @@ class TextEmbedder(VectorStage[TextEncoder]):
     def enabled(self) -> bool:
         return self.s.text_encoder.enabled
 
-    def version(self, model: TextEncoder, doc: Document) -> str:
+    def version(self, model_version: str, doc: Document) -> str:
         """The encoder and its chunking, and the caption stage the text included (a new caption re-embeds)."""
-        return f"{model.version}|caption={doc.stages.get('caption', '')}"
+        return f"{model_version}|caption={doc.stages.get('caption', '')}"
 
-    def describe(self, model: TextEncoder, pages: int, docs: int) -> str:
-        return f"embedding the words of {pages} pages of {docs} documents ({self.s.text_encoder.model})"
+    def describe(self, where: str, pages: int, docs: int) -> str:
+        return f"embedding the words of {pages} pages of {docs} documents ({self.s.text_encoder.model}, {where})"
 
     def unavailable(self, why: str | None) -> str:
         return f"Page words are not embedded: {why}"
 
-    def dim(self, model: TextEncoder) -> int:
-        return model.dim
+    def inputs(self, doc: Document, batch: Sequence[PageRecord]) -> list[Any]:
+        return [page_text(r) for r in batch]
 
-    def vectors(self, model: TextEncoder, doc: Document, batch: Sequence[PageRecord]) -> list[np.ndarray]:
-        return model.encode_pages([page_text(r) for r in batch])
+    @staticmethod
+    def encode(model: TextEncoder, inputs: Sequence[Any]) -> list[np.ndarray]:
+        return model.encode_pages(list(inputs))

@@ -4,16 +4,22 @@ re-reading them. Each runs after the read and the captions, for every complete d
 missing or outdated; a document is marked done only after its vectors are durable. When the model cannot load, the
 stage is left pending (said once) for a later ingest; a document whose embedding fails stays pending with the reason
 and the others go on. ``ingest/text_stage.py`` (the words) and ``ingest/patch_stage.py`` (the page images, for the
-late-interaction rerank) are the two."""
+late-interaction rerank) are the two.
+
+Where the vectors are made: here, by the process's own model (``Models``), or — ``ingest --ray`` — by an actor pool
+on the Ray cluster (``ingest/ray_vectors.py``: one actor per GPU, ``num_gpus=1`` each), fed the same per-page
+inputs (``inputs``) and running the same ``encode``; the driver then only writes what comes back."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -23,12 +29,30 @@ from schemas.results import FileOutcome
 from schemas.settings import Settings
 from store.catalog import PageRecord
 from store.library import Library, page_point
-from store.vectors import VectorSpec
+from store.vectors import PagePoint, VectorSpec
 from vlm.runtime import ModelName, Models
+
+if TYPE_CHECKING:
+    from ingest.ray_vectors import RayEncoders
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
+
+
+class About(NamedTuple):
+    """What a loaded model makes: its ``version`` (model and settings), vector ``dim`` and where it runs."""
+
+    version: str
+    dim: int
+    where: str
+
+    @classmethod
+    def of(cls, model: Any) -> About:
+        return cls(model.version, int(model.dim), str(model.device))
+
+
+Todo = list[tuple[Path, FileOutcome, Document]]
 
 
 class VectorStage(ABC, Generic[M]):
@@ -51,29 +75,39 @@ class VectorStage(ABC, Generic[M]):
     def enabled(self) -> bool: ...
 
     @abstractmethod
-    def version(self, model: M, doc: Document) -> str:
-        """What a document's vectors were made with: a change re-embeds it."""
+    def version(self, model_version: str, doc: Document) -> str:
+        """What a document's vectors were made with (the model's own version, and what else went in): a change
+        re-embeds it."""
 
     @abstractmethod
-    def describe(self, model: M, pages: int, docs: int) -> str:
-        """The notice when the stage starts."""
+    def describe(self, where: str, pages: int, docs: int) -> str:
+        """The notice when the stage starts (``where``: the model's device, or the cluster)."""
 
     @abstractmethod
     def unavailable(self, why: str | None) -> str:
         """The notice when the model cannot load."""
 
-    @abstractmethod
-    def dim(self, model: M) -> int: ...
-
     def spec(self) -> VectorSpec:
         return VectorSpec()
 
     @abstractmethod
-    def vectors(self, model: M, doc: Document, batch: Sequence[PageRecord]) -> list[np.ndarray]:
-        """One (rows, dim) array per page of ``batch`` (no rows: the page gets no vector). Raises PageLensError."""
+    def inputs(self, doc: Document, batch: Sequence[PageRecord]) -> list[Any]:
+        """What the model reads of each page of ``batch`` (picklable: it may travel to a Ray actor)."""
 
-    def run(self, outcomes: dict[Path, FileOutcome], report: Callable[..., None]) -> None:
-        """Embed the run's complete documents whose stage is missing or outdated."""
+    @staticmethod
+    @abstractmethod
+    def encode(model: Any, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """One (rows, dim) array per input (no rows: the page gets no vector). Raises PageLensError."""
+
+    @classmethod
+    def load(cls, settings: Settings) -> Any:
+        """The stage's model, loaded through the one owner (on a Ray actor: its own). Raises ModelUnavailable."""
+        return getattr(Models(settings), cls.MODEL)()
+
+    def run(self, outcomes: dict[Path, FileOutcome], report: Callable[..., None],
+            cluster: RayEncoders | None = None) -> None:
+        """Embed the run's complete documents whose stage is missing or outdated — here, or with ``cluster`` on
+        the Ray cluster's actors."""
         if not self.enabled():
             return
         docs = [(path, o, d) for path, o in outcomes.items()
@@ -81,20 +115,26 @@ class VectorStage(ABC, Generic[M]):
                 and d.status == "complete"]
         if not docs:
             return
-        model: M | None = self.models.maybe(getattr(self.models, self.MODEL))
-        todo = [(p, o, d) for p, o, d in docs if model is None or d.stages.get(self.STAGE) != self.version(model, d)]
+        model: M | None = None
+        if cluster is None:
+            model = self.models.maybe(getattr(self.models, self.MODEL))
+            about, why = (About.of(model), None) if model is not None else (None, self.models.why_not(self.MODEL))
+        else:  # asked of the cluster, where the model will run (the driver loads nothing)
+            about, why = cluster.describe(type(self), self.s)
+        todo = [(p, o, d) for p, o, d in docs
+                if about is None or d.stages.get(self.STAGE) != self.version(about.version, d)]
         if not todo:
             return
-        if model is None:
-            report(todo[0][0].name, notice=self.unavailable(self.models.why_not(self.MODEL)))
+        if about is None:
+            report(todo[0][0].name, notice=self.unavailable(why))
             for path, o, doc in todo:
                 if self.STAGE not in doc.pending:
                     self.catalog.complete_document(doc.doc_id, stages=doc.stages, pending=[*doc.pending, self.STAGE])
                 outcomes[path] = o.model_copy(update={"pending": sorted({*o.pending, self.STAGE})})
             return
-        self.index.ensure_dense(self.VECTOR, self.dim(model), self.spec())
+        self.index.ensure_dense(self.VECTOR, about.dim, self.spec())
         pages = sum(d.page_count for _, _, d in todo)
-        report(todo[0][0].name, notice=self.describe(model, pages, len(todo)))
+        report(todo[0][0].name, notice=self.describe(about.where, pages, len(todo)))
         done = 0
 
         def progress(n: int, name: str) -> None:
@@ -102,38 +142,95 @@ class VectorStage(ABC, Generic[M]):
             done += n
             report(name, stage=(self.LABEL, done, pages))
 
+        if cluster is not None:
+            self._embed_on(cluster, about, todo, outcomes, progress)
+            return
         for path, o, doc in todo:
             try:
-                self._embed(model, doc, functools.partial(progress, name=path.name))
+                self._embed(model, about, doc, functools.partial(progress, name=path.name))
             except PageLensError as e:  # this document stays pending, with the reason; the others go on
-                log.warning("%s: stage %s failed, left pending: %s", path.name, self.STAGE, e.message)
-                outcomes[path] = o.model_copy(update={
-                    "pending": sorted({*o.pending, self.STAGE}),
-                    "warnings": [*o.warnings, f"{self.LABEL} failed: {e.message}"]})
+                self._failed(outcomes, path, o, e.message)
                 continue
-            pending = [p for p in o.pending if p != self.STAGE]
-            outcomes[path] = o.model_copy(update={"pending": pending,
-                                                  "status": "ingested" if o.status == "unchanged" else o.status})
+            self._succeeded(outcomes, path, o)
 
-    def _embed(self, model: M, doc: Document, progress: Callable[[int], None]) -> None:
+    def _failed(self, outcomes: dict[Path, FileOutcome], path: Path, o: FileOutcome, why: str) -> None:
+        log.warning("%s: stage %s failed, left pending: %s", path.name, self.STAGE, why)
+        outcomes[path] = o.model_copy(update={"pending": sorted({*o.pending, self.STAGE}),
+                                              "warnings": [*o.warnings, f"{self.LABEL} failed: {why}"]})
+
+    def _succeeded(self, outcomes: dict[Path, FileOutcome], path: Path, o: FileOutcome) -> None:
+        pending = [p for p in o.pending if p != self.STAGE]
+        outcomes[path] = o.model_copy(update={"pending": pending,
+                                              "status": "ingested" if o.status == "unchanged" else o.status})
+
+    def _batches(self, doc: Document) -> Iterator[list[PageRecord]]:
         batch: list[PageRecord] = []
         for rec in self.catalog.iter_pages(doc.doc_id):
             batch.append(rec)
             if len(batch) >= self.s.ingest.batch_pages:
-                self._write(model, doc, batch)
-                progress(len(batch))
+                yield batch
                 batch = []
-        self._write(model, doc, batch)
-        progress(len(batch))
+        if batch:
+            yield batch
+
+    def _embed(self, model: Any, about: About, doc: Document, progress: Callable[[int], None]) -> None:
+        for batch in self._batches(doc):
+            self._write(doc, self._points(doc, batch), self.encode(model, self.inputs(doc, batch)))
+            progress(len(batch))
+        self._complete(about, doc)
+
+    def _complete(self, about: About, doc: Document) -> None:
         self.index.flush()  # vectors durable before the stage is recorded
         fresh = self.catalog.get_document(doc.doc_id) or doc
-        self.catalog.complete_document(doc.doc_id, stages={**fresh.stages, self.STAGE: self.version(model, fresh)},
+        self.catalog.complete_document(doc.doc_id,
+                                       stages={**fresh.stages, self.STAGE: self.version(about.version, fresh)},
                                        pending=[p for p in fresh.pending if p != self.STAGE])
 
-    def _write(self, model: M, doc: Document, batch: list[PageRecord]) -> None:
-        if not batch:
-            return
-        vectors = self.vectors(model, doc, batch)
-        points = [page_point(r, doc.collection, caption=r.page.caption, dense={self.VECTOR: v.tolist()})
-                  for r, v in zip(batch, vectors, strict=True) if len(v)]
-        self.index.update_vectors(points)
+    @staticmethod
+    def _points(doc: Document, batch: Sequence[PageRecord]) -> list[PagePoint]:
+        return [page_point(r, doc.collection, caption=r.page.caption, dense={}) for r in batch]
+
+    def _write(self, doc: Document, points: Sequence[PagePoint], vectors: Sequence[np.ndarray]) -> None:
+        self.index.update_vectors([dataclasses.replace(p, dense={self.VECTOR: v.tolist()})
+                                   for p, v in zip(points, vectors, strict=True) if len(v)])
+
+    def _embed_on(self, cluster: RayEncoders, about: About, todo: Todo, outcomes: dict[Path, FileOutcome],
+                  progress: Callable[[int, str], None]) -> None:
+        """Every batch of every document of ``todo`` to the cluster's actors at once (Ray Data streams them); each
+        batch written as it comes back, each document's stage recorded when its last batch is."""
+        items: list[tuple[int, bytes]] = []
+        work: dict[int, tuple[int, list[PagePoint]]] = {}  # item → (its document in todo, its points)
+        left = [0] * len(todo)
+        failed: set[int] = set()
+        for k, (path, o, doc) in enumerate(todo):
+            mine = len(items)
+            try:
+                for batch in self._batches(doc):
+                    work[len(items)] = (k, self._points(doc, batch))
+                    items.append((len(items), pickle.dumps(self.inputs(doc, batch))))
+                    left[k] += 1
+            except PageLensError as e:  # e.g. its stored file is gone: it stays pending, the others go on
+                for key in range(mine, len(items)):
+                    del work[key]
+                del items[mine:]
+                failed.add(k)
+                self._failed(outcomes, path, o, e.message)
+        for k, (path, o, doc) in enumerate(todo):
+            if left[k] == 0 and k not in failed:  # no pages
+                self._complete(about, doc)
+                self._succeeded(outcomes, path, o)
+        for key, vectors, why in cluster.embed(type(self), self.s, items):
+            k, points = work.pop(key)
+            path, o, doc = todo[k]
+            if k in failed:
+                continue
+            if vectors is None:  # this document stays pending, with the reason; the others go on
+                failed.add(k)
+                self._failed(outcomes, path, o, why or "lost on the Ray cluster")
+                continue
+            self._write(doc, points, vectors)
+            progress(len(points), path.name)
+            left[k] -= 1
+            if left[k] == 0:
+                self._complete(about, doc)
+                self._succeeded(outcomes, path, o)

@@ -400,3 +400,76 @@ def test_a_file_failing_after_workers_wrote_some_of_it_leaves_nothing(
             assert svc.index.count() == 3 and svc.index.doc_ids() == {other.doc_id}
         finally:
             svc.close()
+
+
+def _vectors(svc: Service) -> dict[tuple[str, int], dict[str, object]]:
+    """Each point's text-encoder and patch vectors, as the index holds them."""
+    import numpy as np
+
+    return {(r.payload["doc_id"], int(r.payload["page"])): {name: np.asarray(r.vector[name], dtype=np.float32)
+                                                            for name in ("words", "patches") if name in r.vector}
+            for r in _records(svc)}
+
+
+def test_the_text_encoder_and_the_reranker_embed_on_ray_actors(cluster: None, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ingest --ray`` makes the words' vectors (the real MiniLM) and the page patches' (a tiny ColQwen2) on the
+    cluster's actors, not on the driver (which loads neither model here), and they are the vectors a local ingest
+    makes, with the same stage versions. A reranker the cluster cannot load leaves the stage pending, saying why;
+    configured later, it embeds the stored pages on the cluster without reading them again."""
+    import numpy as np
+
+    from schemas.settings import RerankSettings
+    from tests.conftest import forbid_reading
+    from tests.tiny_models import build_tiny_colqwen2
+    from vlm.runtime import Models
+
+    pixels = 112 * 112
+    tiny = build_tiny_colqwen2(tmp_path / "colqwen2", max_pixels=pixels)
+    files = [PDFS / "refcard-a4.pdf", PDFS / "R-data.pdf"]
+
+    def settings(where: str, reranker: str) -> object:
+        s = make_settings(tmp_path / where, None, text_encoder=True)
+        s.rerank = RerankSettings(model=reranker, max_pixels=pixels)
+        return s
+
+    local = Service(settings("local", str(tiny)))  # type: ignore[arg-type]
+    try:
+        local.ingest(files)
+        want = _vectors(local)
+        want_stages = {d.name: d.stages for d in local.list_documents()}
+    finally:
+        local.close()
+
+    def no_model(self: Models) -> None:
+        raise AssertionError("the driver loaded a model: it should run on the cluster's actors")
+
+    monkeypatch.setattr(Models, "text_encoder", no_model)
+    monkeypatch.setattr(Models, "reranker", no_model)
+    svc = Service(settings("ray", str(tmp_path / "no-such-model")))  # type: ignore[arg-type]
+    try:
+        report = svc.ingest(files, ray="auto")
+        assert all(f.status == "ingested" and "patches" in f.pending and "text" not in f.pending
+                   for f in report.files), report
+        assert all("text" in d.stages and "patches" not in d.stages for d in svc.list_documents())
+        assert {k: set(v) for k, v in _vectors(svc).items()} == {k: {"words"} for k in want}
+        svc.close()
+        forbid_reading(monkeypatch)  # the reranker configured: the stored pages are embedded, not read again
+        from ingest import ray_readers
+
+        def no_reading(*a: object, **k: object) -> None:
+            raise AssertionError("the pages were read again on the cluster")
+
+        monkeypatch.setattr(ray_readers.RayReaderPool, "__init__", no_reading)
+        svc = Service(settings("ray", str(tiny)))  # type: ignore[arg-type]
+        report = svc.ingest(files, ray="auto")
+        assert all(f.status == "ingested" and "patches" not in f.pending for f in report.files), report
+        got = _vectors(svc)
+        assert {d.name: d.stages for d in svc.list_documents()} == want_stages
+    finally:
+        svc.close()
+    assert got.keys() == want.keys() and len(want) == 3 + 41
+    for key, named in want.items():
+        for name, v in named.items():
+            assert got[key][name].shape == v.shape, (key, name)  # type: ignore[union-attr]
+            assert np.allclose(got[key][name], v, atol=2e-3), (key, name)  # type: ignore[arg-type]

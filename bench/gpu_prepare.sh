@@ -14,7 +14,8 @@ dl() { python3 -m pip download -q --only-binary=:all: --python-version 3.12 --im
        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 "$@"; }
 # PageLens's ingest needs beyond the image (pymupdf < 1.27: 2.0's wheel alone is 69 MB)
 dl --no-deps -d .dev/whl pydantic==2.14.4 pydantic_core==2.50.5 pydantic-settings==2.16.3 python-dotenv \
-   typing-inspection annotated-types "pymupdf<1.27" qdrant-edge-py==0.9.0 sqlalchemy==2.1.9
+   typing-inspection annotated-types "pymupdf<1.27" qdrant-edge-py==0.9.0 sqlalchemy==2.1.9 \
+   open_clip_torch==3.3.0 ftfy wcwidth  # (open_clip: bench/gpu_siglip.py)
 # the peer: LangChain's loader and BM25 retriever, less what the image or the list above already holds
 dl -d .dev/lc langchain-community rank_bm25 "pymupdf<1.27"
 for w in .dev/lc/*.whl; do

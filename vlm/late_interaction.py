@@ -95,16 +95,34 @@ class LateInteractionEncoder:
         out = emb.float().cpu().numpy()
         return [_normalise(e[m]) for e, m in zip(out, mask, strict=True)]
 
-    def encode_pages(self, images: Sequence[np.ndarray], *, pool: bool = True) -> list[np.ndarray]:
-        """Page images (RGB uint8 H×W×3) → one (rows, dim) array each, pooled unless ``pool=False``."""
+    def encode_pages(self, images: Sequence[np.ndarray], *, pool: bool = True,
+                     overlap: bool | None = None) -> list[np.ndarray]:
+        """Page images (RGB uint8 H×W×3) → one (rows, dim) array each, pooled unless ``pool=False``.
+
+        ``overlap`` (default: on a GPU) keeps the model busy: the next batch is prepared by the processor and the
+        last one pooled, each in its own thread, while the model runs (on a CPU they would only take its cores)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from PIL import Image
 
-        out: list[np.ndarray] = []
-        for s in range(0, len(images), self.batch_size):
-            batch = [Image.fromarray(np.asarray(im)) for im in images[s:s + self.batch_size]]
-            rows = self._rows(self.processor(images=batch, return_tensors="pt"))
-            out.extend(pool_rows(r, self.pool_factor) if pool else r for r in rows)
-        return out
+        def prepare(batch: Sequence[np.ndarray]) -> Any:
+            return self.processor(images=[Image.fromarray(np.asarray(im)) for im in batch], return_tensors="pt")
+
+        def finish(rows: list[np.ndarray]) -> list[np.ndarray]:
+            return [pool_rows(r, self.pool_factor) if pool else r for r in rows]
+
+        batches = [images[s:s + self.batch_size] for s in range(0, len(images), self.batch_size)]
+        if not (self.device != "cpu" if overlap is None else overlap) or len(batches) < 2:
+            return [r for b in batches for r in finish(self._rows(prepare(b)))]
+        with ThreadPoolExecutor(1) as before, ThreadPoolExecutor(1) as after:
+            ahead = before.submit(prepare, batches[0])
+            done = []
+            for i in range(len(batches)):
+                inputs = ahead.result()
+                if i + 1 < len(batches):
+                    ahead = before.submit(prepare, batches[i + 1])
+                done.append(after.submit(finish, self._rows(inputs)))
+            return [r for f in done for r in f.result()]
 
     def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Questions → one (tokens, dim) array each."""

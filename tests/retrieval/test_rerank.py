@@ -91,6 +91,24 @@ def test_the_model_loads_from_its_dir_and_gives_unit_multivectors(tiny_colqwen2:
             assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5), "no padding rows, unit length"
 
 
+def test_overlapped_batches_give_the_vectors_of_one_batch_at_a_time(encoder: LateInteractionEncoder) -> None:
+    """The GPU path (the next batch prepared and the last pooled in threads while the model runs) returns the same
+    vectors, in the same order, as batches run one after another (forced on here: a CPU runs it in turn)."""
+    images = [render_for_model(PDFS / f, p, max_pixels=PIXELS)
+              for f, p in [("refcard-a4.pdf", 1), ("R-data.pdf", 9), ("refcard-a4.pdf", 3), ("R-data.pdf", 1),
+                           ("R-data.pdf", 36)]]
+    encoder.batch_size = 2  # three batches, the last one short
+    try:
+        plain = encoder.encode_pages(images, overlap=False)
+        overlapped = encoder.encode_pages(images, overlap=True)
+    finally:
+        encoder.batch_size = RerankSettings().batch_size
+    assert len(overlapped) == len(plain) == 5
+    for a, b in zip(plain, overlapped, strict=True):
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-5)
+    assert len({a.shape[0] for a in plain}) > 1, "the pages differ: an order mix-up would show"
+
+
 def test_a_missing_or_wrong_model_says_how_to_fix_it(tmp_path: Path, tiny_qwen25: Path) -> None:
     with pytest.raises(ModelUnavailable, match="PAGELENS_RERANK__MODEL"):
         LateInteractionEncoder(RerankSettings(model=str(tmp_path / "nowhere")))

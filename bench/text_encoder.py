@@ -1,5 +1,6 @@
 """The text encoder's cost at ingest: pages/s (and chunks/s) embedding real pages' words on this machine, at the
-shipped chunking, batch sizes 16/32/64 (and more with --batches, for a GPU), and chunks of 256.
+shipped chunking and precision (auto: bf16 where the hardware has it), batch sizes 16/32/64 (and more with
+--batches, for a GPU), chunks of 256, and fp32.
 
     python bench/text_encoder.py [--pdf ../shared/corpus/pdfs/R-intro.pdf] [--model DIR] [--batches 16,32,64]
 """
@@ -31,6 +32,8 @@ def main() -> None:
     runs = [(f"chunks of {shipped.chunk_tokens}, batch {b}{' (shipped)' if int(b) == shipped.batch_size else ''}",
              TextEncoderSettings(model=args.model, batch_size=int(b))) for b in args.batches.split(",")]
     runs.append(("chunks of 256, batch 32", TextEncoderSettings(model=args.model, chunk_tokens=256)))
+    runs.append(("chunks of 128, batch 32, fp32 (precision=fp32)", TextEncoderSettings(model=args.model,
+                                                                                       precision="fp32")))
     for label, settings in runs:
         t0 = time.perf_counter()
         enc = TextEncoder(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,69 +57,30 @@ class Captioner:
         model = backend.model if backend else "none"
         return f"{model}:{prompts.prompt_hash(prompts.SYSTEM, prompts.CAPTION)}@{self.s.vlm.max_pixels}px"
 
+    def window(self) -> CaptionWindow | None:
+        """A window to caption pages in as they are written (ingest: from the first page read), or None when no
+        VLM is configured or it cannot load (``run`` then says so)."""
+        backend = self.vlm()
+        return CaptionWindow(self, backend, self.encoder()) if backend is not None else None
+
     def caption_documents(self, docs: Sequence[Document]) -> dict[str, str]:
         """Caption every page of complete documents and index the captions (BM25 text + the ``caption`` vector
-        when the encoder is loaded). One window of ``vlm.concurrency`` requests runs across all the documents (no
-        drain between them) while the next pages render here; at most twice that many page images exist at once,
-        whatever the documents' lengths. Each document's stage is recorded when its last caption is stored.
-        Returns {doc_id: why} for the documents whose captions failed (their stage stays pending)."""
-        from store.pages import render_for_model
-        from vlm.answering import caption
-        from vlm.pages import PageInput
-
-        backend = self.vlm()
-        if backend is None:
+        when the encoder is loaded), in one window across all of them (``CaptionWindow``). Returns {doc_id: why}
+        for the documents whose captions failed (their stage stays pending)."""
+        window = self.window()
+        if window is None:
             return {d.doc_id: self._vlm_error or "no VLM" for d in docs}
-        encoder = self.encoder()
-        if encoder is not None:
-            self.index.ensure_dense("caption", encoder.dim)
-        concurrency = self.s.vlm.concurrency
-        in_flight: deque[tuple[Document, PageRecord, Future[str]]] = deque()
-        ready: dict[str, list[tuple[PageRecord, str]]] = {}
-        left = {d.doc_id: d.page_count for d in docs}
-        failed: dict[str, str] = {}
-
-        def settle(block: bool) -> None:
-            while in_flight and (block or in_flight[0][2].done() or len(in_flight) > 2 * concurrency):
-                doc, rec, fut = in_flight.popleft()
-                if doc.doc_id in failed:
-                    continue
-                try:
-                    text = fut.result()
-                except Exception as e:  # this document's captions failed; the others go on
-                    failed[doc.doc_id] = e.message if isinstance(e, PageLensError) else f"{e.__class__.__name__}: {e}"
-                    ready.pop(doc.doc_id, None)
-                    continue
-                buf = ready.setdefault(doc.doc_id, [])
-                buf.append((rec, text))
-                left[doc.doc_id] -= 1
-                if len(buf) >= self.s.ingest.batch_pages or left[doc.doc_id] == 0:
-                    self._caption_batch(doc.doc_id, doc.collection, buf, encoder)
-                    buf.clear()
-                if left[doc.doc_id] == 0:
-                    self._captioned(doc.doc_id)
-
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="caption") as pool:
+        try:
             for doc in docs:
                 try:
                     path = self.files.open_path(doc.doc_id)
                 except PageLensError as e:
-                    failed[doc.doc_id] = e.message
+                    window.fail(doc.doc_id, e.message)
                     continue
-                for rec in self.catalog.iter_pages(doc.doc_id):
-                    if doc.doc_id in failed:
-                        break
-                    try:
-                        img = render_for_model(path, rec.page.page_no, max_pixels=self.s.vlm.max_pixels,
-                                               min_pixels=self.s.vlm.min_pixels)
-                    except PageLensError as e:  # a page that cannot be drawn: this document stays pending
-                        failed[doc.doc_id] = e.message
-                        break
-                    in_flight.append((doc, rec, pool.submit(caption, backend, PageInput(doc.doc_id, rec.page.page_no,
-                                                                                         img, rec.table),
-                                                            max_attempts=self.s.vlm.max_attempts)))
-                    settle(block=False)
-            settle(block=True)
+                window.add(doc.doc_id, doc.collection, path, self.catalog.iter_pages(doc.doc_id))
+                window.complete(doc.doc_id)
+        finally:
+            failed = window.close()
         return failed
 
     def _captioned(self, doc_id: str) -> None:
@@ -142,15 +103,21 @@ class Captioner:
                        dense={"caption": dense[k].tolist()} if dense is not None else {})
             for k, r in enumerate(batch)])
 
-    def run(self, outcomes: dict[Path, FileOutcome], report: Callable[..., None]) -> None:
+    def run(self, outcomes: dict[Path, FileOutcome], report: Callable[..., None],
+            failed_while_read: dict[str, str] | None = None) -> None:
         """Caption the run's complete documents whose caption stage is missing or outdated, when a VLM is
-        configured; otherwise leave the stage pending (said once)."""
+        configured; otherwise leave the stage pending (said once). ``failed_while_read``: {doc_id: why} of the
+        documents whose captions already failed in this run's window (left pending, not tried again)."""
         version = self.version()
         said = False
         todo: list[tuple[Path, FileOutcome, Document]] = []
+        failed = dict(failed_while_read or {})
         for path, o in list(outcomes.items()):
             doc = self.catalog.get_document(o.doc_id) if o.doc_id and o.status != "failed" else None
             if doc is None or doc.status != "complete" or doc.stages.get("caption") == version:
+                continue
+            if doc.doc_id in failed:
+                todo.append((path, o, doc))
                 continue
             if self.vlm() is None:
                 if "caption" not in doc.pending:
@@ -163,10 +130,11 @@ class Captioner:
             todo.append((path, o, doc))
         if not todo:
             return
-        pages = sum(d.page_count for _, _, d in todo)
-        report(todo[0][0].name, notice=f"captioning {pages} pages of {len(todo)} documents, "
-                                       f"{self.s.vlm.concurrency} requests at a time")
-        failed = self.caption_documents([d for _, _, d in todo])
+        fresh = [d for _, _, d in todo if d.doc_id not in failed]
+        if fresh:
+            report(todo[0][0].name, notice=f"captioning {sum(d.page_count for d in fresh)} pages of {len(fresh)} "
+                                           f"documents, {self.s.vlm.concurrency} requests at a time")
+            failed.update(self.caption_documents(fresh))
         for path, o, doc in todo:
             if doc.doc_id in failed:  # left pending, with the reason, for the next ingest to retry
                 log.warning("captions of %s failed, left pending: %s", path.name, failed[doc.doc_id])
@@ -178,3 +146,107 @@ class Captioner:
                 continue
             outcomes[path] = o.model_copy(update={"status": "ingested",
                                                   "pending": [p for p in o.pending if p != "caption"]})
+
+
+class CaptionWindow:
+    """One window of ``vlm.concurrency`` caption requests, fed pages as they come (``add``: from the reading loop
+    as each batch is written, or from the catalog), each rendered here while earlier pages' requests are in
+    flight; at most twice that many page images exist at once. Captions are stored and their pages re-indexed a
+    batch at a time; a document's stage is recorded once its last caption is stored *and* it is ``complete``
+    (read to the end: its page count known). ``forget`` drops a document (its file failed), ``close`` waits for
+    the rest and returns {doc_id: why} for the documents whose captions failed. Used from one thread."""
+
+    def __init__(self, captioner: Captioner, backend: VlmBackend, encoder: SiglipEncoder | None) -> None:
+        self.c = captioner
+        self.backend = backend
+        self.encoder = encoder
+        self.concurrency = captioner.s.vlm.concurrency
+        if encoder is not None:
+            captioner.index.ensure_dense("caption", encoder.dim)
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="caption")
+        self.in_flight: deque[tuple[str, PageRecord, Future[str]]] = deque()
+        self.ready: dict[str, list[tuple[PageRecord, str]]] = {}
+        self.added: dict[str, int] = {}
+        self.stored: dict[str, int] = {}
+        self.expected: dict[str, int] = {}
+        self.collection: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
+        self.forgotten: set[str] = set()
+
+    def add(self, doc_id: str, collection: str, path: Path, records: Iterable[PageRecord]) -> None:
+        from store.pages import render_for_model
+        from vlm.answering import caption
+        from vlm.pages import PageInput
+
+        self.collection[doc_id] = collection
+        v = self.c.s.vlm
+        for rec in records:
+            if doc_id in self.failed or doc_id in self.forgotten:
+                return
+            self.added[doc_id] = self.added.get(doc_id, 0) + 1
+            try:
+                img = render_for_model(path, rec.page.page_no, max_pixels=v.max_pixels, min_pixels=v.min_pixels)
+            except PageLensError as e:  # a page that cannot be drawn: this document stays pending
+                self.fail(doc_id, e.message)
+                return
+            page = PageInput(doc_id, rec.page.page_no, img, rec.table)
+            self.in_flight.append((doc_id, rec, self.pool.submit(caption, self.backend, page,
+                                                                 max_attempts=v.max_attempts)))
+            self._settle(block=False)
+
+    def complete(self, doc_id: str) -> None:
+        """``doc_id`` is read to the end (every page added): its stage is recorded when their captions are in."""
+        self.expected[doc_id] = self.added.get(doc_id, 0)
+        self._store(doc_id, last=True)
+
+    def fail(self, doc_id: str, why: str) -> None:
+        self.failed.setdefault(doc_id, why)
+        self.ready.pop(doc_id, None)
+
+    def forget(self, doc_id: str) -> None:
+        """Its file failed (its rows are being removed): what is still in flight for it is dropped."""
+        self.forgotten.add(doc_id)
+        self.ready.pop(doc_id, None)
+
+    def abort(self) -> None:
+        """The run is stopping on an error: nothing more is waited for or stored."""
+        self.in_flight.clear()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> dict[str, str]:
+        try:
+            self._settle(block=True)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        for doc_id in self.collection:  # added but never completed (the run stopped): nothing is recorded
+            if doc_id not in self.expected and doc_id not in self.forgotten:
+                self.failed.setdefault(doc_id, "the run stopped before its pages were all read")
+        return {d: why for d, why in self.failed.items() if d not in self.forgotten}
+
+    def _settle(self, block: bool) -> None:
+        while self.in_flight and (block or self.in_flight[0][2].done() or len(self.in_flight) > 2 * self.concurrency):
+            doc_id, rec, fut = self.in_flight.popleft()
+            if doc_id in self.failed or doc_id in self.forgotten:
+                continue
+            try:
+                text = fut.result()
+            except Exception as e:  # this document's captions failed; the others go on
+                self.fail(doc_id, e.message if isinstance(e, PageLensError) else f"{e.__class__.__name__}: {e}")
+                continue
+            self.ready.setdefault(doc_id, []).append((rec, text))
+            self._store(doc_id, last=False)
+
+    def _store(self, doc_id: str, last: bool) -> None:
+        """Store the document's finished captions when a batch is full or its last one is in; then, if it is
+        complete, record its stage."""
+        if doc_id in self.failed or doc_id in self.forgotten:
+            return
+        buf = self.ready.get(doc_id, [])
+        done = self.stored.get(doc_id, 0) + len(buf)
+        whole = self.expected.get(doc_id) == done
+        if buf and (len(buf) >= self.c.s.ingest.batch_pages or whole):
+            self.c._caption_batch(doc_id, self.collection[doc_id], buf, self.encoder)
+            self.stored[doc_id] = done
+            self.ready[doc_id] = []
+        if whole and (last or buf):
+            self.c._captioned(doc_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest import pdf
-from ingest.captions import Captioner
+from ingest.captions import Captioner, CaptionWindow
 from ingest.ocr import ocr_threads, ocr_version
 from ingest.patch_stage import PatchEmbedder
 from ingest.plan import Plan, embed_version, plan_file, words_version
@@ -39,7 +39,7 @@ from schemas.errors import DiskFull, InputError, PageLensError, StoreError
 from schemas.results import ErrorInfo, FileOutcome, IngestReport
 from schemas.settings import Settings
 from store import bm25
-from store.catalog import Catalog
+from store.catalog import Catalog, PageRecord
 from store.files import FileStore
 from store.library import Library
 from store.vectors import VectorIndex
@@ -83,6 +83,7 @@ class Ingestor:
         self.index = index
         self.models = models
         self.captioner = Captioner(settings, self.library, models)
+        self._window: CaptionWindow | None = None  # the run's caption window, while its files are read
         self.text_embedder = TextEmbedder(settings, self.library, models)
         self.patch_embedder = PatchEmbedder(settings, self.library, models)
         self._names: dict[Path, str] = {}
@@ -238,6 +239,20 @@ class Ingestor:
                                  encoder=self.s.encoder if encoder is not None else None, writers=shared)
         else:
             pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
+        loading = []  # the vector stages' models load here while the files are read
+        if plans and encoders is None:
+            loading = self.models.load_ahead(*[st.MODEL for st in (self.text_embedder, self.patch_embedder)
+                                               if st.enabled()])
+        # captions from the first page read: each batch goes into the window as it is written (a file's stored copy
+        # renders at once; not on Ray, where workers write the pages, nor for encrypted files, stored decrypted
+        # only once read); what the window does not take is captioned after the read (``Captioner.run``)
+        window = self.captioner.window() if (self.captioner.wanted() and not ray and password is None
+                                              and any(p.mode == "full" for p in plans)) else None
+        self._window = window
+        if window is not None:
+            report(plans[0].name, notice=f"captioning pages as they are read, {self.s.vlm.concurrency} requests "
+                                         "at a time")
+        caption_failures: dict[str, str] = {}
         events = pool.run(jobs)
         try:
             for ev in events:
@@ -255,8 +270,10 @@ class Ingestor:
                             pages_total += plan.page_count
                             self._opened(plan, coll)
                         case PagesRead():
-                            self._pages(plan, ev.pages, coll, encoder)
+                            records = self._pages(plan, ev.pages, coll, encoder)
                             pages_done += len(ev.pages)
+                            if window is not None and plan.mode == "full":
+                                window.add(plan.doc_id, coll, self.files.path_of(plan.doc_id), records)
                         case PagesWritten():  # by a worker, into the shared stores
                             self._written(plan, ev.written, encoder)
                             pages_done += ev.written.pages
@@ -264,6 +281,8 @@ class Ingestor:
                             plan.parts_left -= 1
                             if plan.parts_left == 0:
                                 outcomes[plan.path] = self._done(plan, coll, encoder)
+                                if window is not None and plan.mode == "full":
+                                    window.complete(plan.doc_id)
                         case ReadFailed():
                             outcomes[plan.path] = self._failed(plan, ev.code, ev.message)
                             pool.cancel(ev.job)
@@ -276,8 +295,16 @@ class Ingestor:
                     pool.cancel(ev.job)
                 pool.add_busy(time.perf_counter() - t_busy)
                 report(plan.path.name)
+        except BaseException:
+            if window is not None:
+                window.abort()
+                window = None
+            raise
         finally:
             events.close()  # the pool stops its readers (on an error too, before what follows)
+            if window is not None:
+                caption_failures = window.close()
+            self._window = None
             if shared is not None:  # a worker killed between its points and its rows may have left points of
                 for plan in plans:  # a failed file: every worker has stopped now, so remove such files once more
                     if plan.failed and not plan.previously_complete:
@@ -286,9 +313,11 @@ class Ingestor:
                         except PageLensError as e:  # the stores are gone: the next run's reconcile removes it
                             log.warning("could not remove the failed %s yet: %s", plan.name, e.message)
         if self.captioner.wanted():
-            self.captioner.run(outcomes, report)
+            self.captioner.run(outcomes, report, caption_failures)
         self.text_embedder.run(outcomes, report, encoders)  # after the captions: part of the text it embeds
         self.patch_embedder.run(outcomes, report, encoders)
+        for t in loading:  # a load no stage waited for (every file failed) ends before the run does, not at exit
+            t.join()
         if any(o.status == "ingested" for o in outcomes.values()):
             self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate
@@ -310,7 +339,8 @@ class Ingestor:
                                         collection=collection, size_bytes=plan.path.stat().st_size,
                                         page_count=plan.page_count)
 
-    def _pages(self, plan: Plan, batch: list[PageOut], collection: str, encoder: SiglipEncoder | None) -> None:
+    def _pages(self, plan: Plan, batch: list[PageOut], collection: str,
+               encoder: SiglipEncoder | None) -> list[PageRecord]:
         check_free(self.s.data_dir, self.s.ingest.min_free_mb)  # before every write: a full disk must not crash us
         if plan.mode == "full":
             records = page_records(plan.doc_id, batch)
@@ -339,6 +369,7 @@ class Ingestor:
                     {p.page_no: p.sparse for p in batch if p.sparse is not None}, rows=plan.mode == "full",
                     replace=plan.mode == "full")
         self._written(plan, written(batch, dense), encoder)
+        return records
 
     @staticmethod
     def _written(plan: Plan, w: Written, encoder: SiglipEncoder | None) -> None:
@@ -378,6 +409,8 @@ class Ingestor:
 
     def _failed(self, plan: Plan, code: str, message: str) -> FileOutcome:
         plan.failed = True
+        if self._window is not None:  # what is in flight for its pages is dropped, not stored after the removal
+            self._window.forget(plan.doc_id)
         if not plan.previously_complete:
             self.remove(plan.doc_id)
         return FileOutcome(path=plan.name, doc_id=plan.doc_id, status="failed",

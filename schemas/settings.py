@@ -92,6 +92,8 @@ class TextEncoderSettings(_Group):
                                                                      "by its best (MaxSim); mean: one pooled vector")
     batch_size: int = Field(32, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 on a GPU and on a CPU with native bf16 (AVX512-BF16, AMX), else fp32")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch default")
     weight: float = Field(0.7, ge=0, le=10, description="its ranked list's weight in the fusion (BM25's is 1) for "
                                                         "questions in words; see short_query_words")

@@ -15,6 +15,7 @@ import numpy as np
 from schemas.errors import ModelUnavailable
 from schemas.settings import EncoderSettings
 from vlm.hub import weights_missing
+from vlm.precision import use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,6 @@ def _load_failure(name: str, e: Exception) -> str:
     return first if len(first) <= 50 else first[:49] + "…"
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        return False
-
-
 class SiglipEncoder:
     """A loaded SigLIP model. ``dim``: embedding size; ``version``: what produced the vectors."""
 
@@ -92,8 +84,7 @@ class SiglipEncoder:
             raise ModelUnavailable(_unavailable(settings.model, _load_failure(self.name, e))) from e
         self.model = model.to(self.device).eval()
         self.preprocess = preprocess
-        self.use_bf16 = settings.precision == "bf16" or (
-            settings.precision == "auto" and (self.device == "cuda" or _cpu_has_bf16()))
+        self.use_bf16 = use_bf16(settings.precision, self.device)
         self.batch_size = settings.batch_size
         with torch.inference_mode():
             probe = self.model.encode_text(self.tokenizer(["probe"]).to(self.device))

@@ -168,3 +168,44 @@ def test_a_document_that_cannot_be_captioned_leaves_the_others_captioned(tmp_pat
         finally:
             svc.close()
     assert len(srv.requests) == 1
+
+
+def test_captions_start_from_the_first_page_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: pages go into the caption window as they are written, so the first request reaches the server
+    before the document is read to the end; every page is captioned once (the pass after the read has nothing
+    left), the stage is recorded, and a second ingest asks for nothing."""
+    import time
+
+    from ingest.pipeline import Ingestor
+
+    read_at: list[float] = []
+    real_done = Ingestor._done
+
+    def done(self: Ingestor, *a: object, **k: object) -> object:
+        read_at.append(time.time())
+        return real_done(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ingestor, "_done", done)
+    gauge = Gauge(0.3, ok(_caption(1)))
+    with chat_server() as srv:
+        s = make_settings(tmp_path / "data", None, captions=True, workers=1)
+        s.vlm_url = srv.url
+        s.vlm.concurrency = 8
+        srv.script = [gauge] * 100
+        svc = Service(s)
+        try:
+            (f,) = svc.ingest([PDFS / "R-data.pdf"]).files
+            assert f.status == "ingested" and "caption" not in f.pending, f
+            doc = svc.get_document("R-data.pdf")
+            assert doc.stages.get("caption") and "caption" not in doc.pending
+            caps = [rec.page.caption for rec in svc.catalog.iter_pages(doc.doc_id)]
+            assert len(caps) == 41 and all(c and "Zanzibar" in c for c in caps)
+            hits = svc.search("Zanzibar", k=3)
+            assert hits and hits[0].doc_id == doc.doc_id, "captions are indexed"
+            (again,) = svc.ingest([PDFS / "R-data.pdf"]).files
+            assert again.status == "unchanged", again
+        finally:
+            svc.close()
+    assert len(srv.requests) == 41, "each page once: none left for the pass after the read, none asked again"
+    assert len(read_at) == 1 and min(gauge.started) < read_at[0], "the first request went out while reading"
+    assert gauge.peak == 8

@@ -57,10 +57,12 @@ class Gauge:
     now: int = 0
     peak: int = 0
     refused: int = 0
+    started: list[float] = field(default_factory=list)  # when each request arrived (time.time())
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, body: dict[str, Any]) -> Response:
         with self.lock:
+            self.started.append(time.time())
             if self.slots is not None and self.now >= self.slots:
                 self.refused += 1
                 return PlainTextResponse("too many requests", status_code=429, headers={"Retry-After": "0.2"})

@@ -239,10 +239,6 @@ class Ingestor:
                                  encoder=self.s.encoder if encoder is not None else None, writers=shared)
         else:
             pool = ReaderPool(opts, workers=workers, timeout_s=i.file_timeout_s)
-        loading = []  # the vector stages' models load here while the files are read
-        if plans and encoders is None:
-            loading = self.models.load_ahead(*[st.MODEL for st in (self.text_embedder, self.patch_embedder)
-                                               if st.enabled()])
         # captions from the first page read: each batch goes into the window as it is written (a file's stored copy
         # renders at once; not on Ray, where workers write the pages, nor for encrypted files, stored decrypted
         # only once read); what the window does not take is captioned after the read (``Captioner.run``)
@@ -316,8 +312,6 @@ class Ingestor:
             self.captioner.run(outcomes, report, caption_failures)
         self.text_embedder.run(outcomes, report, encoders)  # after the captions: part of the text it embeds
         self.patch_embedder.run(outcomes, report, encoders)
-        for t in loading:  # a load no stage waited for (every file failed) ends before the run does, not at exit
-            t.join()
         if any(o.status == "ingested" for o in outcomes.values()):
             self.index.optimize()
         for doc_id, path in aliases:  # the same bytes under another name share the first one's fate

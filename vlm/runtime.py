@@ -91,25 +91,6 @@ class Models:
 
         return self._get("vlm", load)
 
-    def load_ahead(self, *names: ModelName) -> list[threading.Thread]:
-        """Start loading ``names`` in the background (ingest: while the files are read — a load is seconds of
-        imports, weights and a GPU's context), so whoever asks next finds the model loaded, or the remembered
-        reason, having waited on the same lock instead of loading it again."""
-        threads = []
-        for name in names:
-            get = getattr(self, name)
-
-            def run(get: Callable[[], object] = get, name: str = name) -> None:
-                try:
-                    self.maybe(get)
-                except Exception as e:  # not a ModelUnavailable: the one who asks next tries again and sees it
-                    log.debug("loading %s ahead failed: %s", name, e)
-
-            t = threading.Thread(target=run, name=f"pagelens-load-{name}", daemon=True)
-            t.start()
-            threads.append(t)
-        return threads
-
     @staticmethod
     def maybe(get: Callable[[], T]) -> T | None:
         """``get()`` (e.g. ``models.maybe(models.image_encoder)``), or None when it cannot load (``why_not`` says

@@ -73,40 +73,6 @@ def test_a_missing_model_says_how_to_fix_it_and_the_runtime_remembers(tmp_path: 
     assert models.maybe(models.text_encoder) is None and "no such folder" in (models.why_not("text_encoder") or "")
 
 
-def test_an_ingest_loads_the_text_encoder_while_it_reads_and_only_once(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The vector stages' models load in the background while the files are read (``Models.load_ahead``): the
-    text encoder is built once, on the loading thread, and the stage uses that one; a model that cannot load is
-    tried once there and its reason remembered for the stage."""
-    import threading
-
-    from vlm import text_encoder
-
-    built: list[str] = []
-    real_init = text_encoder.TextEncoder.__init__
-
-    def init(self: TextEncoder, settings: TextEncoderSettings) -> None:
-        built.append(threading.current_thread().name)
-        real_init(self, settings)
-
-    monkeypatch.setattr(text_encoder.TextEncoder, "__init__", init)
-    svc = Service(make_settings(tmp_path / "d", None, text_encoder=True))
-    try:
-        (f,) = svc.ingest([PDFS / "refcard-a4.pdf"]).files
-        assert f.status == "ingested" and "text" not in f.pending, f
-        assert built == ["pagelens-load-text_encoder"], built
-        assert svc.index.dense_dims().get("words") == 384
-    finally:
-        svc.close()
-    models = Models(make_settings(tmp_path / "e", None, text_encoder=True).model_copy(
-        update={"text_encoder": TextEncoderSettings(model=str(tmp_path / "nowhere"))}))
-    for t in models.load_ahead("text_encoder"):
-        t.join()
-    assert "no such folder" in (models.why_not("text_encoder") or ""), "the reason is remembered"
-    with pytest.raises(ModelUnavailable, match="no such folder"):
-        models.text_encoder()
-
-
 def test_models_whose_weights_are_missing_cost_no_import(tmp_path: Path) -> None:
     """Offline with neither SigLIP's nor the text encoder's weights cached: an ingest looks in the cache and never
     imports torch, open_clip or transformers (issue 22: 33–48 s and 0.87 GB for nothing)."""

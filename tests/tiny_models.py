@@ -193,3 +193,37 @@ def build_tiny_colqwen2(out: Path, *, qwen25: bool = False, embedding_dim: int =
     ColQwen2ForRetrieval(ColQwen2Config(vlm_config=vlm, embedding_dim=embedding_dim)).eval().save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def build_tiny_colpali(out: Path, *, embedding_dim: int = 32, image_size: int = 56) -> Path:
+    """A tiny random-weight ColPali (PaliGemma inside: a SigLIP vision tower and a Gemma) checkpoint dir with its
+    ColPaliProcessor and a Gemma tokenizer trained locally, built offline. Load it with
+    ``ColPaliForRetrieval.from_pretrained(out)``."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import ColPaliConfig, ColPaliForRetrieval, ColPaliProcessor, GemmaTokenizer, SiglipImageProcessor
+
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    bpe.train_from_iterator(list(_CORPUS) * 10, trainers.BpeTrainer(vocab_size=600, show_progress=False,
+                                                                      special_tokens=["<pad>", "<eos>", "<bos>",
+                                                                                      "<unk>"]))
+    spec = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
+    images = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    images.image_seq_length = (image_size // 14) ** 2
+    processor = ColPaliProcessor(image_processor=images, tokenizer=GemmaTokenizer(vocab=spec["vocab"], merges=merges))
+    tok = processor.tokenizer  # with PaliGemma's <image>, location and segmentation tokens added
+    vlm = dict(model_type="paligemma", projection_dim=64, hidden_size=64,
+               image_token_index=tok.convert_tokens_to_ids("<image>"),
+               text_config=dict(model_type="gemma", vocab_size=(len(tok) + 63) // 64 * 64, hidden_size=64,
+                                intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=1, head_dim=16),
+               vision_config=dict(model_type="siglip_vision_model", hidden_size=64, intermediate_size=128,
+                                  num_hidden_layers=2, num_attention_heads=2, image_size=image_size, patch_size=14,
+                                  projection_dim=64))
+    torch.manual_seed(0)
+    ColPaliForRetrieval(ColPaliConfig(vlm_config=vlm, embedding_dim=embedding_dim)).eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

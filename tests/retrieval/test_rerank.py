@@ -144,6 +144,35 @@ def test_qdrant_maxsim_equals_the_processors_score_and_reranks_in_its_order(
         assert [s.page for s in odd] == [n for n in sorted(want, key=lambda n: -want[n]) if n % 2]
 
 
+def test_colpali_loads_through_the_same_encoder_and_qdrant_scores_it_as_its_processor(
+        index: VectorIndex, tmp_path: Path) -> None:
+    """ColPali (``ColPaliForRetrieval`` + ``ColPaliProcessor``, PaliGemma inside), chosen by its config's
+    ``model_type`` like ColQwen2: unit multivectors, padding dropped; Qdrant's MaxSim equals
+    ``processor.score_retrieval`` and the rerank keeps its order."""
+    from tests.tiny_models import build_tiny_colpali
+
+    enc = LateInteractionEncoder(RerankSettings(model=str(build_tiny_colpali(tmp_path / "colpali")),
+                                                max_pixels=PIXELS))
+    assert enc.family == "colpali" and enc.dim == 32
+    images = [render_for_model(PDFS / f, p, max_pixels=PIXELS)
+              for f, p in [("refcard-a4.pdf", 1), ("R-data.pdf", 9), ("R-data.pdf", 36)]]
+    pages = list(enumerate(enc.encode_pages(images, pool=False), start=1))
+    for _, rows in pages:
+        assert rows.shape[1] == 32 and rows.shape[0] >= 16  # 16 image patches + the prompt
+        assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    index.ensure_dense(RERANK_VECTOR, enc.dim, VectorSpec(hnsw=False))
+    index.upsert(_points(pages))
+    index.flush()
+    for question in QUESTIONS:
+        q = enc.encode_queries([question])[0]
+        want = {n: _processor_score(enc, q, rows) for n, rows in pages}
+        got = index.query(PageQuery(dense={}, sparse=bm25.embed_query("reference card page"), limit=3,
+                                    rerank=q.tolist(), rerank_candidates=3))
+        assert [s.page for s in got] == sorted(want, key=lambda n: -want[n]), question
+        for s in got:
+            assert s.score == pytest.approx(want[s.page], rel=1e-5, abs=1e-4)
+
+
 def test_only_the_fused_candidates_are_reranked(index: VectorIndex, encoder: LateInteractionEncoder,
                                                 pages: list[tuple[int, np.ndarray]]) -> None:
     """The rerank reorders the top ``rerank_candidates`` of the fusion; pages outside them never come back."""

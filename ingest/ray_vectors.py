@@ -75,6 +75,12 @@ class _VectorActor:
         return out
 
 
+def _models_only(settings: Settings) -> Settings:
+    """What an actor needs to load the models: their groups, not the data dir, keys or store URLs."""
+    return Settings.model_construct(encoder=settings.encoder, text_encoder=settings.text_encoder,
+                                    rerank=settings.rerank)
+
+
 class RayEncoders:
     """The vector stages' models on the Ray cluster at ``address`` (joined on first use: a run with nothing to
     embed starts no cluster)."""
@@ -103,7 +109,7 @@ class RayEncoders:
         task = ray.remote(_describe).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else actor_cpus,
                                              max_retries=MAX_RETRIES)
         try:
-            return ray.get(task.remote(stage, settings))
+            return ray.get(task.remote(stage, _models_only(settings)))
         except ray.exceptions.RayError as e:
             return None, f"the Ray cluster could not load it ({e.__class__.__name__}: {str(e)[:200]})"
 
@@ -129,7 +135,7 @@ class RayEncoders:
                 ds = (ray.data.from_items([{"key": k, "inputs": spec} for k, spec in items],
                                           override_num_blocks=max(1, min(len(items), 4 * actors)))
                       .map_batches(_VectorActor, batch_size=1, batch_format="numpy",
-                                   fn_constructor_kwargs={"stage": stage, "settings": settings},
+                                   fn_constructor_kwargs={"stage": stage, "settings": _models_only(settings)},
                                    compute=(ray.data.ActorPoolStrategy(size=actors) if gpus
                                             else ray.data.ActorPoolStrategy(min_size=1, max_size=actors)),
                                    num_gpus=1 if gpus else 0, num_cpus=0 if gpus else actor_cpus,

@@ -132,7 +132,8 @@ class VectorStage(ABC, Generic[M]):
                     self.catalog.complete_document(doc.doc_id, stages=doc.stages, pending=[*doc.pending, self.STAGE])
                 outcomes[path] = o.model_copy(update={"pending": sorted({*o.pending, self.STAGE})})
             return
-        self.index.ensure_dense(self.VECTOR, about.dim, self.spec())
+        if self.index.ensure_dense(self.VECTOR, about.dim, self.spec()):  # created, or recreated: emptied
+            self._emptied({d.doc_id for _, _, d in todo})
         pages = sum(d.page_count for _, _, d in todo)
         report(todo[0][0].name, notice=self.describe(about.where, pages, len(todo)))
         done = 0
@@ -152,6 +153,20 @@ class VectorStage(ABC, Generic[M]):
                 self._failed(outcomes, path, o, e.message)
                 continue
             self._succeeded(outcomes, path, o)
+
+    def _emptied(self, embedding_now: set[str]) -> None:
+        """The named vector was (re)created — another model size, or another storage — so every document's
+        vectors of it are gone: the documents this run does not embed lose the stage and have it pending (said by
+        ``docs``; their next ingest embeds them from the stored file), instead of claiming vectors they lack."""
+        stale = [d for d in self.catalog.list_documents()
+                 if d.status == "complete" and self.STAGE in d.stages and d.doc_id not in embedding_now]
+        for d in stale:
+            self.catalog.complete_document(d.doc_id, stages={k: v for k, v in d.stages.items() if k != self.STAGE},
+                                           pending=sorted({*d.pending, self.STAGE}))
+        if stale:
+            log.warning("the %s vectors were recreated (%s): %d other documents have the %s stage pending again; "
+                        "ingest them again to embed them (nothing is read again)", self.VECTOR, self.LABEL,
+                        len(stale), self.STAGE)
 
     def _failed(self, outcomes: dict[Path, FileOutcome], path: Path, o: FileOutcome, why: str) -> None:
         log.warning("%s: stage %s failed, left pending: %s", path.name, self.STAGE, why)

@@ -277,6 +277,43 @@ def test_turning_it_on_embeds_existing_pages_without_reading_them(tmp_path: Path
 
 
 @pytest.mark.corpus
+def test_a_recreated_vector_leaves_the_documents_it_emptied_pending(tmp_path: Path, tiny_colqwen2: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another storage for the patches recreates the named vector, emptying it for every document: the one this
+    run ingests is embedded again, the others lose the stage and have it pending (not a stage claiming vectors
+    they no longer have); their next ingest embeds them without reading them."""
+    data = tmp_path / "data"
+    files = [PDFS / "refcard-a4.pdf", PDFS / "R-data.pdf"]
+    with Service(_rerank_settings(data, tiny_colqwen2)) as svc:
+        svc.ingest(files)
+        assert all("patches" in d.stages for d in svc.list_documents())
+    forbid_reading(monkeypatch)
+    wider = _rerank_settings(data, tiny_colqwen2)
+    wider.rerank.storage = "float32"
+    with Service(wider) as svc:
+        (f,) = svc.ingest(files[:1]).files
+        assert f.status == "ingested" and "patches" not in f.pending, f
+        card, rdata = svc.get_document("refcard-a4.pdf"), svc.get_document("R-data.pdf")
+        assert card.stages["patches"].endswith("float32,none") and "patches" not in card.pending
+        assert "patches" not in rdata.stages and "patches" in rdata.pending
+        assert {p for (d, p), v in _patch_rows(svc).items() if d == rdata.doc_id} == set(), "its vectors are gone"
+        (g,) = svc.ingest(files[1:]).files
+        assert g.status == "ingested" and "patches" not in g.pending, g
+        assert svc.get_document("R-data.pdf").stages["patches"].endswith("float32,none")
+        assert len(_patch_rows(svc)) == 3 + 41
+
+
+def _patch_rows(svc: Service) -> dict[tuple[str, int], object]:
+    """Each point that has patch vectors, as the embedded index holds them."""
+    import qdrant_edge as qe
+
+    got = svc.index._shard.scroll(qe.ScrollRequest(limit=5000, with_payload=True, with_vector=True))  # type: ignore[attr-defined]
+    records = got[0] if isinstance(got, tuple) else got
+    return {(r.payload["doc_id"], int(r.payload["page"])): r.vector[RERANK_VECTOR] for r in records
+            if r.vector.get(RERANK_VECTOR)}
+
+
+@pytest.mark.corpus
 def test_a_reranker_that_cannot_load_leaves_the_stage_pending_and_search_unchanged(tmp_path: Path) -> None:
     with Service(_rerank_settings(tmp_path / "data", tmp_path / "missing-model")) as svc:
         report = svc.ingest([PDFS / "refcard-a4.pdf"])

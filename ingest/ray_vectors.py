@@ -106,8 +106,11 @@ class RayEncoders:
         import ray
 
         gpus, _, actor_cpus = self._pool()
-        task = ray.remote(_describe).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else actor_cpus,
-                                             max_retries=MAX_RETRIES)
+        # max_calls=1: its worker exits after it, so no pooled worker is left holding torch and a model (a read
+        # task given that worker later would run its memory cap over them, and its OCR fail to load)
+        task = ray.remote(max_calls=1)(_describe).options(num_gpus=1 if gpus else 0,
+                                                          num_cpus=0 if gpus else actor_cpus,
+                                                          max_retries=MAX_RETRIES)
         try:
             return ray.get(task.remote(stage, _models_only(settings)))
         except ray.exceptions.RayError as e:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import faulthandler
 import pickle
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -161,9 +162,49 @@ def _page(page: bytes, vector: bytes) -> PageOut:
     return p
 
 
+def actor_pool(gpus: int, actors: int, actor_cpus: int) -> dict[str, Any]:
+    """``map_batches`` options of a model's actor pool: one actor per GPU (``num_gpus=1`` each) on a GPU cluster,
+    else CPU actors of ``actor_cpus`` each, scaled from one to ``actors``."""
+    import ray.data
+
+    return {"compute": (ray.data.ActorPoolStrategy(size=actors) if gpus
+                        else ray.data.ActorPoolStrategy(min_size=1, max_size=actors)),
+            "num_gpus": 1 if gpus else 0, "num_cpus": 0 if gpus else actor_cpus}
+
+
+@contextmanager
+def quiet_pipeline(blocks: int) -> Iterator[None]:
+    """Ray Data set up for one of our pipelines over ``blocks`` blocks, restored after: an erroring block fails
+    its own item, not the run (``max_errored_blocks``); no progress bars or per-run INFO lines (the CLI shows its
+    own progress)."""
+    import logging
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    quiet = logging.getLogger("ray.data")
+    saved = ctx.max_errored_blocks, ctx.enable_progress_bars, quiet.level
+    ctx.max_errored_blocks, ctx.enable_progress_bars = blocks, False
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        ctx.max_errored_blocks, ctx.enable_progress_bars, _ = saved
+        quiet.setLevel(saved[2])
+
+
 def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float, hard_stop_s: float,
                    encoder: Any, actors: int, gpus: int, max_retries: int, writers: SharedStores | None = None,
                    actor_cpus: int = 1) -> Iterator[tuple[int, str, Any]]:
+    """``_read_and_embed`` with Ray Data set up for it (``quiet_pipeline``: a crashing file fails alone)."""
+    with quiet_pipeline(len(ranges)):
+        yield from _read_and_embed(ranges, opts, timeout_s, hard_stop_s, encoder, actors, gpus, max_retries,
+                                   writers, actor_cpus)
+
+
+def _read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float, hard_stop_s: float,
+                    encoder: Any, actors: int, gpus: int, max_retries: int, writers: SharedStores | None,
+                    actor_cpus: int) -> Iterator[tuple[int, str, Any]]:
     """Read and embed ``ranges`` on the cluster. Yields, per range as soon as all of it arrived,
     ``(index, "pages", list[PageOut])`` (each with its ``image_vector``, sorted by page) — or, with ``writers``,
     ``(index, "written", Written)`` once a pool of writer actors wrote them into the shared stores —
@@ -176,11 +217,6 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
     import ray.data
     from ray.experimental.internal_kv import _internal_kv_del
 
-    ctx = ray.data.DataContext.get_current()
-    quiet = logging.getLogger("ray.data")
-    saved = ctx.max_errored_blocks, ctx.enable_progress_bars, quiet.level
-    ctx.max_errored_blocks, ctx.enable_progress_bars = len(ranges), False  # a crashing file fails alone
-    quiet.setLevel(logging.ERROR)  # the CLI shows its own progress; Ray Data's per-run INFO lines are noise there
     items = [{"r": k, "spec": pickle.dumps(rng)} for k, rng in enumerate(ranges)]
     run = uuid.uuid4().hex
     try:
@@ -193,9 +229,7 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
                                num_cpus=1, max_retries=max_retries)  # Ray Data's default retries forever
                   .map_batches(_EmbedStage, batch_size=encoder.batch_size, batch_format="numpy",
                                fn_constructor_kwargs={"settings": encoder},
-                               compute=(ray.data.ActorPoolStrategy(size=actors) if gpus  # one per GPU
-                                        else ray.data.ActorPoolStrategy(min_size=1, max_size=actors)),
-                               num_gpus=1 if gpus else 0, num_cpus=0 if gpus else actor_cpus,
+                               **actor_pool(gpus, actors, actor_cpus),
                                # a batch that kills its actor every time fails its files, not the run forever
                                max_restarts=max_retries, max_task_retries=max_retries))
             if writers is not None:  # I/O-bound: no CPU reserved, so they never starve the readers
@@ -251,5 +285,3 @@ def read_and_embed(ranges: Sequence[Range], opts: ReadOptions, timeout_s: float,
             _internal_kv_del(f"{run}:", del_by_prefix=True, namespace=KV_NAMESPACE)
         except Exception as e:  # the cluster went away: its key-value store with it
             logging.getLogger(__name__).debug("Ray KV cleanup skipped: %s", e)
-        ctx.max_errored_blocks, ctx.enable_progress_bars, _ = saved
-        quiet.setLevel(saved[2])

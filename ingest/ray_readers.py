@@ -68,6 +68,18 @@ def connect(address: str) -> None:
                           "give --ray local for a local instance") from e
 
 
+def actor_shape(actors: int | None = None) -> tuple[int, int, int]:
+    """(GPUs, actors, CPUs per actor) of a model's actor pool on the connected cluster: one actor per GPU; on a
+    CPU-only cluster actors of up to 4 CPUs (torch threads) each, as many as fit beside one reading CPU (Ray Data
+    scales the pool from one): each holds a copy of the model. ``actors`` overrides the count."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    actor_cpus = 1 if gpus else min(4, max(1, cpus - 1))
+    return gpus, actors or (gpus or max(1, (cpus - 1) // actor_cpus)), actor_cpus
+
+
 class _TimeUp(BaseException):
     """Raised by a task's timer. A BaseException, so that the readers' per-page ``except Exception`` (a broken
     content stream costs only that page) cannot swallow it and store the page without its words."""
@@ -170,12 +182,8 @@ class RayReaderPool:
         self.encoder = encoder
         self.writers = writers
         self._stopped: list[Any] = []  # force-cancelled tasks: waited for at close, so no write outlives the run
-        resources = ray.cluster_resources()
-        self._gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        # one encoder actor per GPU; on a CPU-only cluster actors of up to 4 CPUs (torch threads) each, as many as
-        # fit beside one reading CPU (Ray Data scales the pool from one): each holds a copy of the model
-        self._actor_cpus = 1 if self._gpus else min(4, max(1, cpus - 1))
-        self._embed_actors = embed_actors or (self._gpus or max(1, (cpus - 1) // self._actor_cpus))
+        self._gpus, self._embed_actors, self._actor_cpus = actor_shape(embed_actors)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
         self._to_embed: list[tuple[ReadJob, int, int]] = []  # ranges for the Ray Data pipeline (read + embed)
         self._tasks: dict[Any, _Task] = {}
         # tasks are submitted only while fewer than two per CPU are out, so a task's clock starts about when it

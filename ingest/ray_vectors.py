@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ingest.ray_readers import MAX_RETRIES, connect
+from ingest.ray_data import actor_pool, quiet_pipeline
+from ingest.ray_readers import MAX_RETRIES, actor_shape, connect
 from ingest.vector_stage import About, VectorStage
 from schemas.errors import EmbedFailed, PageLensError
 from schemas.settings import Settings
@@ -93,12 +94,7 @@ class RayEncoders:
     def _pool(self) -> tuple[int, int, int]:
         if self._shape is None:
             connect(self.address)
-            import ray
-
-            resources = ray.cluster_resources()
-            gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-            actor_cpus = 1 if gpus else min(4, max(1, cpus - 1))  # as SigLIP's actors (ingest.ray_readers)
-            self._shape = gpus, self.actors or (gpus or max(1, (cpus - 1) // actor_cpus)), actor_cpus
+            self._shape = actor_shape(self.actors)  # as SigLIP's actors
         return self._shape
 
     def describe(self, stage: Stage, settings: Settings) -> tuple[About | None, str | None]:
@@ -125,23 +121,16 @@ class RayEncoders:
         import ray.data
 
         gpus, actors, actor_cpus = self._pool()
-        ctx = ray.data.DataContext.get_current()
-        quiet = logging.getLogger("ray.data")
-        saved = ctx.max_errored_blocks, ctx.enable_progress_bars, quiet.level
-        ctx.max_errored_blocks, ctx.enable_progress_bars = len(items), False
-        quiet.setLevel(logging.ERROR)
         seen: set[int] = set()
         broken: str | None = None
-        try:
+        with quiet_pipeline(len(items)):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 ds = (ray.data.from_items([{"key": k, "inputs": spec} for k, spec in items],
                                           override_num_blocks=max(1, min(len(items), 4 * actors)))
                       .map_batches(_VectorActor, batch_size=1, batch_format="numpy",
                                    fn_constructor_kwargs={"stage": stage, "settings": _models_only(settings)},
-                                   compute=(ray.data.ActorPoolStrategy(size=actors) if gpus
-                                            else ray.data.ActorPoolStrategy(min_size=1, max_size=actors)),
-                                   num_gpus=1 if gpus else 0, num_cpus=0 if gpus else actor_cpus,
+                                   **actor_pool(gpus, actors, actor_cpus),
                                    max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES))
             try:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -150,9 +139,6 @@ class RayEncoders:
                         yield (int(key), None, str(why)) if why else (int(key), pickle.loads(vectors), None)
             except Exception as e:  # the pipeline itself failed (e.g. the actors could not start)
                 broken = f"the Ray Data pipeline failed ({e.__class__.__name__}: {str(e)[:300]}); run the ingest again"
-        finally:
-            ctx.max_errored_blocks, ctx.enable_progress_bars, _ = saved
-            quiet.setLevel(saved[2])
         for key, _ in items:
             if key not in seen:  # its actor died on every try, or the pipeline failed
                 yield key, None, broken or "its batch was lost on the Ray cluster (the actor died on every try)"

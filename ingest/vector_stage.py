@@ -218,18 +218,16 @@ class VectorStage(ABC, Generic[M]):
         left = [0] * len(todo)
         failed: set[int] = set()
         for k, (path, o, doc) in enumerate(todo):
-            mine = len(items)
             try:
-                for batch in self._batches(doc):
-                    work[len(items)] = (k, self._points(doc, batch))
-                    items.append((len(items), pickle.dumps(self.inputs(doc, batch))))
-                    left[k] += 1
+                batches = [(self._points(doc, b), pickle.dumps(self.inputs(doc, b))) for b in self._batches(doc)]
             except PageLensError as e:  # e.g. its stored file is gone: it stays pending, the others go on
-                for key in range(mine, len(items)):
-                    del work[key]
-                del items[mine:]
                 failed.add(k)
                 self._failed(outcomes, path, o, e.message)
+                continue
+            for points, inputs in batches:
+                work[len(items)] = (k, points)
+                items.append((len(items), inputs))
+            left[k] = len(batches)
         for k, (path, o, doc) in enumerate(todo):
             if left[k] == 0 and k not in failed:  # no pages
                 self._complete(about, doc)

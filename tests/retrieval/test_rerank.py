@@ -120,6 +120,22 @@ def test_a_missing_or_wrong_model_says_how_to_fix_it(tmp_path: Path, tiny_qwen25
     assert models.why_not("reranker") is not None and models.maybe(models.reranker) is None
 
 
+def _reranked_as_its_processor(index: VectorIndex, encoder: LateInteractionEncoder,
+                               pages: list[tuple[int, np.ndarray]], question: str,
+                               **query: object) -> tuple[np.ndarray, dict[int, float]]:
+    """Rerank all ``pages`` for ``question``: Qdrant's order and scores are the processor's ``score_retrieval``
+    (and ``maxsim``'s). Returns the question's vectors and the processor's score of each page."""
+    q = encoder.encode_queries([question])[0]
+    want = {n: _processor_score(encoder, q, rows) for n, rows in pages}
+    got = index.query(PageQuery(dense={}, sparse=bm25.embed_query("reference card page"), limit=len(pages),
+                                rerank=q.tolist(), rerank_candidates=len(pages), **query))  # type: ignore[arg-type]
+    assert [s.page for s in got] == sorted(want, key=lambda n: -want[n]), question
+    for s in got:
+        assert s.score == pytest.approx(want[s.page], rel=1e-5, abs=1e-4)
+        assert s.score == pytest.approx(maxsim(q, dict(pages)[s.page]), rel=1e-5, abs=1e-4)
+    return q, want
+
+
 @pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
 def test_qdrant_maxsim_equals_the_processors_score_and_reranks_in_its_order(
         index: VectorIndex, encoder: LateInteractionEncoder, pages: list[tuple[int, np.ndarray]],
@@ -129,14 +145,7 @@ def test_qdrant_maxsim_equals_the_processors_score_and_reranks_in_its_order(
     index.upsert(_points(pages))
     index.flush()
     for question in QUESTIONS:
-        q = encoder.encode_queries([question])[0]
-        want = {n: _processor_score(encoder, q, rows) for n, rows in pages}
-        got = index.query(PageQuery(dense={}, sparse=bm25.embed_query("reference card page"), limit=6,
-                                    rerank=q.tolist(), rerank_candidates=6, fusion=fusion))  # type: ignore[arg-type]
-        assert [s.page for s in got] == sorted(want, key=lambda n: -want[n]), question
-        for s in got:
-            assert s.score == pytest.approx(want[s.page], rel=1e-5, abs=1e-4)
-            assert s.score == pytest.approx(maxsim(q, dict(pages)[s.page]), rel=1e-5, abs=1e-4)
+        q, want = _reranked_as_its_processor(index, encoder, pages, question, fusion=fusion)
         # the rerank keeps the query's filters: only the pages of collection "c"
         odd = index.query(PageQuery(dense={}, sparse=bm25.embed_query("reference card"), limit=6,
                                     rerank=q.tolist(), rerank_candidates=6, fusion=fusion,  # type: ignore[arg-type]
@@ -164,13 +173,7 @@ def test_colpali_loads_through_the_same_encoder_and_qdrant_scores_it_as_its_proc
     index.upsert(_points(pages))
     index.flush()
     for question in QUESTIONS:
-        q = enc.encode_queries([question])[0]
-        want = {n: _processor_score(enc, q, rows) for n, rows in pages}
-        got = index.query(PageQuery(dense={}, sparse=bm25.embed_query("reference card page"), limit=3,
-                                    rerank=q.tolist(), rerank_candidates=3))
-        assert [s.page for s in got] == sorted(want, key=lambda n: -want[n]), question
-        for s in got:
-            assert s.score == pytest.approx(want[s.page], rel=1e-5, abs=1e-4)
+        _reranked_as_its_processor(index, enc, pages, question)
 
 
 def test_only_the_fused_candidates_are_reranked(index: VectorIndex, encoder: LateInteractionEncoder,

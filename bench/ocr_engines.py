@@ -1,13 +1,14 @@
 """OCR engines side by side on the scanned receipts (issue 22, item 2), in one run.
 
-    python bench/ocr_engines.py [--limit 20] [--ingest] [--work /tmp/ocr-bench]
+    python bench/ocr_engines.py [--limit 20] [--ingest] [--work /tmp/ocr-bench] [--runtimes auto,onnxruntime]
 
 For each engine (``rapidocr`` 3.x with PP-OCRv6, the default; ``rapidocr-onnxruntime`` 1.4 with PP-OCRv4, the one
 before it) and thread setting: the engine *alone* (its own ``RapidOCR()`` on the image, one process, defaults:
 what a user of the bare engine gets), then PageLens's words from it (``ingest.ocr.ocr_words``: word F1 against the
 receipts' ground-truth transcripts, as ``bench/ocr_words.py`` scores it). With ``--ingest``: whole-process
 ``pagelens ingest`` of the same JPGs at the defaults (fresh data dir, encoder as the defaults have it), seconds a
-page — the figure the target compares with the old engine alone.
+page — the figure the target compares with the old engine alone. ``--runtimes``: PageLens's rows for rapidocr 3.x per
+runtime (``PAGELENS_INGEST__OCR_RUNTIME``: ``auto`` is OpenVINO on a CPU; ``onnxruntime``, the runtime before it).
 """
 
 from __future__ import annotations
@@ -62,16 +63,16 @@ def bare(engine: str, pages: list) -> float:
     return (time.perf_counter() - t) / len(pages)
 
 
-def words_f1(engine: str, threads: int, pages: list) -> tuple[float, float]:
+def words_f1(engine: str, threads: int, pages: list, runtime: str = "auto") -> tuple[float, float]:
     """(word F1, seconds a page) of PageLens's OCR words on this engine."""
     from ingest.ocr import ocr_words
 
-    ocr_words(pages[0][1], engine, threads)  # warm-up
+    ocr_words(pages[0][1], engine, threads, runtime)  # warm-up
     tp = n_ocr = n_truth = 0
     secs = []
     for img, image in pages:
         t = time.perf_counter()
-        table = ocr_words(image, engine, threads)
+        table = ocr_words(image, engine, threads, runtime)
         secs.append(time.perf_counter() - t)
         got = collections.Counter(w.casefold() for w in table.texts)
         want = collections.Counter(truth_words(RECEIPTS / "box" / f"{img.stem}.csv"))
@@ -82,12 +83,12 @@ def words_f1(engine: str, threads: int, pages: list) -> tuple[float, float]:
     return 2 * p * r / max(p + r, 1e-9), statistics.mean(secs)
 
 
-def ingest(engine: str, pages: list, work: Path) -> float:
-    """Seconds a page of whole-process ``pagelens ingest`` of the JPGs, the defaults but the engine."""
-    data = work / f"data-{engine}"
+def ingest(engine: str, pages: list, work: Path, runtime: str = "auto") -> float:
+    """Seconds a page of whole-process ``pagelens ingest`` of the JPGs, the defaults but the engine (and runtime)."""
+    data = work / f"data-{engine}-{runtime}"
     shutil.rmtree(data, ignore_errors=True)
     env = {**os.environ, "PAGELENS_DATA_DIR": str(data), "PAGELENS_INGEST__OCR_ENGINE": engine,
-           "HF_HUB_OFFLINE": "1"}
+           "PAGELENS_INGEST__OCR_RUNTIME": runtime, "HF_HUB_OFFLINE": "1"}
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "app.cli", "ingest", *(str(p) for p, _ in pages)], env=env, cwd=ROOT,
                    check=True, capture_output=True)
@@ -100,25 +101,29 @@ def main() -> None:
     ap.add_argument("--ingest", action="store_true")
     ap.add_argument("--work", type=Path, default=Path("/tmp/ocr-bench"))
     ap.add_argument("--engines", default="rapidocr-onnxruntime,rapidocr")
+    ap.add_argument("--runtimes", default="auto", help="rapidocr 3.x's runtimes for PageLens's rows")
     ap.add_argument("--no-words", action="store_true", help="skip the word F1 runs (speed only)")
     a = ap.parse_args()
     pages = images(a.limit)
     cores = len(os.sched_getaffinity(0))
     print(f"{len(pages)} receipts, {cores} cores")
-    print("| engine | alone, defaults (s/page) | PageLens words, 1 thread (s/page) | all cores (s/page) | word F1 |")
-    print("|---|---|---|---|---|")
-    for engine in a.engines.split(","):
-        alone = bare(engine, pages)
+    runs = [(e, r) for e in a.engines.split(",") for r in (a.runtimes.split(",") if e == "rapidocr" else ["auto"])]
+    print("| engine | runtime | alone, defaults (s/page) | PageLens words, 1 thread (s/page) | all cores (s/page) "
+          "| word F1 |")
+    print("|---|---|---|---|---|---|")
+    alone = {e: bare(e, pages) for e in a.engines.split(",")}
+    for engine, runtime in runs:
         if a.no_words:
-            print(f"| {engine} | {alone:.2f} | | | |", flush=True)
+            print(f"| {engine} | {runtime} | {alone[engine]:.2f} | | | |", flush=True)
             continue
-        f1, one = words_f1(engine, 1, pages)
-        _, many = words_f1(engine, cores, pages)
-        print(f"| {engine} | {alone:.2f} | {one:.2f} | {many:.2f} | {f1:.3f} |", flush=True)
+        f1, one = words_f1(engine, 1, pages, runtime)
+        _, many = words_f1(engine, cores, pages, runtime)
+        print(f"| {engine} | {runtime} | {alone[engine]:.2f} | {one:.2f} | {many:.2f} | {f1:.3f} |", flush=True)
     if a.ingest:
         a.work.mkdir(parents=True, exist_ok=True)
-        for engine in a.engines.split(","):
-            print(f"ingest, defaults, {engine}: {ingest(engine, pages, a.work):.2f} s/page", flush=True)
+        for engine, runtime in runs:
+            print(f"ingest, defaults, {engine} ({runtime}): {ingest(engine, pages, a.work, runtime):.2f} s/page",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ of a line: ``MRD.I.Y.(JOHOR)SDNBHD``). A word's box is the union of its characte
 characters' scores, and its character edges are kept so a value inside a word gets the box of exactly its
 characters. Lines are grouped into printed rows (tolerant to skew) and numbered in reading order.
 
-Threads: each reader process runs one engine with ``threads`` onnxruntime threads (``ocr_threads``: the cores
-shared among the readers), so N readers use N cores without oversubscribing them."""
+Runtime (rapidocr 3.x): OpenVINO on a CPU (the same ONNX models, 1.6× onnxruntime's speed on the receipts, the same
+words), onnxruntime with CUDA where onnxruntime-gpu sees a GPU, onnxruntime's CPU provider otherwise
+(``ocr_runtime``). Threads: each reader process runs one engine with ``threads`` inference threads (``ocr_threads``:
+the cores shared among the readers), so N readers use N cores without oversubscribing them (OpenVINO's threads are
+not pinned to cores: two readers each pinned their one thread to the same core)."""
 
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ RawLine = tuple[np.ndarray, str, float, "np.ndarray | None", "list[float] | None
 
 
 def ocr_threads(readers: int) -> int:
-    """onnxruntime threads for each of ``readers`` reader processes: the cores, shared."""
+    """OCR inference threads for each of ``readers`` reader processes: the cores, shared."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // max(1, readers))
 
@@ -67,16 +70,50 @@ def ocr_version(engine: str = DEFAULT_ENGINE) -> str:
     return f"{SPLITTER_VERSION}+{engine_version(engine)}{tuned}"
 
 
+# OpenVINO needs more of the reader's memory than onnxruntime: on a dense A4 page (refcard at 144 DPI, 257 lines)
+# 1.1 GB resident and 2.1 GB of private writable mappings (what the reader's cap, RLIMIT_DATA, counts) against
+# onnxruntime's 0.7 and 0.9 GB. Below this cap ``auto`` takes onnxruntime, whose page fits a 1 GB reader.
+OPENVINO_MIN_MB = 2560
+
+
+def runtime_for(runtime: str, memory_mb: int) -> str:
+    """The runtime a reader with a cap of ``memory_mb`` asks for: ``auto`` becomes ``onnxruntime`` where OpenVINO's
+    page would not fit the cap (imports nothing)."""
+    return "onnxruntime" if runtime == "auto" and memory_mb < OPENVINO_MIN_MB else runtime
+
+
+def runtime_of(runtime: str = "auto") -> Literal["cuda", "openvino", "onnxruntime"]:
+    """Where rapidocr 3.x runs: ``auto`` is onnxruntime's CUDA provider when onnxruntime-gpu sees a GPU, else
+    OpenVINO when it is installed (a dependency: 1.6× onnxruntime's CPU provider here), else onnxruntime."""
+    if runtime == "onnxruntime":
+        return "cuda" if _cuda() else "onnxruntime"
+    if runtime == "openvino":
+        if not _has("openvino"):
+            raise RuntimeError("PAGELENS_INGEST__OCR_RUNTIME=openvino but OpenVINO is not installed: pip install "
+                               "openvino, or set PAGELENS_INGEST__OCR_RUNTIME=auto")
+        return "openvino"
+    if runtime != "auto":
+        raise ValueError(f"unknown OCR runtime {runtime!r}: give auto, openvino or onnxruntime")
+    return "cuda" if _cuda() else "openvino" if _has("openvino") else "onnxruntime"
+
+
+def _has(module: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None
+
+
 @lru_cache(maxsize=2)
-def _engine(engine: str = DEFAULT_ENGINE, threads: int = 0) -> Callable[[np.ndarray], list[RawLine]]:
-    """The engine's reader of one BGR image, built once per process (``threads`` 0: onnxruntime's default)."""
+def _engine(engine: str = DEFAULT_ENGINE, threads: int = 0,
+            runtime: str = "auto") -> Callable[[np.ndarray], list[RawLine]]:
+    """The engine's reader of one BGR image, built once per process (``threads`` 0: the runtime's default)."""
     from store.mupdf import quiet_onnxruntime
 
     quiet_onnxruntime()
     if engine not in _PACKAGE:
         raise ValueError(f"unknown OCR engine {engine!r}: give one of {', '.join(_PACKAGE)}")
     try:
-        return _rapidocr3(threads) if engine == "rapidocr" else _rapidocr14(threads)
+        return _rapidocr3(threads, runtime_of(runtime)) if engine == "rapidocr" else _rapidocr14(threads)
     except ImportError as e:
         raise RuntimeError(f"the OCR engine {engine} is not installed ({e}): pip install {_PACKAGE[engine]}, or set "
                            f"PAGELENS_INGEST__OCR_ENGINE={DEFAULT_ENGINE}") from e
@@ -92,16 +129,23 @@ REC_BATCH = 2
 UNCLIP = 1.3
 
 
-def _rapidocr3(threads: int) -> Callable[[np.ndarray], list[RawLine]]:
-    from rapidocr import RapidOCR
+def _rapidocr3(threads: int, runtime: str) -> Callable[[np.ndarray], list[RawLine]]:
+    from rapidocr import EngineType, RapidOCR
 
     params: dict[str, Any] = {"Global.log_level": "warning", "Global.use_cls": False, "Det.limit_type": "max",
                               "Det.limit_side_len": DET_MAX_SIDE, "Det.unclip_ratio": UNCLIP,
                               "Rec.rec_batch_num": REC_BATCH}
-    if threads:
+    if runtime == "openvino":  # the wheel's ONNX models, read by OpenVINO (nothing downloaded)
+        _bounded_openvino()
+        params.update({"Det.engine_type": EngineType.OPENVINO, "Rec.engine_type": EngineType.OPENVINO,
+                       "EngineConfig.openvino.performance_hint": "LATENCY",
+                       "EngineConfig.openvino.enable_cpu_pinning": False})
+        if threads:
+            params["EngineConfig.openvino.inference_num_threads"] = min(threads, os.cpu_count() or 1)
+    elif threads:
         params.update({"EngineConfig.onnxruntime.intra_op_num_threads": threads,
                        "EngineConfig.onnxruntime.inter_op_num_threads": 1})
-    if _cuda():  # onnxruntime-gpu installed and a GPU seen: detection and recognition run there
+    if runtime == "cuda":  # onnxruntime-gpu installed and a GPU seen: detection and recognition run there
         params["EngineConfig.onnxruntime.use_cuda"] = True
     ocr = RapidOCR(params=params)
 
@@ -116,6 +160,30 @@ def _rapidocr3(threads: int) -> Callable[[np.ndarray], list[RawLine]]:
         return out
 
     return read
+
+
+# OpenVINO's CPU settings rapidocr has no key for. Its cache of kernels per input shape (5,000 shapes by default:
+# every line width and page size is one) grew a reader by 300 MB over 48 receipts and took a dense page to 3.5 GB
+# of private mappings, over the reader's default cap; without it, and with one stream, the reader stays flat, 3 %
+# slower.
+_OPENVINO_CPU = {"CPU_RUNTIME_CACHE_CAPACITY": "0", "NUM_STREAMS": "1"}
+
+
+def _bounded_openvino() -> None:
+    """Give rapidocr's OpenVINO sessions ``_OPENVINO_CPU`` (its ``CPUConfig`` builds their CPU properties)."""
+    from rapidocr.inference_engine.openvino import main as ov
+
+    base = ov.CPUConfig
+    if getattr(base, "pagelens", False):
+        return
+
+    class CPUConfig(base):  # type: ignore[misc, valid-type]
+        pagelens = True
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), **_OPENVINO_CPU}
+
+    ov.CPUConfig = CPUConfig  # type: ignore[misc]
 
 
 def _cuda() -> bool:
@@ -286,12 +354,12 @@ def reading_order(lines: list[_Line]) -> list[list[_Line]]:
     return [[r[3] for r in sorted(row, key=lambda r: r[1])] for row in rows]
 
 
-def ocr_words(image: np.ndarray, engine: str = DEFAULT_ENGINE, threads: int = 0) -> WordTable:
+def ocr_words(image: np.ndarray, engine: str = DEFAULT_ENGINE, threads: int = 0, runtime: str = "auto") -> WordTable:
     """Words on a rendered page image (RGB uint8, H×W×3), boxes in the BBox contract, in reading order, with
     line ids (printed rows), character edges and confidences from the characters' scores."""
     h, w = image.shape[:2]
     lines = []
-    for quad, text, score, char_boxes, char_scores in _engine(engine, threads)(image[:, :, ::-1]):  # BGR
+    for quad, text, score, char_boxes, char_scores in _engine(engine, threads, runtime)(image[:, :, ::-1]):  # BGR
         if char_boxes is not None and char_scores is not None:
             words = split_chars(list(text), char_boxes, char_scores)
         else:

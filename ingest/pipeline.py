@@ -223,6 +223,7 @@ class Ingestor:
         opts = ReadOptions(render_dpi=i.render_dpi, ocr_dpi=i.ocr_dpi, max_render_pixels=i.max_render_pixels,
                            ocr_min_words=i.ocr_min_words, max_pages=i.max_pages, memory_mb=i.worker_memory_mb,
                            batch_pages=i.batch_pages, outline_headings=i.outline_headings, ocr_engine=i.ocr_engine,
+                           ocr_runtime=i.ocr_runtime,
                            ocr_threads=i.ocr_threads or (1 if ray else ocr_threads(workers)))  # a Ray task: 1 CPU
         pool: ReaderPool | RayReaderPool
         encoders = None

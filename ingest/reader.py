@@ -62,7 +62,8 @@ class ReadOptions:
     batch_pages: int
     outline_headings: bool = True
     ocr_engine: str = "rapidocr"
-    ocr_threads: int = 0  # onnxruntime threads per reader (0: onnxruntime's default)
+    ocr_runtime: str = "auto"  # ingest.ocr.runtime_of
+    ocr_threads: int = 0  # OCR inference threads per reader (0: the runtime's default)
 
 
 @dataclass(frozen=True)
@@ -239,10 +240,10 @@ def _read_page(doc: Any, i: int, job: ReadJob, opts: ReadOptions, outline: dict[
             out.headings = list(outline.get(i + 1, []))
         if len(words) < opts.ocr_min_words and (job.kind == "image" or page.get_images(full=False)):
             try:
-                from ingest.ocr import ocr_words
+                from ingest.ocr import ocr_words, runtime_for
 
                 ocr = ocr_words(pdf.render(page, opts.ocr_dpi, opts.max_render_pixels), opts.ocr_engine,
-                                opts.ocr_threads)
+                                opts.ocr_threads, runtime_for(opts.ocr_runtime, opts.memory_mb))
                 if len(ocr) > len(words):
                     words, out.words_source = ocr, "ocr"
             except Exception as e:  # recorded on the page: the words stage stays pending and is retried

@@ -22,8 +22,9 @@ ENV_PREFIX = "PAGELENS_"
 # (BENCHMARKS.md: ~2,200 pages/s); a reader reads a born-digital page in ~2.75 ms (~360 pages/s) and OCRs a scanned
 # one in ~2.3 s. So on born-digital PDFs the writer is the limit from ~6 readers on, and on scans it never is. A
 # reader the writer cannot keep up with waits (its pipe fills), costing only its memory; so there is one reader per
-# core, bounded by the memory a reader may need (READER_MEMORY_MB, OCR models loaded), not by a fixed number.
-READER_MEMORY_MB = 800
+# core, bounded by the memory a reader may need (READER_MEMORY_MB: OCR on OpenVINO, a dense page; ingest/ocr.py),
+# not by a fixed number.
+READER_MEMORY_MB = 1100
 
 
 class _Group(BaseModel):
@@ -38,7 +39,11 @@ class IngestSettings(_Group):
     ocr_engine: Literal["rapidocr", "rapidocr-onnxruntime"] = Field(
         "rapidocr", description="rapidocr (3.x: PP-OCRv6, bundled) or rapidocr-onnxruntime (1.4: PP-OCRv4, the "
         "engine before it, if installed); switching re-reads only the documents with OCR'd pages")
-    ocr_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per reader; 0: the cores shared "
+    ocr_runtime: Literal["auto", "openvino", "onnxruntime"] = Field(
+        "auto", description="where rapidocr 3.x runs: auto is onnxruntime's CUDA provider when onnxruntime-gpu sees "
+        "a GPU, else OpenVINO (1.6x onnxruntime on a CPU, the same models and words; 1.1 GB a reader on a dense "
+        "page, so only with worker_memory_mb >= 2560), else onnxruntime (0.7 GB)")
+    ocr_threads: int = Field(0, ge=0, le=256, description="OCR inference threads per reader; 0: the cores shared "
                              "among the readers (no oversubscription)")
     max_file_mb: float = Field(500.0, gt=0, description="larger files are rejected as too_large")
     max_pages: int = Field(20_000, gt=0, description="documents with more pages are rejected as too_large")

@@ -201,9 +201,12 @@ def test_a_page_whose_ocr_failed_is_recorded_and_retried(tmp_path: Path) -> None
 
 
 @pytest.mark.corpus
-def test_ocr_of_an_ordinary_page_fits_a_1gb_reader(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("runtime", "cap_mb"), [("auto", 1024), ("openvino", 3072)])
+def test_ocr_of_an_ordinary_page_fits_its_reader(tmp_path: Path, runtime: str, cap_mb: int) -> None:
     """The reader's cap is on memory in use, not address space: onnxruntime reserves ~1.9 GB of address space
-    to OCR a page that needs ~0.6 GB, which an address-space cap of 1 GB turned into std::bad_alloc."""
+    to OCR a page that needs ~0.6 GB, which an address-space cap of 1 GB turned into std::bad_alloc. Under a 1 GB
+    cap ``auto`` runs onnxruntime; OpenVINO, bounded (no kernel cache per shape), fits the default cap of 3 GB
+    (unbounded, its 3.5 GB of mappings failed the page's OCR)."""
     import json
 
     from tests.ingest.clirun import cli_env, pagelens
@@ -211,14 +214,33 @@ def test_ocr_of_an_ordinary_page_fits_a_1gb_reader(tmp_path: Path) -> None:
     png = tmp_path / "card.png"
     pymupdf.open(PDFS / "refcard-a4.pdf")[0].get_pixmap(dpi=100).save(png)
     rep = tmp_path / "r.json"
-    env = cli_env(tmp_path / "d", None, PAGELENS_INGEST__WORKER_MEMORY_MB="1024")
+    env = cli_env(tmp_path / "d", None, PAGELENS_INGEST__WORKER_MEMORY_MB=str(cap_mb),
+                  PAGELENS_INGEST__OCR_RUNTIME=runtime)
     res = pagelens("ingest", str(png), "--report", str(rep), env=env)
     report = json.loads(rep.read_text())
     f = report["files"][0]
     assert f["status"] == "ingested" and not f["warnings"] and "words" not in f["pending"], res.stderr[-2000:]
-    assert 0 < report["reader_peak_mb"] < 1024
+    assert 0 < report["reader_peak_mb"] < cap_mb
     doc = json.loads(pagelens("docs", "show", png.name, env=env).stdout)
     assert doc["words_sources"] == {"ocr": 1}
+
+
+def test_openvino_reads_the_words_onnxruntime_reads() -> None:
+    """The default CPU runtime (OpenVINO on the wheel's ONNX models) gives the words, lines and boxes onnxruntime
+    gives; ``auto`` takes it unless a GPU or the reader's memory cap says otherwise."""
+    from ingest import ocr
+
+    image = _invoice_scan()
+    ov, ort = ocr_words(image, runtime="openvino"), ocr_words(image, runtime="onnxruntime")
+    assert ov.texts == ort.texts and len(ov) >= 12
+    assert list(ov.lines) == list(ort.lines)
+    np.testing.assert_allclose(ov.boxes, ort.boxes, atol=0.005)
+    if not ocr._cuda():
+        assert ocr.runtime_of("auto") == "openvino"
+    assert ocr.runtime_for("auto", 1024) == "onnxruntime" and ocr.runtime_for("auto", 3072) == "auto"
+    assert ocr.runtime_for("openvino", 1024) == "openvino"
+    with pytest.raises(ValueError, match="unknown OCR runtime"):
+        ocr.runtime_of("tensorrt")
 
 
 def test_an_ocr_engine_that_is_not_installed_says_how(monkeypatch: pytest.MonkeyPatch) -> None:

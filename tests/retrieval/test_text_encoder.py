@@ -135,3 +135,59 @@ def test_turning_it_on_embeds_existing_pages_without_reading_them(tmp_path: Path
         assert "text" in svc.get_document("R-data.pdf").stages
         svc.delete_document(doc.doc_id)
         assert svc.index.count() == 0
+
+
+def test_on_a_cpu_it_runs_on_openvino_with_torchs_tokens_and_vectors(tmp_path: Path) -> None:
+    """The CPU runtime (OpenVINO, converted from the torch weights) reads the same word pieces with ``tokenizers``
+    alone as transformers' tokenizer does, and makes the vectors torch makes (bf16 both: cosine ≥ 0.999 on real
+    pages)."""
+    pages = [_page(PDFS / "R-intro.pdf", p) for p in (9, 20, 60)] + [EXCEL, ""]
+    ov = TextEncoder(TextEncoderSettings(cache_dir=tmp_path / "cache"))
+    pt = TextEncoder(TextEncoderSettings(runtime="torch"))
+    assert ov.runtime == "openvino" and pt.runtime == "torch" and ov.version == pt.version and ov.dim == pt.dim
+    assert [ov.chunks(t) for t in pages] == [pt.chunks(t) for t in pages]
+    assert (ov.tokenizer.cls_token_id, ov.tokenizer.sep_token_id, ov.tokenizer.pad_token_id) == \
+        (pt.tokenizer.cls_token_id, pt.tokenizer.sep_token_id, pt.tokenizer.pad_token_id) != (None, None, None)
+    for a, b in zip(ov.encode_pages(pages), pt.encode_pages(pages), strict=True):
+        assert a.shape == b.shape and (not len(a) or float((a * b).sum(1).min()) > 0.999)
+    assert float(ov.encode_queries([EXCEL])[0] @ pt.encode_queries([EXCEL])[0]) > 0.999
+
+
+def test_a_converted_model_loads_again_without_torch(tmp_path: Path) -> None:
+    """The IR is kept in the cache dir: a second process loads it (and embeds) without importing torch or
+    transformers — what every ingest and API start after the first pays — and makes the same vectors."""
+    script = ("import sys, json\n"
+              "from pathlib import Path\n"
+              "from schemas.settings import TextEncoderSettings\n"
+              "from vlm.text_encoder import TextEncoder\n"
+              f"e = TextEncoder(TextEncoderSettings(cache_dir=Path({str(tmp_path / 'cache')!r})))\n"
+              f"v = e.encode_queries([{EXCEL!r}])[0]\n"
+              "print(json.dumps({'runtime': e.runtime, 'torch': 'torch' in sys.modules or 'transformers' in sys.modules,"
+              " 'v': v.tolist()}))\n")
+
+    def run() -> dict:
+        out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run()
+    assert first["runtime"] == "openvino" and first["torch"], "the first load converts (torch)"
+    assert list((tmp_path / "cache" / "openvino").glob("*all-MiniLM-L6-v2-*/model.xml"))
+    second = run()
+    assert second["runtime"] == "openvino" and not second["torch"], "read from the cache: no torch"
+    np.testing.assert_allclose(second["v"], first["v"], atol=1e-6)
+
+
+def test_a_model_openvino_cannot_take_runs_in_torch_and_asking_for_it_says_why(tmp_path: Path) -> None:
+    """No fast tokenizer (tokenizer.json): ``auto`` runs it in torch; ``runtime=openvino`` says why it cannot. A
+    cache dir that cannot be written costs only the reuse."""
+    import shutil
+
+    slow = tmp_path / "slow-minilm"
+    shutil.copytree(bundled_dir(), slow, ignore=shutil.ignore_patterns("tokenizer.json"))
+    assert TextEncoder(TextEncoderSettings(model=str(slow))).runtime == "torch"
+    with pytest.raises(ModelUnavailable, match=r"no fast tokenizer.*RUNTIME=auto"):
+        TextEncoder(TextEncoderSettings(model=str(slow), runtime="openvino"))
+    ro = tmp_path / "ro"
+    ro.write_text("a file where the cache dir should be")
+    enc = TextEncoder(TextEncoderSettings(cache_dir=ro))
+    assert enc.runtime == "openvino" and enc.encode_queries([EXCEL]).shape == (1, 384)

@@ -162,8 +162,8 @@ def test_a_converted_model_loads_again_without_torch(tmp_path: Path) -> None:
               "from vlm.text_encoder import TextEncoder\n"
               f"e = TextEncoder(TextEncoderSettings(cache_dir=Path({str(tmp_path / 'cache')!r})))\n"
               f"v = e.encode_queries([{EXCEL!r}])[0]\n"
-              "print(json.dumps({'runtime': e.runtime, 'torch': 'torch' in sys.modules or 'transformers' in sys.modules,"
-              " 'v': v.tolist()}))\n")
+              "heavy = 'torch' in sys.modules or 'transformers' in sys.modules\n"
+              "print(json.dumps({'runtime': e.runtime, 'torch': heavy, 'v': v.tolist()}))\n")
 
     def run() -> dict:
         out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -1,6 +1,6 @@
 """The text encoder's cost at ingest: pages/s (and chunks/s) embedding real pages' words on this machine, at the
 shipped chunking and precision (auto: bf16 where the hardware has it), batch sizes 16/32/64 (and more with
---batches, for a GPU), chunks of 256, and fp32.
+--batches, for a GPU), chunks of 256, and fp32; on the runtime the defaults pick (OpenVINO on a CPU) and in torch.
 
     python bench/text_encoder.py [--pdf ../shared/corpus/pdfs/R-intro.pdf] [--model DIR] [--batches 16,32,64]
 """
@@ -34,6 +34,10 @@ def main() -> None:
     runs.append(("chunks of 256, batch 32", TextEncoderSettings(model=args.model, chunk_tokens=256)))
     runs.append(("chunks of 128, batch 32, fp32 (precision=fp32)", TextEncoderSettings(model=args.model,
                                                                                        precision="fp32")))
+    runs.append(("chunks of 128, batch 32, torch (runtime=torch)", TextEncoderSettings(model=args.model,
+                                                                                       runtime="torch")))
+    runs.append(("chunks of 128, batch 32, torch fp32", TextEncoderSettings(model=args.model, runtime="torch",
+                                                                            precision="fp32")))
     for label, settings in runs:
         t0 = time.perf_counter()
         enc = TextEncoder(settings)
@@ -43,7 +47,7 @@ def main() -> None:
         rows = enc.encode_pages(pages)
         dt = time.perf_counter() - t0
         chunks = sum(len(r) for r in rows)
-        print(f"| {label} ({enc.device}) | {load:.1f} | {len(pages) / dt:.1f} | {chunks / dt:.0f} "
+        print(f"| {label} ({enc.device}, {enc.runtime}) | {load:.1f} | {len(pages) / dt:.1f} | {chunks / dt:.0f} "
               f"| {chunks / len(pages):.1f} |")
 
 

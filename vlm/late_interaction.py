@@ -19,6 +19,7 @@ import numpy as np
 from schemas.errors import ModelUnavailable
 from schemas.settings import RerankSettings
 from vlm import hub
+from vlm.vectors import unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def pool_rows(rows: np.ndarray, factor: int) -> np.ndarray:
     labels = fcluster(linkage(rows.astype(np.float64), method="ward"), t=max(1, len(rows) // factor),
                       criterion="maxclust")
     pooled = np.stack([rows[labels == c].mean(0) for c in np.unique(labels)])
-    return _normalise(pooled)
+    return unit_rows(pooled)
 
 
 class LateInteractionEncoder:
@@ -93,7 +94,7 @@ class LateInteractionEncoder:
             emb = self.model(**inputs).embeddings
         mask = inputs["attention_mask"].bool().cpu().numpy()
         out = emb.float().cpu().numpy()
-        return [_normalise(e[m]) for e, m in zip(out, mask, strict=True)]
+        return [unit_rows(e[m]) for e, m in zip(out, mask, strict=True)]
 
     def encode_pages(self, images: Sequence[np.ndarray], *, pool: bool = True,
                      overlap: bool | None = None) -> list[np.ndarray]:
@@ -135,8 +136,3 @@ class LateInteractionEncoder:
 def maxsim(query: np.ndarray, page: np.ndarray) -> float:
     """Late-interaction score of a page for a question: Σ over the question's rows of the best dot product."""
     return float((query @ page.T).max(axis=1).sum()) if len(page) else 0.0
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)

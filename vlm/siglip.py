@@ -16,6 +16,7 @@ from schemas.errors import ModelUnavailable
 from schemas.settings import EncoderSettings
 from vlm.hub import weights_missing
 from vlm.precision import use_bf16
+from vlm.vectors import unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class SiglipEncoder:
             x = torch.stack([self.preprocess(Image.fromarray(a)) for a in chunk]).to(self.device)
             with torch.inference_mode(), self._autocast():
                 e = self.model.encode_image(x)
-            out[s:s + len(chunk)] = _normalise(e.float().cpu().numpy())
+            out[s:s + len(chunk)] = unit_rows(e.float().cpu().numpy())
         return out
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -124,13 +125,8 @@ class SiglipEncoder:
             tokens = self.tokenizer(chunk).to(self.device)
             with torch.inference_mode(), self._autocast():
                 e = self.model.encode_text(tokens)
-            out[s:s + len(chunk)] = _normalise(e.float().cpu().numpy())
+            out[s:s + len(chunk)] = unit_rows(e.float().cpu().numpy())
         return out
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)
 
 
 def load_encoder(settings: EncoderSettings) -> SiglipEncoder:

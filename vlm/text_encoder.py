@@ -23,6 +23,7 @@ from schemas.errors import ModelUnavailable
 from schemas.settings import TextEncoderSettings
 from vlm import hub
 from vlm.precision import use_bf16
+from vlm.vectors import unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class TextEncoder:
             width = max(len(r) for r in rows)
             ids = np.array([r + [pad] * (width - len(r)) for r in rows], np.int64)
             mask = np.array([[1] * len(r) + [0] * (width - len(r)) for r in rows], np.int64)
-            out[idx] = _normalise(self._pooled(ids, mask))
+            out[idx] = unit_rows(self._pooled(ids, mask))
         return out
 
     def _pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -233,10 +234,5 @@ class TextEncoder:
         for cs in per_page:
             rows = emb[at:at + len(cs)]
             at += len(cs)
-            out.append(_normalise(rows.mean(0, keepdims=True)) if self.pooling == "mean" and len(rows) else rows)
+            out.append(unit_rows(rows.mean(0, keepdims=True)) if self.pooling == "mean" and len(rows) else rows)
         return out
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)

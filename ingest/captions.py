@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from schemas.documents import Document
 from schemas.errors import PageLensError
@@ -22,6 +23,15 @@ from vlm.runtime import Models
 from vlm.siglip import SiglipEncoder
 
 log = logging.getLogger(__name__)
+
+
+class Then(Protocol):
+    """What follows captions in the window: ``pages`` (a stored batch, captions set), ``finish`` (a document's
+    caption stage recorded)."""
+
+    def pages(self, doc_id: str, records: list[PageRecord]) -> None: ...
+
+    def finish(self, doc_id: str) -> None: ...
 
 
 class Captioner:
@@ -57,11 +67,12 @@ class Captioner:
         model = backend.model if backend else "none"
         return f"{model}:{prompts.prompt_hash(prompts.SYSTEM, prompts.CAPTION)}@{self.s.vlm.max_pixels}px"
 
-    def window(self) -> CaptionWindow | None:
+    def window(self, then: Then | None = None) -> CaptionWindow | None:
         """A window to caption pages in as they are written (ingest: from the first page read), or None when no
-        VLM is configured or it cannot load (``run`` then says so)."""
+        VLM is configured or it cannot load (``run`` then says so). ``then``: what follows each stored batch of
+        captions and each document's recorded stage (the ingest embeds the captioned pages' text there)."""
         backend = self.vlm()
-        return CaptionWindow(self, backend, self.encoder()) if backend is not None else None
+        return CaptionWindow(self, backend, self.encoder(), then) if backend is not None else None
 
     def caption_documents(self, docs: Sequence[Document]) -> dict[str, str]:
         """Caption every page of complete documents and index the captions (BM25 text + the ``caption`` vector
@@ -154,12 +165,16 @@ class CaptionWindow:
     flight; at most twice that many page images exist at once. Captions are stored and their pages re-indexed a
     batch at a time; a document's stage is recorded once its last caption is stored *and* it is ``complete``
     (read to the end: its page count known). ``forget`` drops a document (its file failed), ``close`` waits for
-    the rest and returns {doc_id: why} for the documents whose captions failed. Used from one thread."""
+    the rest and returns {doc_id: why} for the documents whose captions failed. ``then`` is told of each stored
+    batch (its pages with their captions) and each recorded stage, in the window's thread, while later pages'
+    requests stay in flight. Used from one thread."""
 
-    def __init__(self, captioner: Captioner, backend: VlmBackend, encoder: SiglipEncoder | None) -> None:
+    def __init__(self, captioner: Captioner, backend: VlmBackend, encoder: SiglipEncoder | None,
+                 then: Then | None = None) -> None:
         self.c = captioner
         self.backend = backend
         self.encoder = encoder
+        self.then = then
         self.concurrency = captioner.s.vlm.concurrency
         if encoder is not None:
             captioner.index.ensure_dense("caption", encoder.dim)
@@ -248,5 +263,10 @@ class CaptionWindow:
             self.c._caption_batch(doc_id, self.collection[doc_id], buf, self.encoder)
             self.stored[doc_id] = done
             self.ready[doc_id] = []
+            if self.then is not None:
+                self.then.pages(doc_id, [PageRecord(rec.page.model_copy(update={"caption": text}), rec.table)
+                                         for rec, text in buf])
         if whole and (last or buf):
             self.c._captioned(doc_id)
+            if self.then is not None:
+                self.then.finish(doc_id)

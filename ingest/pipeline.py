@@ -243,8 +243,12 @@ class Ingestor:
         # captions from the first page read: each batch goes into the window as it is written (a file's stored copy
         # renders at once; not on Ray, where workers write the pages, nor for encrypted files, stored decrypted
         # only once read); what the window does not take is captioned after the read (``Captioner.run``)
-        window = self.captioner.window() if (self.captioner.wanted() and not ray and password is None
-                                              and any(p.mode == "full" for p in plans)) else None
+        # the captioned pages' text is embedded as each batch of captions is stored, while later requests are in
+        # flight (the text stage's pass after the window then has nothing left for those documents)
+        streamed = self.text_embedder.streaming({p.doc_id for p in plans},
+                                                lambda n: report(plans[0].name, notice=n), lambda: pages_total)
+        window = self.captioner.window(streamed) if (self.captioner.wanted() and not ray and password is None
+                                                     and any(p.mode == "full" for p in plans)) else None
         self._window = window
         if window is not None:
             report(plans[0].name, notice=f"captioning pages as they are read, {self.s.vlm.concurrency} requests "

@@ -154,6 +154,12 @@ class VectorStage(ABC, Generic[M]):
                 continue
             self._succeeded(outcomes, path, o)
 
+    def streaming(self, run_docs: set[str], notice: Callable[[str], None], pages: Callable[[], int]) -> Streaming:
+        """For embedding pages as they come in (the captions' window: each batch as its captions are stored) rather
+        than after; ``run_docs``: the documents of the run (not emptied if the vector is created), ``notice``
+        says where the model runs, once, when it first loads; ``pages()``: the run's pages so far, for it."""
+        return Streaming(self, run_docs, notice, pages)
+
     def _emptied(self, embedding_now: set[str]) -> None:
         """The named vector was (re)created — another model size, or another storage — so every document's
         vectors of it are gone: the documents this run does not embed lose the stage and have it pending (said by
@@ -247,3 +253,58 @@ class VectorStage(ABC, Generic[M]):
             if left[k] == 0:
                 self._complete(about, doc)
                 self._succeeded(outcomes, path, o)
+
+
+class Streaming:
+    """One stage's model fed pages as they come (``pages``), a document's stage recorded when every one of its pages
+    was embedded (``finish``, True then). Loads the model on the first pages; a model that cannot load, or a batch
+    that fails, leaves the documents to the stage's pass after the window (which says why). Used from one
+    thread."""
+
+    def __init__(self, stage: VectorStage[Any], run_docs: set[str], notice: Callable[[str], None],
+                 total: Callable[[], int]) -> None:
+        self.stage = stage
+        self.run_docs = run_docs
+        self.notice = notice
+        self.total = total
+        self.model: Any = None
+        self.about: About | None = None
+        self.off = not stage.enabled()
+        self.embedded: dict[str, int] = {}
+        self.broken: set[str] = set()
+
+    def _ready(self) -> bool:
+        if self.off or self.about is not None:
+            return not self.off
+        st = self.stage
+        self.model = st.models.maybe(getattr(st.models, st.MODEL))
+        if self.model is None:  # the pass after the window says why
+            self.off = True
+            return False
+        self.about = About.of(self.model)
+        if st.index.ensure_dense(st.VECTOR, self.about.dim, st.spec()):
+            st._emptied(self.run_docs)
+        self.notice(st.describe(self.about.where, self.total(), len(self.run_docs)) + ", as their captions come in")
+        return True
+
+    def pages(self, doc_id: str, records: list[PageRecord]) -> None:
+        if doc_id in self.broken or not self._ready():
+            return
+        st = self.stage
+        doc = st.catalog.get_document(doc_id)
+        if doc is None:
+            return
+        try:
+            st._write(doc, st._points(doc, records), st.encode(self.model, st.inputs(doc, records)))
+        except PageLensError as e:  # the pass after the window embeds it again (and says why if it fails again)
+            log.info("%s: embedding as captions came in failed (%s); left to the pass after", doc_id[:12], e.message)
+            self.broken.add(doc_id)
+            return
+        self.embedded[doc_id] = self.embedded.get(doc_id, 0) + len(records)
+
+    def finish(self, doc_id: str) -> None:
+        if self.about is None or doc_id in self.broken:
+            return
+        doc = self.stage.catalog.get_document(doc_id)
+        if doc is not None and doc.status == "complete" and self.embedded.get(doc_id, 0) == doc.page_count:
+            self.stage._complete(self.about, doc)

@@ -209,3 +209,48 @@ def test_captions_start_from_the_first_page_read(tmp_path: Path, monkeypatch: py
     assert len(srv.requests) == 41, "each page once: none left for the pass after the read, none asked again"
     assert len(read_at) == 1 and min(gauge.started) < read_at[0], "the first request went out while reading"
     assert gauge.peak == 8
+
+
+def test_the_text_stage_embeds_captioned_pages_while_captions_are_in_flight(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22, item 5: each stored batch of captions has its pages' words and captions embedded at once, while
+    later pages' requests are in flight — not after the window — each page once, and the stage is recorded with
+    the caption stage it read (so a second ingest embeds nothing)."""
+    import time
+
+    import numpy as np
+
+    from ingest.text_stage import TextEmbedder, page_text
+
+    calls: list[tuple[float, list[str]]] = []
+    real = TextEmbedder.encode
+
+    def encode(model: object, inputs: list[str]) -> list[np.ndarray]:
+        calls.append((time.time(), list(inputs)))
+        return real(model, inputs)
+
+    monkeypatch.setattr(TextEmbedder, "encode", staticmethod(encode))
+    gauge = Gauge(0.3, ok(_caption(1)))
+    with chat_server() as srv:
+        s = make_settings(tmp_path / "data", None, captions=True, text_encoder=True, workers=1, batch_pages=8)
+        s.vlm_url = srv.url
+        s.vlm.concurrency = 4
+        srv.script = [gauge] * 100
+        svc = Service(s)
+        try:
+            (f,) = svc.ingest([PDFS / "R-data.pdf"]).files
+            assert f.status == "ingested" and f.pending == ["embed"], f  # SigLIP is off here
+            doc = svc.get_document("R-data.pdf")
+            assert doc.stages.get("text", "").endswith(f"caption={doc.stages['caption']}")
+            embedded = [t for _, inputs in calls for t in inputs]
+            assert len(embedded) == 41, "each page once: nothing left for the pass after the window"
+            assert all("Zanzibar" in t for t in embedded), "the text embedded carries the page's caption"
+            assert sorted(embedded) == sorted(page_text(r) for r in svc.catalog.iter_pages(doc.doc_id))
+            assert calls[0][0] < max(gauge.started), "embedding began while captions were still being asked for"
+            assert len(svc.search("Zanzibar", k=1)) == 1
+            calls.clear()
+            (again,) = svc.ingest([PDFS / "R-data.pdf"]).files
+            assert again.status == "unchanged" and not calls
+        finally:
+            svc.close()
+    assert len(srv.requests) == 41

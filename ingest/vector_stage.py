@@ -1,7 +1,9 @@
 """Stages that add one named vector to the pages already stored, from the catalog and the stored file — nothing is
 read from the original again, so turning an encoder on (or changing it) embeds documents ingested before without
 re-reading them. Each runs after the read and the captions, for every complete document of the run whose stage is
-missing or outdated; a document is marked done only after its vectors are durable. When the model cannot load, the
+missing or outdated — the text stage also earlier, fed each batch of pages as its captions are stored
+(``Streaming``), which leaves the pass after nothing for those documents; a document is marked done only after its
+vectors are durable. When the model cannot load, the
 stage is left pending (said once) for a later ingest; a document whose embedding fails stays pending with the reason
 and the others go on. ``ingest/text_stage.py`` (the words) and ``ingest/patch_stage.py`` (the page images, for the
 late-interaction rerank) are the two.

@@ -3,10 +3,9 @@ read from the original again, so turning an encoder on (or changing it) embeds d
 re-reading them. Each runs after the read and the captions, for every complete document of the run whose stage is
 missing or outdated — the text stage also earlier, fed each batch of pages as its captions are stored
 (``Streaming``), which leaves the pass after nothing for those documents; a document is marked done only after its
-vectors are durable. When the model cannot load, the
-stage is left pending (said once) for a later ingest; a document whose embedding fails stays pending with the reason
-and the others go on. ``ingest/text_stage.py`` (the words) and ``ingest/patch_stage.py`` (the page images, for the
-late-interaction rerank) are the two.
+vectors are durable. When the model cannot load, the stage is left pending (said once) for a later ingest; a
+document whose embedding fails stays pending with the reason and the others go on. ``ingest/text_stage.py`` (the
+words) and ``ingest/patch_stage.py`` (the page images, for the late-interaction rerank) are the two.
 
 Where the vectors are made: here, by the process's own model (``Models``), or — ``ingest --ray`` — by an actor pool
 on the Ray cluster (``ingest/ray_vectors.py``: one actor per GPU, ``num_gpus=1`` each), fed the same per-page
@@ -258,8 +257,8 @@ class VectorStage(ABC, Generic[M]):
 
 
 class Streaming:
-    """One stage's model fed pages as they come (``pages``), a document's stage recorded when every one of its pages
-    was embedded (``finish``, True then). Loads the model on the first pages; a model that cannot load, or a batch
+    """One stage's model fed pages as they come (``pages``), a document's stage recorded (``finish``) when every one
+    of its pages was embedded. Loads the model on the first pages; a model that cannot load, or a batch
     that fails, leaves the documents to the stage's pass after the window (which says why). Used from one
     thread."""
 

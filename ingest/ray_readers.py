@@ -104,18 +104,27 @@ def _limits(opts: ReadOptions, timeout_s: float) -> Any:
 
 def _within_limits(kind: str, read: Callable[[], Any], job: ReadJob, opts: ReadOptions,
                    timeout_s: float) -> tuple[str, Any]:
-    """(``kind``, what ``read`` returns) or ("failed", (code, message)), under the reader's limits."""
+    """(``kind``, what ``read`` returns) or ("failed", (code, message)), under the reader's limits. The timer may
+    fire anywhere — in the read, in its error's handler, as the limits are set or cleared — and always ends as
+    ``timeout``: a _TimeUp escaping the task (a BaseException) would end the Ray worker itself, and the file would
+    be reported ``worker_crashed`` after every retry met the same limit."""
+    import signal
+
     from ingest.reader import failure
 
-    signal = _limits(opts, timeout_s)
     try:
-        return kind, read()
-    except _TimeUp:
-        return "failed", _timeout(job, timeout_s)
-    except Exception as e:
-        return "failed", failure(job, opts, e)
-    finally:
+        try:
+            _limits(opts, timeout_s)
+            return kind, read()
+        except _TimeUp:
+            return "failed", _timeout(job, timeout_s)
+        except Exception as e:
+            return "failed", failure(job, opts, e)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _TimeUp:  # fired in a handler above, or before the timer was cleared
         signal.setitimer(signal.ITIMER_REAL, 0)
+        return "failed", _timeout(job, timeout_s)
 
 
 def _open_task(job: ReadJob, opts: ReadOptions, timeout_s: float) -> tuple[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.service import Service
-from tests.conftest import BADPDF, CORPUS, PDFS, make_settings
+from tests.conftest import BADPDF, CORPUS, PDFS, ROOT, make_settings
 
 ray = pytest.importorskip("ray", reason="pip install 'pagelens[ray]'")
 pytestmark = [pytest.mark.ray, pytest.mark.corpus]
@@ -478,3 +480,31 @@ def test_the_text_encoder_and_the_reranker_embed_on_ray_actors(cluster: None, tm
         for name, v in named.items():
             assert got[key][name].shape == v.shape, (key, name)  # type: ignore[union-attr]
             assert np.allclose(got[key][name], v, atol=2e-3), (key, name)  # type: ignore[arg-type]
+
+
+def test_a_timer_firing_in_the_error_handler_still_ends_as_timeout() -> None:
+    """The task's timer can fire after the read raised, inside its error's handler: that must end as ``timeout``,
+    not as a _TimeUp (a BaseException) escaping the task, which ends the Ray worker and, every retry meeting the
+    same limit, reported the file ``worker_crashed`` (seen once in a full run). In a subprocess: the limits set a
+    memory cap on the process that runs them."""
+    script = """
+import time, ingest.reader as reader
+from pathlib import Path
+from ingest.ray_readers import _within_limits
+from ingest.reader import ReadJob, ReadOptions
+
+def slow_failure(job, opts, e):
+    time.sleep(0.5)  # the 0.05 s timer fires in here
+    raise AssertionError("not reached")
+
+reader.failure = slow_failure
+def read():
+    raise ValueError("a broken file")
+opts = ReadOptions(render_dpi=20, ocr_dpi=100, max_render_pixels=10**6, ocr_min_words=0, max_pages=10,
+                   memory_mb=3072, batch_pages=8)
+job = ReadJob(job_id=0, path=Path("x.pdf"), kind="pdf", password=None, render=False)
+kind, (code, message) = _within_limits("pages", read, job, opts, 0.05)
+print(kind, code)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["failed", "timeout"], out.stderr[-2000:]

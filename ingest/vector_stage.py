@@ -100,6 +100,10 @@ class VectorStage(ABC, Generic[M]):
     def encode(model: Any, inputs: Sequence[Any]) -> list[np.ndarray]:
         """One (rows, dim) array per input (no rows: the page gets no vector). Raises PageLensError."""
 
+    def _model(self) -> Any:
+        """This process's model of the stage, or None (``models.why_not`` says why)."""
+        return self.models.maybe(getattr(self.models, self.MODEL))
+
     @classmethod
     def load(cls, settings: Settings) -> Any:
         """The stage's model, loaded through the one owner (on a Ray actor: its own). Raises ModelUnavailable."""
@@ -118,7 +122,7 @@ class VectorStage(ABC, Generic[M]):
             return
         model: M | None = None
         if cluster is None:
-            model = self.models.maybe(getattr(self.models, self.MODEL))
+            model = self._model()
             about, why = (About.of(model), None) if model is not None else (None, self.models.why_not(self.MODEL))
         else:  # asked of the cluster, where the model will run (the driver loads nothing)
             about, why = cluster.describe(type(self), self.s)
@@ -133,8 +137,7 @@ class VectorStage(ABC, Generic[M]):
                     self.catalog.complete_document(doc.doc_id, stages=doc.stages, pending=[*doc.pending, self.STAGE])
                 outcomes[path] = o.model_copy(update={"pending": sorted({*o.pending, self.STAGE})})
             return
-        if self.index.ensure_dense(self.VECTOR, about.dim, self.spec()):  # created, or recreated: emptied
-            self._emptied({d.doc_id for _, _, d in todo})
+        self._ensure_vector(about, {d.doc_id for _, _, d in todo})
         pages = sum(d.page_count for _, _, d in todo)
         report(todo[0][0].name, notice=self.describe(about.where, pages, len(todo)))
         done = 0
@@ -160,6 +163,11 @@ class VectorStage(ABC, Generic[M]):
         than after; ``run_docs``: the documents of the run (not emptied if the vector is created), ``notice``
         says where the model runs, once, when it first loads; ``pages()``: the run's pages so far, for it."""
         return Streaming(self, run_docs, notice, pages)
+
+    def _ensure_vector(self, about: About, embedding_now: set[str]) -> None:
+        """The named vector, of ``about``'s size, in the index; created or recreated, it is empty: ``_emptied``."""
+        if self.index.ensure_dense(self.VECTOR, about.dim, self.spec()):
+            self._emptied(embedding_now)
 
     def _emptied(self, embedding_now: set[str]) -> None:
         """The named vector was (re)created — another model size, or another storage — so every document's
@@ -197,9 +205,13 @@ class VectorStage(ABC, Generic[M]):
 
     def _embed(self, model: Any, about: About, doc: Document, progress: Callable[[int], None]) -> None:
         for batch in self._batches(doc):
-            self._write(doc, self._points(doc, batch), self.encode(model, self.inputs(doc, batch)))
+            self._embed_batch(model, doc, batch)
             progress(len(batch))
         self._complete(about, doc)
+
+    def _embed_batch(self, model: Any, doc: Document, batch: Sequence[PageRecord]) -> None:
+        """One batch of ``doc``'s pages embedded by ``model`` and written. Raises PageLensError."""
+        self._write(doc, self._points(doc, batch), self.encode(model, self.inputs(doc, batch)))
 
     def _complete(self, about: About, doc: Document) -> None:
         self.index.flush()  # vectors durable before the stage is recorded
@@ -273,30 +285,30 @@ class Streaming:
         self.off = not stage.enabled()
         self.embedded: dict[str, int] = {}
         self.broken: set[str] = set()
+        self.docs: dict[str, Document] = {}
 
     def _ready(self) -> bool:
         if self.off or self.about is not None:
             return not self.off
         st = self.stage
-        self.model = st.models.maybe(getattr(st.models, st.MODEL))
+        self.model = st._model()
         if self.model is None:  # the pass after the window says why
             self.off = True
             return False
         self.about = About.of(self.model)
-        if st.index.ensure_dense(st.VECTOR, self.about.dim, st.spec()):
-            st._emptied(self.run_docs)
+        st._ensure_vector(self.about, self.run_docs)
         self.notice(st.describe(self.about.where, self.total(), len(self.run_docs)) + ", as their captions come in")
         return True
 
     def pages(self, doc_id: str, records: list[PageRecord]) -> None:
         if doc_id in self.broken or not self._ready():
             return
-        st = self.stage
-        doc = st.catalog.get_document(doc_id)
+        doc = self.docs.get(doc_id) or self.stage.catalog.get_document(doc_id)  # its collection, for the points
         if doc is None:
             return
+        self.docs[doc_id] = doc
         try:
-            st._write(doc, st._points(doc, records), st.encode(self.model, st.inputs(doc, records)))
+            self.stage._embed_batch(self.model, doc, records)
         except PageLensError as e:  # the pass after the window embeds it again (and says why if it fails again)
             log.info("%s: embedding as captions came in failed (%s); left to the pass after", doc_id[:12], e.message)
             self.broken.add(doc_id)

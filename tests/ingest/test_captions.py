@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.service import Service
+from schemas.settings import Settings
 from tests.conftest import PDFS, make_settings
 from tests.vlm.chat_server import Gauge, chat_server, ok
 
@@ -20,6 +24,19 @@ PLACES = ["Zanzibar", "Kilimanjaro", "Serengeti"]
 def _caption(i: int) -> str:
     return json.dumps({"kind": PLACES[i - 1], "title": f"Octave card part {i}", "entities": [PLACES[i - 1]],
                        "summary": f"Dense three-column reference of commands, section {i}."})
+
+
+@contextmanager
+def _served(s: Settings, script: list[Any]) -> Iterator[tuple[Any, Service]]:
+    """(the loopback stand-in answering ``script``, a Service of ``s`` captioning against it), closed after."""
+    with chat_server() as srv:
+        s.vlm_url = srv.url
+        srv.script = script
+        svc = Service(s)
+        try:
+            yield srv, svc
+        finally:
+            svc.close()
 
 
 def test_captions_pending_then_done_and_searchable(tmp_path: Path, tiny_siglip: Path) -> None:
@@ -91,20 +108,14 @@ def test_captions_are_requested_concurrently(tmp_path: Path) -> None:
     stores every page's caption."""
     gauge = Gauge(0.3, ok(_caption(1)))
 
-    with chat_server() as srv:
-        s = make_settings(tmp_path / "data", None, captions=True)
-        s.vlm_url = srv.url
-        s.vlm.concurrency = 4
-        srv.script = [gauge] * 41
-        svc = Service(s)
-        try:
-            r = svc.ingest([PDFS / "R-data.pdf"])
-            assert r.files[0].status == "ingested" and r.files[0].pending == ["embed"], r.files[0]  # no SigLIP
-            doc = svc.get_document("R-data.pdf")
-            caps = [rec.page.caption for rec in svc.catalog.iter_pages(doc.doc_id)]
-            assert len(caps) == 41 and all(c and "Zanzibar" in c for c in caps)
-        finally:
-            svc.close()
+    s = make_settings(tmp_path / "data", None, captions=True)
+    s.vlm.concurrency = 4
+    with _served(s, [gauge] * 41) as (srv, svc):
+        r = svc.ingest([PDFS / "R-data.pdf"])
+        assert r.files[0].status == "ingested" and r.files[0].pending == ["embed"], r.files[0]  # no SigLIP
+        doc = svc.get_document("R-data.pdf")
+        caps = [rec.page.caption for rec in svc.catalog.iter_pages(doc.doc_id)]
+        assert len(caps) == 41 and all(c and "Zanzibar" in c for c in caps)
     assert len(srv.requests) == 41
     assert gauge.peak == 4, gauge
     url = srv.requests[0]["messages"][1]["content"][1]["image_url"]["url"]
@@ -122,19 +133,13 @@ def test_a_full_server_is_retried_until_every_page_is_captioned(tmp_path: Path) 
         doc.new_page().insert_text((72, 72), f"page {i + 1} of a dozen", fontsize=11)
     doc.save(str(pdf))
     gauge = Gauge(0.2, ok(_caption(2)), slots=2)
-    with chat_server() as srv:
-        s = make_settings(tmp_path / "data", None, captions=True)
-        s.vlm_url = srv.url
-        s.vlm.concurrency, s.vlm.max_retries = 4, 8
-        srv.script = [gauge] * 200
-        svc = Service(s)
-        try:
-            r = svc.ingest([pdf])
-            assert r.files[0].pending == ["embed"], r.files[0]  # captions done (no SigLIP here)
-            caps = [rec.page.caption for rec in svc.catalog.iter_pages(r.files[0].doc_id or "")]
-            assert len(caps) == 12 and all(c and "Kilimanjaro" in c for c in caps)
-        finally:
-            svc.close()
+    s = make_settings(tmp_path / "data", None, captions=True)
+    s.vlm.concurrency, s.vlm.max_retries = 4, 8
+    with _served(s, [gauge] * 200) as (_, svc):
+        r = svc.ingest([pdf])
+        assert r.files[0].pending == ["embed"], r.files[0]  # captions done (no SigLIP here)
+        caps = [rec.page.caption for rec in svc.catalog.iter_pages(r.files[0].doc_id or "")]
+        assert len(caps) == 12 and all(c and "Kilimanjaro" in c for c in caps)
     assert gauge.peak <= 2 and gauge.refused > 0, gauge
 
 
@@ -187,25 +192,19 @@ def test_captions_start_from_the_first_page_read(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(Ingestor, "_done", done)
     gauge = Gauge(0.3, ok(_caption(1)))
-    with chat_server() as srv:
-        s = make_settings(tmp_path / "data", None, captions=True, workers=1)
-        s.vlm_url = srv.url
-        s.vlm.concurrency = 8
-        srv.script = [gauge] * 100
-        svc = Service(s)
-        try:
-            (f,) = svc.ingest([PDFS / "R-data.pdf"]).files
-            assert f.status == "ingested" and "caption" not in f.pending, f
-            doc = svc.get_document("R-data.pdf")
-            assert doc.stages.get("caption") and "caption" not in doc.pending
-            caps = [rec.page.caption for rec in svc.catalog.iter_pages(doc.doc_id)]
-            assert len(caps) == 41 and all(c and "Zanzibar" in c for c in caps)
-            hits = svc.search("Zanzibar", k=3)
-            assert hits and hits[0].doc_id == doc.doc_id, "captions are indexed"
-            (again,) = svc.ingest([PDFS / "R-data.pdf"]).files
-            assert again.status == "unchanged", again
-        finally:
-            svc.close()
+    s = make_settings(tmp_path / "data", None, captions=True, workers=1)
+    s.vlm.concurrency = 8
+    with _served(s, [gauge] * 100) as (srv, svc):
+        (f,) = svc.ingest([PDFS / "R-data.pdf"]).files
+        assert f.status == "ingested" and "caption" not in f.pending, f
+        doc = svc.get_document("R-data.pdf")
+        assert doc.stages.get("caption") and "caption" not in doc.pending
+        caps = [rec.page.caption for rec in svc.catalog.iter_pages(doc.doc_id)]
+        assert len(caps) == 41 and all(c and "Zanzibar" in c for c in caps)
+        hits = svc.search("Zanzibar", k=3)
+        assert hits and hits[0].doc_id == doc.doc_id, "captions are indexed"
+        (again,) = svc.ingest([PDFS / "R-data.pdf"]).files
+        assert again.status == "unchanged", again
     assert len(srv.requests) == 41, "each page once: none left for the pass after the read, none asked again"
     assert len(read_at) == 1 and min(gauge.started) < read_at[0], "the first request went out while reading"
     assert gauge.peak == 8
@@ -231,26 +230,20 @@ def test_the_text_stage_embeds_captioned_pages_while_captions_are_in_flight(tmp_
 
     monkeypatch.setattr(TextEmbedder, "encode", staticmethod(encode))
     gauge = Gauge(0.3, ok(_caption(1)))
-    with chat_server() as srv:
-        s = make_settings(tmp_path / "data", None, captions=True, text_encoder=True, workers=1, batch_pages=8)
-        s.vlm_url = srv.url
-        s.vlm.concurrency = 4
-        srv.script = [gauge] * 100
-        svc = Service(s)
-        try:
-            (f,) = svc.ingest([PDFS / "R-data.pdf"]).files
-            assert f.status == "ingested" and f.pending == ["embed"], f  # SigLIP is off here
-            doc = svc.get_document("R-data.pdf")
-            assert doc.stages.get("text", "").endswith(f"caption={doc.stages['caption']}")
-            embedded = [t for _, inputs in calls for t in inputs]
-            assert len(embedded) == 41, "each page once: nothing left for the pass after the window"
-            assert all("Zanzibar" in t for t in embedded), "the text embedded carries the page's caption"
-            assert sorted(embedded) == sorted(page_text(r) for r in svc.catalog.iter_pages(doc.doc_id))
-            assert calls[0][0] < max(gauge.started), "embedding began while captions were still being asked for"
-            assert len(svc.search("Zanzibar", k=1)) == 1
-            calls.clear()
-            (again,) = svc.ingest([PDFS / "R-data.pdf"]).files
-            assert again.status == "unchanged" and not calls
-        finally:
-            svc.close()
+    s = make_settings(tmp_path / "data", None, captions=True, text_encoder=True, workers=1, batch_pages=8)
+    s.vlm.concurrency = 4
+    with _served(s, [gauge] * 100) as (srv, svc):
+        (f,) = svc.ingest([PDFS / "R-data.pdf"]).files
+        assert f.status == "ingested" and f.pending == ["embed"], f  # SigLIP is off here
+        doc = svc.get_document("R-data.pdf")
+        assert doc.stages.get("text", "").endswith(f"caption={doc.stages['caption']}")
+        embedded = [t for _, inputs in calls for t in inputs]
+        assert len(embedded) == 41, "each page once: nothing left for the pass after the window"
+        assert all("Zanzibar" in t for t in embedded), "the text embedded carries the page's caption"
+        assert sorted(embedded) == sorted(page_text(r) for r in svc.catalog.iter_pages(doc.doc_id))
+        assert calls[0][0] < max(gauge.started), "embedding began while captions were still being asked for"
+        assert len(svc.search("Zanzibar", k=1)) == 1
+        calls.clear()
+        (again,) = svc.ingest([PDFS / "R-data.pdf"]).files
+        assert again.status == "unchanged" and not calls
     assert len(srv.requests) == 41
